@@ -1,0 +1,295 @@
+//! The storage Federa needs, as traits. `storage` implements them on diesel
+//! (SQLite, PostgreSQL) and Redis; the broker and `web` see only these.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use federa_protocol::Secret;
+
+use crate::keys::SigningKey;
+use crate::repr::{
+    ClientRepresentation, FederatedIdentityRepresentation, IdentityProviderMapperRepresentation,
+    IdentityProviderRepresentation, RealmRepresentation, RoleRepresentation, UserRepresentation,
+};
+
+/// A storage failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule would be broken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The row to change does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The database or cache failed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// A realm as stored: its own fields and, for realms declared in files, the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealmRecord {
+    /// The realm's own fields (no nested parts).
+    pub repr: RealmRepresentation,
+    /// The realm file it comes from, when it is read-only.
+    pub managed_by: Option<String>,
+    /// A digest of that file's content, to skip unchanged files at start.
+    pub source_digest: Option<String>,
+}
+
+/// A user with the links and role names an import carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserImport {
+    /// The user.
+    pub user: UserRepresentation,
+    /// Names of realm roles to grant.
+    pub realm_roles: Vec<String>,
+    /// Upstream links.
+    pub links: Vec<FederatedIdentityRepresentation>,
+}
+
+/// Everything a realm holds, validated, to be written in one transaction.
+#[derive(Debug)]
+pub struct RealmBundle {
+    /// The realm.
+    pub realm: RealmRecord,
+    /// Its clients (with secrets in clear; storage encrypts them).
+    pub clients: Vec<ClientRepresentation>,
+    /// Its upstream providers (with `config.clientSecret` in clear).
+    pub identity_providers: Vec<IdentityProviderRepresentation>,
+    /// Their mappers.
+    pub mappers: Vec<IdentityProviderMapperRepresentation>,
+    /// Realm roles.
+    pub roles: Vec<RoleRepresentation>,
+    /// Users.
+    pub users: Vec<UserImport>,
+    /// Signing keys.
+    pub keys: Vec<SigningKey>,
+}
+
+/// A user search (`GET .../users`).
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Substring of the username, case-insensitive.
+    pub username: Option<String>,
+    /// Substring of the email, case-insensitive.
+    pub email: Option<String>,
+    /// Offset.
+    pub first: i64,
+    /// Page size.
+    pub max: i64,
+}
+
+/// An audit event.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// The realm, when there is one.
+    pub realm: Option<String>,
+    /// What happened (`ADMIN_CREATE`, `LOGIN`...).
+    pub kind: String,
+    /// The resource (`clients/abc`).
+    pub resource: String,
+    /// Details, as JSON, never holding a secret.
+    pub details: serde_json::Value,
+    /// When, seconds since the epoch.
+    pub time: i64,
+}
+
+/// Durable configuration and identities: realms and everything in them.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// All realms.
+    async fn list_realms(&self) -> Result<Vec<RealmRecord>, StoreError>;
+    /// One realm by name.
+    async fn get_realm(&self, realm: &str) -> Result<Option<RealmRecord>, StoreError>;
+    /// Creates a realm with everything in it, all or nothing.
+    async fn create_realm(&self, bundle: RealmBundle) -> Result<(), StoreError>;
+    /// Replaces a file-declared realm's configuration (clients, providers,
+    /// mappers), adds missing roles and users, keeps keys and existing users.
+    async fn replace_realm_config(&self, bundle: RealmBundle) -> Result<(), StoreError>;
+    /// Updates a realm's own fields.
+    async fn update_realm(&self, realm: &str, repr: &RealmRepresentation)
+        -> Result<(), StoreError>;
+    /// Deletes a realm and everything in it.
+    async fn delete_realm(&self, realm: &str) -> Result<(), StoreError>;
+
+    /// The realm's clients.
+    async fn list_clients(&self, realm: &str) -> Result<Vec<ClientRepresentation>, StoreError>;
+    /// A client by internal id.
+    async fn get_client(
+        &self,
+        realm: &str,
+        id: &str,
+    ) -> Result<Option<ClientRepresentation>, StoreError>;
+    /// Creates a client.
+    async fn create_client(
+        &self,
+        realm: &str,
+        client: &ClientRepresentation,
+    ) -> Result<(), StoreError>;
+    /// Replaces a client.
+    async fn update_client(
+        &self,
+        realm: &str,
+        client: &ClientRepresentation,
+    ) -> Result<(), StoreError>;
+    /// Deletes a client.
+    async fn delete_client(&self, realm: &str, id: &str) -> Result<(), StoreError>;
+
+    /// The realm's upstream providers.
+    async fn list_idps(
+        &self,
+        realm: &str,
+    ) -> Result<Vec<IdentityProviderRepresentation>, StoreError>;
+    /// A provider by alias.
+    async fn get_idp(
+        &self,
+        realm: &str,
+        alias: &str,
+    ) -> Result<Option<IdentityProviderRepresentation>, StoreError>;
+    /// Creates a provider.
+    async fn create_idp(
+        &self,
+        realm: &str,
+        idp: &IdentityProviderRepresentation,
+    ) -> Result<(), StoreError>;
+    /// Replaces a provider (same alias).
+    async fn update_idp(
+        &self,
+        realm: &str,
+        idp: &IdentityProviderRepresentation,
+    ) -> Result<(), StoreError>;
+    /// Deletes a provider, its mappers and its links.
+    async fn delete_idp(&self, realm: &str, alias: &str) -> Result<(), StoreError>;
+
+    /// A provider's mappers.
+    async fn list_mappers(
+        &self,
+        realm: &str,
+        alias: &str,
+    ) -> Result<Vec<IdentityProviderMapperRepresentation>, StoreError>;
+    /// A mapper by id.
+    async fn get_mapper(
+        &self,
+        realm: &str,
+        alias: &str,
+        id: &str,
+    ) -> Result<Option<IdentityProviderMapperRepresentation>, StoreError>;
+    /// Creates a mapper.
+    async fn create_mapper(
+        &self,
+        realm: &str,
+        m: &IdentityProviderMapperRepresentation,
+    ) -> Result<(), StoreError>;
+    /// Replaces a mapper.
+    async fn update_mapper(
+        &self,
+        realm: &str,
+        m: &IdentityProviderMapperRepresentation,
+    ) -> Result<(), StoreError>;
+    /// Deletes a mapper.
+    async fn delete_mapper(&self, realm: &str, alias: &str, id: &str) -> Result<(), StoreError>;
+
+    /// Realm roles.
+    async fn list_roles(&self, realm: &str) -> Result<Vec<RoleRepresentation>, StoreError>;
+    /// Creates a realm role.
+    async fn create_role(&self, realm: &str, role: &RoleRepresentation) -> Result<(), StoreError>;
+
+    /// Searches users.
+    async fn search_users(
+        &self,
+        realm: &str,
+        q: &UserQuery,
+    ) -> Result<Vec<UserRepresentation>, StoreError>;
+    /// A user by id.
+    async fn get_user(
+        &self,
+        realm: &str,
+        id: &str,
+    ) -> Result<Option<UserRepresentation>, StoreError>;
+    /// Creates a user.
+    async fn create_user(&self, realm: &str, user: &UserRepresentation) -> Result<(), StoreError>;
+    /// Replaces a user.
+    async fn update_user(&self, realm: &str, user: &UserRepresentation) -> Result<(), StoreError>;
+    /// Deletes a user with their links and role mappings.
+    async fn delete_user(&self, realm: &str, id: &str) -> Result<(), StoreError>;
+
+    /// A user's realm roles.
+    async fn user_roles(
+        &self,
+        realm: &str,
+        user_id: &str,
+    ) -> Result<Vec<RoleRepresentation>, StoreError>;
+    /// Grants realm roles by name (already granted ones are kept).
+    async fn grant_roles(
+        &self,
+        realm: &str,
+        user_id: &str,
+        names: &[String],
+    ) -> Result<(), StoreError>;
+    /// Revokes realm roles by name.
+    async fn revoke_roles(
+        &self,
+        realm: &str,
+        user_id: &str,
+        names: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// A user's upstream links.
+    async fn list_links(
+        &self,
+        realm: &str,
+        user_id: &str,
+    ) -> Result<Vec<FederatedIdentityRepresentation>, StoreError>;
+    /// Links a user to an upstream account, optionally with its tokens.
+    async fn create_link(
+        &self,
+        realm: &str,
+        user_id: &str,
+        link: &FederatedIdentityRepresentation,
+        token: Option<&Secret>,
+    ) -> Result<(), StoreError>;
+    /// Removes a link.
+    async fn delete_link(&self, realm: &str, user_id: &str, alias: &str) -> Result<(), StoreError>;
+    /// The user linked to an upstream subject.
+    async fn find_user_by_link(
+        &self,
+        realm: &str,
+        alias: &str,
+        subject: &str,
+    ) -> Result<Option<UserRepresentation>, StoreError>;
+
+    /// The realm's signing keys, private halves decrypted.
+    async fn signing_keys(&self, realm: &str) -> Result<Vec<SigningKey>, StoreError>;
+
+    /// Records an audit event.
+    async fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
+}
+
+/// Short-lived state: authorization flows, codes, SSO sessions, replay caches.
+/// Expiry is the store's job: an expired entry is never returned.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Sets a value that lives for `ttl`.
+    async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Sets a value only when no live one exists; `false` when one did
+    /// (replay caches).
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+    /// Reads a live value.
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Reads and removes a live value at once, so that only one caller ever
+    /// gets it (single-use codes).
+    async fn take(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Removes a value.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}

@@ -1,0 +1,488 @@
+//! Checks and normalises representations before anything is stored: every
+//! refusal names the field, and defaults are filled in once, here.
+
+use std::collections::BTreeMap;
+
+use federa_protocol::{ClientAuthMethod, PkceMethod, SyncMode};
+use url::Url;
+
+use crate::error::BrokerError;
+use crate::repr::{
+    ClientRepresentation, FederatedIdentityRepresentation, IdentityProviderMapperRepresentation,
+    IdentityProviderRepresentation, RealmRepresentation, RoleRepresentation, UserRepresentation,
+};
+
+/// The value Keycloak shows in place of a secret.
+pub const MASK: &str = "**********";
+
+/// The signature algorithms a realm may choose for its tokens.
+pub const REALM_ALGORITHMS: &[&str] = &["RS256", "ES256", "EdDSA"];
+
+/// Identity-provider config keys that must hold an absolute http(s) URL when set.
+const URL_KEYS: &[&str] = &[
+    "issuer",
+    "authorizationUrl",
+    "tokenUrl",
+    "userInfoUrl",
+    "logoutUrl",
+    "jwksUrl",
+    "metadataDescriptorUrl",
+];
+
+/// Identity-provider config keys that hold `true` or `false`.
+const BOOL_KEYS: &[&str] = &[
+    "validateSignature",
+    "useJwksUrl",
+    "backchannelSupported",
+    "disableUserInfo",
+    "disableNonce",
+    "isAccessTokenJWT",
+    "pkceEnabled",
+    "filteredByClaim",
+    "passMaxAge",
+    "uiLocales",
+    "loginHint",
+    "hideOnLoginPage",
+    "acceptsPromptNoneForwardFromClient",
+];
+
+/// Identity-provider config keys that hold an integer.
+const INT_KEYS: &[&str] = &["guiOrder", "allowedClockSkew"];
+
+/// The `prompt` values an upstream request may carry (OIDC Core section 3.1.2.1).
+const PROMPTS: &[&str] = &[
+    "",
+    "none",
+    "login",
+    "consent",
+    "select_account",
+    "unspecified",
+];
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> BrokerError {
+    BrokerError::invalid(field, message)
+}
+
+/// Checks a name that appears in URL paths (realm names, aliases).
+fn check_path_name(field: &str, value: Option<&str>) -> Result<String, BrokerError> {
+    let v = value.map(str::trim).unwrap_or_default();
+    if v.is_empty() {
+        return Err(invalid(field, "is required"));
+    }
+    if v.len() > 255
+        || v.chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '?' | '#' | '%' | '\\'))
+    {
+        return Err(invalid(
+            field,
+            format!("{v:?} may not contain / ? # % \\ or control characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// Checks that a string is an absolute http or https URL.
+pub fn check_http_url(field: &str, value: &str) -> Result<Url, BrokerError> {
+    let url =
+        Url::parse(value).map_err(|e| invalid(field, format!("{value:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            field,
+            format!("{value:?} must be an absolute http or https URL"),
+        ));
+    }
+    Ok(url)
+}
+
+/// Validates a realm's own fields (not its nested parts) and fills defaults.
+pub fn realm(r: &mut RealmRepresentation) -> Result<(), BrokerError> {
+    let name = check_path_name("realm", r.realm.as_deref())?;
+    r.realm = Some(name);
+    if r.id.as_deref().is_none_or(str::is_empty) {
+        r.id = Some(uuid::Uuid::new_v4().to_string());
+    }
+    r.enabled.get_or_insert(true);
+    match r.default_signature_algorithm.as_deref() {
+        None | Some("") => r.default_signature_algorithm = Some("RS256".into()),
+        Some(a) if REALM_ALGORITHMS.contains(&a) => {}
+        Some(a) => {
+            return Err(invalid(
+                "defaultSignatureAlgorithm",
+                format!(
+                    "{a:?} is not supported; use one of {}",
+                    REALM_ALGORITHMS.join(", ")
+                ),
+            ))
+        }
+    }
+    for (field, value) in [
+        ("accessTokenLifespan", r.access_token_lifespan),
+        ("ssoSessionIdleTimeout", r.sso_session_idle_timeout),
+        ("ssoSessionMaxLifespan", r.sso_session_max_lifespan),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            return Err(invalid(field, "may not be negative"));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a client and fills defaults; `field` prefixes names in messages
+/// (`clients[3].`) when the client is part of a realm.
+pub fn client(c: &mut ClientRepresentation, prefix: &str) -> Result<(), BrokerError> {
+    let client_id = c.client_id.as_deref().map(str::trim).unwrap_or_default();
+    if client_id.is_empty() {
+        return Err(invalid(format!("{prefix}clientId"), "is required"));
+    }
+    c.client_id = Some(client_id.to_owned());
+    match c.protocol.as_deref() {
+        None | Some("openid-connect") => c.protocol = Some("openid-connect".into()),
+        Some(p) => {
+            return Err(invalid(
+                format!("{prefix}protocol"),
+                format!("{p:?} is not supported; only openid-connect"),
+            ))
+        }
+    }
+    if c.id.as_deref().is_none_or(str::is_empty) {
+        c.id = Some(uuid::Uuid::new_v4().to_string());
+    }
+    c.enabled.get_or_insert(true);
+    c.public_client.get_or_insert(false);
+    c.bearer_only.get_or_insert(false);
+    c.standard_flow_enabled.get_or_insert(true);
+    match c.client_authenticator_type.as_deref() {
+        None => c.client_authenticator_type = Some("client-secret".into()),
+        Some("client-secret" | "client-jwt" | "client-secret-jwt" | "client-x509") => {}
+        Some(t) => {
+            return Err(invalid(
+                format!("{prefix}clientAuthenticatorType"),
+                format!(
+                    "{t:?} is not one of client-secret, client-jwt, client-secret-jwt, client-x509"
+                ),
+            ))
+        }
+    }
+    for (i, uri) in c.redirect_uris.iter().flatten().enumerate() {
+        if uri.trim().is_empty() {
+            return Err(invalid(
+                format!("{prefix}redirectUris[{i}]"),
+                "may not be empty",
+            ));
+        }
+    }
+    if c.public_client == Some(true) || c.bearer_only == Some(true) {
+        c.secret = None;
+    } else if c
+        .secret
+        .as_deref()
+        .is_none_or(|s| s.is_empty() || s == MASK)
+    {
+        c.secret = Some(crate::keys::random_secret());
+    }
+    Ok(())
+}
+
+fn opt_bool(field: String, v: &str) -> Result<(), BrokerError> {
+    match v {
+        "" | "true" | "false" => Ok(()),
+        _ => Err(invalid(
+            field,
+            format!("{v:?} must be \"true\" or \"false\""),
+        )),
+    }
+}
+
+/// Validates an upstream identity provider and fills defaults.
+pub fn identity_provider(
+    p: &mut IdentityProviderRepresentation,
+    prefix: &str,
+) -> Result<(), BrokerError> {
+    p.alias = Some(check_path_name(
+        &format!("{prefix}alias"),
+        p.alias.as_deref(),
+    )?);
+    match p.provider_id.as_deref() {
+        Some("oidc" | "keycloak-oidc") => {}
+        None => {
+            return Err(invalid(
+                format!("{prefix}providerId"),
+                "is required (oidc or keycloak-oidc)",
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(
+                format!("{prefix}providerId"),
+                format!("{other:?} is not supported; use oidc or keycloak-oidc"),
+            ))
+        }
+    }
+    if p.internal_id.as_deref().is_none_or(str::is_empty) {
+        p.internal_id = Some(uuid::Uuid::new_v4().to_string());
+    }
+    p.enabled.get_or_insert(true);
+    let cfg = &p.config;
+    let field = |k: &str| format!("{prefix}config.{k}");
+    for key in URL_KEYS {
+        if let Some(v) = cfg.get(*key).filter(|v| !v.is_empty()) {
+            check_http_url(&field(key), v)?;
+        }
+    }
+    for key in BOOL_KEYS {
+        if let Some(v) = cfg.get(*key) {
+            opt_bool(field(key), v)?;
+        }
+    }
+    for key in INT_KEYS {
+        if let Some(v) = cfg.get(*key).filter(|v| !v.is_empty()) {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| invalid(field(key), format!("{v:?} must be an integer")))?;
+        }
+    }
+    if let Some(v) = cfg.get("syncMode").filter(|v| !v.is_empty()) {
+        v.parse::<SyncMode>()
+            .map_err(|e| invalid(field("syncMode"), e.to_string()))?;
+    }
+    if let Some(v) = cfg.get("clientAuthMethod").filter(|v| !v.is_empty()) {
+        v.parse::<ClientAuthMethod>()
+            .map_err(|e| invalid(field("clientAuthMethod"), e.to_string()))?;
+    }
+    if let Some(v) = cfg.get("pkceMethod").filter(|v| !v.is_empty()) {
+        v.parse::<PkceMethod>()
+            .map_err(|e| invalid(field("pkceMethod"), e.to_string()))?;
+    }
+    if let Some(v) = cfg.get("prompt") {
+        if !PROMPTS.contains(&v.as_str()) {
+            return Err(invalid(
+                field("prompt"),
+                format!("{v:?} is not one of none, login, consent, select_account"),
+            ));
+        }
+    }
+    let has = |k: &str| cfg.get(k).is_some_and(|v| !v.is_empty());
+    if !has("clientId") {
+        return Err(invalid(field("clientId"), "is required"));
+    }
+    if !(has("authorizationUrl") && has("tokenUrl"))
+        && !has("metadataDescriptorUrl")
+        && !has("issuer")
+    {
+        let missing = if has("authorizationUrl") {
+            "tokenUrl"
+        } else {
+            "authorizationUrl"
+        };
+        return Err(invalid(
+            field(missing),
+            "is required unless metadataDescriptorUrl or issuer lets Federa discover the endpoints",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a mapper against its provider alias.
+pub fn mapper(
+    m: &mut IdentityProviderMapperRepresentation,
+    prefix: &str,
+) -> Result<(), BrokerError> {
+    let name = m.name.as_deref().map(str::trim).unwrap_or_default();
+    if name.is_empty() {
+        return Err(invalid(format!("{prefix}name"), "is required"));
+    }
+    m.name = Some(name.to_owned());
+    let ty = m.identity_provider_mapper.as_deref().unwrap_or_default();
+    federa_mappers::validate(ty, &m.config)
+        .map_err(|e| invalid(format!("{prefix}{}", e.field), e.message))?;
+    if m.id.as_deref().is_none_or(str::is_empty) {
+        m.id = Some(uuid::Uuid::new_v4().to_string());
+    }
+    Ok(())
+}
+
+/// Validates a realm role.
+pub fn role(r: &mut RoleRepresentation, prefix: &str) -> Result<(), BrokerError> {
+    let name = r.name.as_deref().map(str::trim).unwrap_or_default();
+    if name.is_empty() {
+        return Err(invalid(format!("{prefix}name"), "is required"));
+    }
+    r.name = Some(name.to_owned());
+    if r.id.as_deref().is_none_or(str::is_empty) {
+        r.id = Some(uuid::Uuid::new_v4().to_string());
+    }
+    Ok(())
+}
+
+/// Validates a user and fills defaults; `now_ms` stamps new users.
+pub fn user(u: &mut UserRepresentation, prefix: &str, now_ms: i64) -> Result<(), BrokerError> {
+    let username = u.username.as_deref().map(str::trim).unwrap_or_default();
+    if username.is_empty() {
+        return Err(invalid(format!("{prefix}username"), "is required"));
+    }
+    // Keycloak keeps usernames in lower case; lookups depend on it.
+    u.username = Some(username.to_lowercase());
+    if let Some(email) = u.email.as_deref().filter(|e| !e.is_empty()) {
+        let valid = email
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !email.contains(' '));
+        if !valid {
+            return Err(invalid(
+                format!("{prefix}email"),
+                format!("{email:?} is not an email address"),
+            ));
+        }
+    }
+    if u.id.as_deref().is_none_or(str::is_empty) {
+        u.id = Some(uuid::Uuid::new_v4().to_string());
+    }
+    u.enabled.get_or_insert(true);
+    u.email_verified.get_or_insert(false);
+    u.created_timestamp.get_or_insert(now_ms);
+    Ok(())
+}
+
+/// Validates a link to an upstream account.
+pub fn federated_identity(
+    f: &FederatedIdentityRepresentation,
+    prefix: &str,
+) -> Result<(), BrokerError> {
+    for (name, v) in [
+        ("identityProvider", &f.identity_provider),
+        ("userId", &f.user_id),
+    ] {
+        if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            return Err(invalid(format!("{prefix}{name}"), "is required"));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `${env:NAME}` in every string of a JSON document, for realm files.
+pub fn expand_env(
+    value: &mut serde_json::Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), BrokerError> {
+    match value {
+        serde_json::Value::String(s) => {
+            while let Some(start) = s.find("${env:") {
+                let rest = &s[start + 6..];
+                let end = rest
+                    .find('}')
+                    .ok_or_else(|| invalid("${env:", format!("unterminated in {s:?}")))?;
+                let name = &rest[..end];
+                let v = lookup(name).ok_or_else(|| {
+                    invalid(
+                        format!("${{env:{name}}}"),
+                        "environment variable is not set",
+                    )
+                })?;
+                s.replace_range(start..start + 6 + end + 1, &v);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().try_for_each(|v| expand_env(v, lookup))?,
+        serde_json::Value::Object(o) => o.values_mut().try_for_each(|v| expand_env(v, lookup))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Names of ignored fields, for the one import warning.
+pub fn ignored_names(
+    prefix: &str,
+    ignored: &BTreeMap<String, serde_json::Value>,
+    out: &mut Vec<String>,
+) {
+    out.extend(ignored.keys().map(|k| format!("{prefix}{k}")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idp(cfg: &[(&str, &str)]) -> IdentityProviderRepresentation {
+        IdentityProviderRepresentation {
+            alias: Some("up".into()),
+            provider_id: Some("oidc".into()),
+            config: cfg
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn identity_provider_refusals_name_the_field() {
+        let base = [
+            ("clientId", "c"),
+            ("authorizationUrl", "https://a/auth"),
+            ("tokenUrl", "https://a/token"),
+        ];
+        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+            (&[], None),
+            (&[("tokenUrl", "not a url")], Some("config.tokenUrl")),
+            (&[("tokenUrl", "ftp://a/token")], Some("config.tokenUrl")),
+            (&[("syncMode", "SOMETIMES")], Some("config.syncMode")),
+            (
+                &[("clientAuthMethod", "basic")],
+                Some("config.clientAuthMethod"),
+            ),
+            (&[("pkceEnabled", "yes")], Some("config.pkceEnabled")),
+            (&[("guiOrder", "first")], Some("config.guiOrder")),
+            (&[("clientId", "")], Some("config.clientId")),
+        ];
+        for (overrides, expected) in cases {
+            let mut cfg: Vec<(&str, &str)> = base.to_vec();
+            cfg.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
+            cfg.extend_from_slice(overrides);
+            let got = identity_provider(&mut idp(&cfg), "")
+                .err()
+                .map(|e| match e {
+                    BrokerError::Invalid { field, .. } => field,
+                    other => other.to_string(),
+                });
+            assert_eq!(got.as_deref(), *expected, "{overrides:?}");
+        }
+        let mut unknown = idp(&base);
+        unknown.provider_id = Some("saml".into());
+        assert!(
+            matches!(identity_provider(&mut unknown, ""), Err(BrokerError::Invalid { field, .. }) if field == "providerId")
+        );
+    }
+
+    #[test]
+    fn env_expansion() {
+        let mut v =
+            serde_json::json!({"a": ["x${env:ONE}y", {"b": "${env:TWO}"}], "c": "${YANDEX_ID}"});
+        let lookup = |n: &str| match n {
+            "ONE" => Some("1".to_owned()),
+            "TWO" => Some("2".to_owned()),
+            _ => None,
+        };
+        assert!(expand_env(&mut v, &lookup).is_ok());
+        assert_eq!(
+            v,
+            serde_json::json!({"a": ["x1y", {"b": "2"}], "c": "${YANDEX_ID}"})
+        );
+        let mut missing = serde_json::json!("${env:THREE}");
+        assert!(expand_env(&mut missing, &lookup).is_err());
+    }
+
+    #[test]
+    fn confidential_clients_get_a_secret_public_ones_none() {
+        let mut c = ClientRepresentation {
+            client_id: Some("app".into()),
+            ..Default::default()
+        };
+        assert!(client(&mut c, "").is_ok());
+        assert!(c.secret.as_deref().is_some_and(|s| s.len() >= 32));
+        let mut p = ClientRepresentation {
+            client_id: Some("spa".into()),
+            public_client: Some(true),
+            secret: Some("x".into()),
+            ..Default::default()
+        };
+        assert!(client(&mut p, "").is_ok());
+        assert_eq!(p.secret, None);
+    }
+}

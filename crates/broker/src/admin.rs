@@ -100,20 +100,14 @@ impl AdminService {
 
     /// The realm, or 404.
     async fn realm(&self, realm: &str) -> Result<RealmRecord, BrokerError> {
-        self.store
-            .get_realm(realm)
-            .await?
-            .ok_or_else(|| not_found("realm", realm))
+        self.store.get_realm(realm).await?.ok_or_else(|| not_found("realm", realm))
     }
 
     /// The realm, or 404, or 403 when a realm file declares it.
     async fn writable_realm(&self, realm: &str) -> Result<RealmRecord, BrokerError> {
         let r = self.realm(realm).await?;
         match &r.managed_by {
-            Some(file) => Err(BrokerError::ReadOnly {
-                realm: realm.to_owned(),
-                file: file.clone(),
-            }),
+            Some(file) => Err(BrokerError::ReadOnly { realm: realm.to_owned(), file: file.clone() }),
             None => Ok(r),
         }
     }
@@ -132,13 +126,7 @@ impl AdminService {
 
         let mut clients = Vec::new();
         let mut client_ids = BTreeSet::new();
-        for (i, mut c) in repr
-            .clients
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
+        for (i, mut c) in repr.clients.take().unwrap_or_default().into_iter().enumerate() {
             if c.protocol.as_deref().is_some_and(|p| p != "openid-connect") {
                 ignored.push(format!(
                     "clients[{i}] ({}, protocol {})",
@@ -151,23 +139,14 @@ impl AdminService {
             validate::client(&mut c, &prefix)?;
             validate::ignored_names(&prefix, &c.ignored, ignored);
             if !client_ids.insert(c.client_id.clone()) {
-                return Err(BrokerError::Conflict(format!(
-                    "{prefix}clientId {:?} appears twice",
-                    c.client_id
-                )));
+                return Err(BrokerError::Conflict(format!("{prefix}clientId {:?} appears twice", c.client_id)));
             }
             clients.push(c);
         }
 
         let mut idps = Vec::new();
         let mut aliases = BTreeSet::new();
-        for (i, mut p) in repr
-            .identity_providers
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
+        for (i, mut p) in repr.identity_providers.take().unwrap_or_default().into_iter().enumerate() {
             let prefix = format!("identityProviders[{i}].");
             validate::identity_provider(&mut p, &prefix)?;
             if p.config.get("clientSecret").is_some_and(|s| s == MASK) {
@@ -175,22 +154,13 @@ impl AdminService {
             }
             validate::ignored_names(&prefix, &p.ignored, ignored);
             if !aliases.insert(p.alias.clone().unwrap_or_default()) {
-                return Err(BrokerError::Conflict(format!(
-                    "{prefix}alias {:?} appears twice",
-                    p.alias
-                )));
+                return Err(BrokerError::Conflict(format!("{prefix}alias {:?} appears twice", p.alias)));
             }
             idps.push(p);
         }
 
         let mut mappers = Vec::new();
-        for (i, mut m) in repr
-            .identity_provider_mappers
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
+        for (i, mut m) in repr.identity_provider_mappers.take().unwrap_or_default().into_iter().enumerate() {
             let prefix = format!("identityProviderMappers[{i}].");
             validate::mapper(&mut m, &prefix)?;
             let alias = m.identity_provider_alias.clone().unwrap_or_default();
@@ -218,21 +188,12 @@ impl AdminService {
 
         let mut users = Vec::new();
         let mut usernames = BTreeSet::new();
-        for (i, mut u) in repr
-            .users
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
+        for (i, mut u) in repr.users.take().unwrap_or_default().into_iter().enumerate() {
             let prefix = format!("users[{i}].");
             validate::user(&mut u, &prefix, now * 1000)?;
             validate::ignored_names(&prefix, &u.ignored, ignored);
             if !usernames.insert(u.username.clone().unwrap_or_default()) {
-                return Err(BrokerError::Conflict(format!(
-                    "{prefix}username {:?} appears twice",
-                    u.username
-                )));
+                return Err(BrokerError::Conflict(format!("{prefix}username {:?} appears twice", u.username)));
             }
             let mut realm_roles = Vec::new();
             for name in u.realm_roles.take().unwrap_or_default() {
@@ -243,48 +204,28 @@ impl AdminService {
                 }
             }
             let mut links = Vec::new();
-            for (j, l) in u
-                .federated_identities
-                .take()
-                .unwrap_or_default()
-                .into_iter()
-                .enumerate()
-            {
+            for (j, l) in u.federated_identities.take().unwrap_or_default().into_iter().enumerate() {
                 let lp = format!("{prefix}federatedIdentities[{j}].");
                 validate::federated_identity(&l, &lp)?;
                 if !aliases.contains(l.identity_provider.as_deref().unwrap_or_default()) {
                     return Err(BrokerError::invalid(
                         format!("{lp}identityProvider"),
-                        format!(
-                            "no identity provider {:?} in this realm",
-                            l.identity_provider
-                        ),
+                        format!("no identity provider {:?} in this realm", l.identity_provider),
                     ));
                 }
                 links.push(l);
             }
-            users.push(UserImport {
-                user: u,
-                realm_roles,
-                links,
-            });
+            users.push(UserImport { user: u, realm_roles, links });
         }
 
-        let alg = repr
-            .default_signature_algorithm
-            .clone()
-            .unwrap_or_else(|| "RS256".into());
+        let alg = repr.default_signature_algorithm.clone().unwrap_or_else(|| "RS256".into());
         let keys = vec![generate_signing_key(&alg, now)?];
         let (managed_by, source_digest) = match source {
             RealmSource::Api => (None, None),
             RealmSource::File { path, digest } => (Some(path.clone()), Some(digest.clone())),
         };
         Ok(RealmBundle {
-            realm: RealmRecord {
-                repr,
-                managed_by,
-                source_digest,
-            },
+            realm: RealmRecord { repr, managed_by, source_digest },
             clients,
             identity_providers: idps,
             mappers,
@@ -305,13 +246,10 @@ impl AdminService {
         let bundle = self.prepare_realm(repr, &source, &mut ignored)?;
         let name = bundle.realm.repr.realm.clone().unwrap_or_default();
         if self.store.get_realm(&name).await?.is_some() {
-            return Err(BrokerError::Conflict(format!(
-                "realm {name:?} already exists"
-            )));
+            return Err(BrokerError::Conflict(format!("realm {name:?} already exists")));
         }
         self.store.create_realm(bundle).await?;
-        self.audit(Some(&name), "ADMIN_CREATE", format!("realms/{name}"))
-            .await;
+        self.audit(Some(&name), "ADMIN_CREATE", format!("realms/{name}")).await;
         Ok((name, ignored))
     }
 
@@ -324,10 +262,7 @@ impl AdminService {
         path: &str,
         digest: &str,
     ) -> Result<(String, ImportOutcome, Vec<String>), BrokerError> {
-        let source = RealmSource::File {
-            path: path.to_owned(),
-            digest: digest.to_owned(),
-        };
+        let source = RealmSource::File { path: path.to_owned(), digest: digest.to_owned() };
         let mut ignored = Vec::new();
         let name = repr.realm.clone().unwrap_or_default();
         match self.store.get_realm(name.trim()).await? {
@@ -354,13 +289,7 @@ impl AdminService {
 
     /// All realms' own fields.
     pub async fn list_realms(&self) -> Result<Vec<RealmRepresentation>, BrokerError> {
-        Ok(self
-            .store
-            .list_realms()
-            .await?
-            .into_iter()
-            .map(|r| r.repr)
-            .collect())
+        Ok(self.store.list_realms().await?.into_iter().map(|r| r.repr).collect())
     }
 
     /// One realm's own fields.
@@ -369,11 +298,7 @@ impl AdminService {
     }
 
     /// Updates a realm's own fields; nested parts in the body are ignored.
-    pub async fn update_realm(
-        &self,
-        realm: &str,
-        mut repr: RealmRepresentation,
-    ) -> Result<(), BrokerError> {
+    pub async fn update_realm(&self, realm: &str, mut repr: RealmRepresentation) -> Result<(), BrokerError> {
         let existing = self.writable_realm(realm).await?;
         if repr.realm.as_deref().is_some_and(|n| n != realm) {
             return Err(BrokerError::invalid("realm", "a realm cannot be renamed"));
@@ -396,8 +321,7 @@ impl AdminService {
         repr.roles = None;
         repr.users = None;
         self.store.update_realm(realm, &repr).await?;
-        self.audit(Some(realm), "ADMIN_UPDATE", format!("realms/{realm}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_UPDATE", format!("realms/{realm}")).await;
         Ok(())
     }
 
@@ -405,8 +329,7 @@ impl AdminService {
     pub async fn delete_realm(&self, realm: &str) -> Result<(), BrokerError> {
         self.writable_realm(realm).await?;
         self.store.delete_realm(realm).await?;
-        self.audit(Some(realm), "ADMIN_DELETE", format!("realms/{realm}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_DELETE", format!("realms/{realm}")).await;
         Ok(())
     }
 
@@ -426,68 +349,37 @@ impl AdminService {
     }
 
     /// One client, with its secret (as Keycloak shows it to admins).
-    pub async fn get_client(
-        &self,
-        realm: &str,
-        id: &str,
-    ) -> Result<ClientRepresentation, BrokerError> {
+    pub async fn get_client(&self, realm: &str, id: &str) -> Result<ClientRepresentation, BrokerError> {
         self.realm(realm).await?;
-        self.store
-            .get_client(realm, id)
-            .await?
-            .ok_or_else(|| not_found("client", id))
+        self.store.get_client(realm, id).await?.ok_or_else(|| not_found("client", id))
     }
 
     /// Creates a client; returns its internal id.
-    pub async fn create_client(
-        &self,
-        realm: &str,
-        mut c: ClientRepresentation,
-    ) -> Result<String, BrokerError> {
+    pub async fn create_client(&self, realm: &str, mut c: ClientRepresentation) -> Result<String, BrokerError> {
         self.writable_realm(realm).await?;
         validate::client(&mut c, "")?;
         let cid = c.client_id.clone().unwrap_or_default();
-        if self
-            .store
-            .list_clients(realm)
-            .await?
-            .iter()
-            .any(|x| x.client_id.as_deref() == Some(&cid))
-        {
-            return Err(BrokerError::Conflict(format!(
-                "clientId {cid:?} already exists in realm {realm:?}"
-            )));
+        if self.store.list_clients(realm).await?.iter().any(|x| x.client_id.as_deref() == Some(&cid)) {
+            return Err(BrokerError::Conflict(format!("clientId {cid:?} already exists in realm {realm:?}")));
         }
         let id = c.id.clone().unwrap_or_default();
         if self.store.get_client(realm, &id).await?.is_some() {
             return Err(BrokerError::Conflict(format!("id {id:?} already exists")));
         }
         self.store.create_client(realm, &c).await?;
-        self.audit(Some(realm), "ADMIN_CREATE", format!("clients/{id}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_CREATE", format!("clients/{id}")).await;
         Ok(id)
     }
 
     /// Replaces a client; a masked secret keeps the stored one.
-    pub async fn update_client(
-        &self,
-        realm: &str,
-        id: &str,
-        mut c: ClientRepresentation,
-    ) -> Result<(), BrokerError> {
+    pub async fn update_client(&self, realm: &str, id: &str, mut c: ClientRepresentation) -> Result<(), BrokerError> {
         self.writable_realm(realm).await?;
-        let existing = self
-            .store
-            .get_client(realm, id)
-            .await?
-            .ok_or_else(|| not_found("client", id))?;
+        let existing = self.store.get_client(realm, id).await?.ok_or_else(|| not_found("client", id))?;
         if c.id.as_deref().is_some_and(|x| x != id) {
             return Err(BrokerError::invalid("id", "does not match the path"));
         }
         c.id = Some(id.to_owned());
-        if c.secret.as_deref() == Some(MASK)
-            || (c.secret.is_none() && c.public_client != Some(true))
-        {
+        if c.secret.as_deref() == Some(MASK) || (c.secret.is_none() && c.public_client != Some(true)) {
             c.secret = existing.secret.clone();
         }
         validate::client(&mut c, "")?;
@@ -499,124 +391,68 @@ impl AdminService {
             .iter()
             .any(|x| x.client_id.as_deref() == Some(&cid) && x.id.as_deref() != Some(id))
         {
-            return Err(BrokerError::Conflict(format!(
-                "clientId {cid:?} already exists in realm {realm:?}"
-            )));
+            return Err(BrokerError::Conflict(format!("clientId {cid:?} already exists in realm {realm:?}")));
         }
         self.store.update_client(realm, &c).await?;
-        self.audit(Some(realm), "ADMIN_UPDATE", format!("clients/{id}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_UPDATE", format!("clients/{id}")).await;
         Ok(())
     }
 
     /// Deletes a client.
     pub async fn delete_client(&self, realm: &str, id: &str) -> Result<(), BrokerError> {
         self.writable_realm(realm).await?;
-        self.store
-            .get_client(realm, id)
-            .await?
-            .ok_or_else(|| not_found("client", id))?;
+        self.store.get_client(realm, id).await?.ok_or_else(|| not_found("client", id))?;
         self.store.delete_client(realm, id).await?;
-        self.audit(Some(realm), "ADMIN_DELETE", format!("clients/{id}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_DELETE", format!("clients/{id}")).await;
         Ok(())
     }
 
     /// A client's secret.
     pub async fn client_secret(&self, realm: &str, id: &str) -> Result<Secret, BrokerError> {
         let c = self.get_client(realm, id).await?;
-        c.secret
-            .map(Secret::new)
-            .ok_or_else(|| BrokerError::invalid("publicClient", "a public client has no secret"))
+        c.secret.map(Secret::new).ok_or_else(|| BrokerError::invalid("publicClient", "a public client has no secret"))
     }
 
     /// Generates a new secret for a confidential client.
-    pub async fn regenerate_client_secret(
-        &self,
-        realm: &str,
-        id: &str,
-    ) -> Result<Secret, BrokerError> {
+    pub async fn regenerate_client_secret(&self, realm: &str, id: &str) -> Result<Secret, BrokerError> {
         self.writable_realm(realm).await?;
-        let mut c = self
-            .store
-            .get_client(realm, id)
-            .await?
-            .ok_or_else(|| not_found("client", id))?;
+        let mut c = self.store.get_client(realm, id).await?.ok_or_else(|| not_found("client", id))?;
         if c.secret.is_none() {
-            return Err(BrokerError::invalid(
-                "publicClient",
-                "a public client has no secret",
-            ));
+            return Err(BrokerError::invalid("publicClient", "a public client has no secret"));
         }
         let secret = crate::keys::random_secret();
         c.secret = Some(secret.clone());
         self.store.update_client(realm, &c).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_UPDATE",
-            format!("clients/{id}/client-secret"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_UPDATE", format!("clients/{id}/client-secret")).await;
         Ok(Secret::new(secret))
     }
 
     /// The realm's upstream providers, secrets masked.
-    pub async fn list_idps(
-        &self,
-        realm: &str,
-    ) -> Result<Vec<IdentityProviderRepresentation>, BrokerError> {
+    pub async fn list_idps(&self, realm: &str) -> Result<Vec<IdentityProviderRepresentation>, BrokerError> {
         self.realm(realm).await?;
-        Ok(self
-            .store
-            .list_idps(realm)
-            .await?
-            .into_iter()
-            .map(mask_idp)
-            .collect())
+        Ok(self.store.list_idps(realm).await?.into_iter().map(mask_idp).collect())
     }
 
     /// One upstream provider, secret masked.
-    pub async fn get_idp(
-        &self,
-        realm: &str,
-        alias: &str,
-    ) -> Result<IdentityProviderRepresentation, BrokerError> {
+    pub async fn get_idp(&self, realm: &str, alias: &str) -> Result<IdentityProviderRepresentation, BrokerError> {
         self.realm(realm).await?;
-        let idp = self
-            .store
-            .get_idp(realm, alias)
-            .await?
-            .ok_or_else(|| not_found("identity provider", alias))?;
+        let idp = self.store.get_idp(realm, alias).await?.ok_or_else(|| not_found("identity provider", alias))?;
         Ok(mask_idp(idp))
     }
 
     /// Creates an upstream provider; returns its alias.
-    pub async fn create_idp(
-        &self,
-        realm: &str,
-        mut p: IdentityProviderRepresentation,
-    ) -> Result<String, BrokerError> {
+    pub async fn create_idp(&self, realm: &str, mut p: IdentityProviderRepresentation) -> Result<String, BrokerError> {
         self.writable_realm(realm).await?;
         validate::identity_provider(&mut p, "")?;
         if p.config.get("clientSecret").is_some_and(|s| s == MASK) {
-            return Err(BrokerError::invalid(
-                "config.clientSecret",
-                "is the mask, not a secret",
-            ));
+            return Err(BrokerError::invalid("config.clientSecret", "is the mask, not a secret"));
         }
         let alias = p.alias.clone().unwrap_or_default();
         if self.store.get_idp(realm, &alias).await?.is_some() {
-            return Err(BrokerError::Conflict(format!(
-                "identity provider alias {alias:?} already exists"
-            )));
+            return Err(BrokerError::Conflict(format!("identity provider alias {alias:?} already exists")));
         }
         self.store.create_idp(realm, &p).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_CREATE",
-            format!("identity-provider/instances/{alias}"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_CREATE", format!("identity-provider/instances/{alias}")).await;
         Ok(alias)
     }
 
@@ -628,16 +464,9 @@ impl AdminService {
         mut p: IdentityProviderRepresentation,
     ) -> Result<(), BrokerError> {
         self.writable_realm(realm).await?;
-        let existing = self
-            .store
-            .get_idp(realm, alias)
-            .await?
-            .ok_or_else(|| not_found("identity provider", alias))?;
+        let existing = self.store.get_idp(realm, alias).await?.ok_or_else(|| not_found("identity provider", alias))?;
         if p.alias.as_deref().is_some_and(|a| a != alias) {
-            return Err(BrokerError::invalid(
-                "alias",
-                "an identity provider cannot be renamed",
-            ));
+            return Err(BrokerError::invalid("alias", "an identity provider cannot be renamed"));
         }
         p.alias = Some(alias.to_owned());
         p.internal_id = existing.internal_id.clone();
@@ -649,38 +478,22 @@ impl AdminService {
         }
         validate::identity_provider(&mut p, "")?;
         self.store.update_idp(realm, &p).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_UPDATE",
-            format!("identity-provider/instances/{alias}"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_UPDATE", format!("identity-provider/instances/{alias}")).await;
         Ok(())
     }
 
     /// Deletes an upstream provider, its mappers and its links.
     pub async fn delete_idp(&self, realm: &str, alias: &str) -> Result<(), BrokerError> {
         self.writable_realm(realm).await?;
-        self.store
-            .get_idp(realm, alias)
-            .await?
-            .ok_or_else(|| not_found("identity provider", alias))?;
+        self.store.get_idp(realm, alias).await?.ok_or_else(|| not_found("identity provider", alias))?;
         self.store.delete_idp(realm, alias).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_DELETE",
-            format!("identity-provider/instances/{alias}"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_DELETE", format!("identity-provider/instances/{alias}")).await;
         Ok(())
     }
 
     async fn idp_exists(&self, realm: &str, alias: &str) -> Result<(), BrokerError> {
         self.realm(realm).await?;
-        self.store
-            .get_idp(realm, alias)
-            .await?
-            .ok_or_else(|| not_found("identity provider", alias))?;
+        self.store.get_idp(realm, alias).await?.ok_or_else(|| not_found("identity provider", alias))?;
         Ok(())
     }
 
@@ -702,10 +515,7 @@ impl AdminService {
         id: &str,
     ) -> Result<IdentityProviderMapperRepresentation, BrokerError> {
         self.idp_exists(realm, alias).await?;
-        self.store
-            .get_mapper(realm, alias, id)
-            .await?
-            .ok_or_else(|| not_found("mapper", id))
+        self.store.get_mapper(realm, alias, id).await?.ok_or_else(|| not_found("mapper", id))
     }
 
     /// Creates a mapper; returns its id.
@@ -717,32 +527,18 @@ impl AdminService {
     ) -> Result<String, BrokerError> {
         self.writable_realm(realm).await?;
         self.idp_exists(realm, alias).await?;
-        if m.identity_provider_alias
-            .as_deref()
-            .is_some_and(|a| a != alias)
-        {
-            return Err(BrokerError::invalid(
-                "identityProviderAlias",
-                "does not match the path",
-            ));
+        if m.identity_provider_alias.as_deref().is_some_and(|a| a != alias) {
+            return Err(BrokerError::invalid("identityProviderAlias", "does not match the path"));
         }
         m.identity_provider_alias = Some(alias.to_owned());
         validate::mapper(&mut m, "")?;
         let existing = self.store.list_mappers(realm, alias).await?;
         if existing.iter().any(|x| x.name == m.name) {
-            return Err(BrokerError::Conflict(format!(
-                "mapper name {:?} already exists",
-                m.name
-            )));
+            return Err(BrokerError::Conflict(format!("mapper name {:?} already exists", m.name)));
         }
         let id = m.id.clone().unwrap_or_default();
         self.store.create_mapper(realm, &m).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_CREATE",
-            format!("identity-provider/instances/{alias}/mappers/{id}"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_CREATE", format!("identity-provider/instances/{alias}/mappers/{id}")).await;
         Ok(id)
     }
 
@@ -759,54 +555,27 @@ impl AdminService {
         if m.id.as_deref().is_some_and(|x| x != id) {
             return Err(BrokerError::invalid("id", "does not match the path"));
         }
-        if m.identity_provider_alias
-            .as_deref()
-            .is_some_and(|a| a != alias)
-        {
-            return Err(BrokerError::invalid(
-                "identityProviderAlias",
-                "does not match the path",
-            ));
+        if m.identity_provider_alias.as_deref().is_some_and(|a| a != alias) {
+            return Err(BrokerError::invalid("identityProviderAlias", "does not match the path"));
         }
         m.id = Some(id.to_owned());
         m.identity_provider_alias = Some(alias.to_owned());
         validate::mapper(&mut m, "")?;
         let existing = self.store.list_mappers(realm, alias).await?;
-        if existing
-            .iter()
-            .any(|x| x.name == m.name && x.id.as_deref() != Some(id))
-        {
-            return Err(BrokerError::Conflict(format!(
-                "mapper name {:?} already exists",
-                m.name
-            )));
+        if existing.iter().any(|x| x.name == m.name && x.id.as_deref() != Some(id)) {
+            return Err(BrokerError::Conflict(format!("mapper name {:?} already exists", m.name)));
         }
         self.store.update_mapper(realm, &m).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_UPDATE",
-            format!("identity-provider/instances/{alias}/mappers/{id}"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_UPDATE", format!("identity-provider/instances/{alias}/mappers/{id}")).await;
         Ok(())
     }
 
     /// Deletes a mapper.
-    pub async fn delete_mapper(
-        &self,
-        realm: &str,
-        alias: &str,
-        id: &str,
-    ) -> Result<(), BrokerError> {
+    pub async fn delete_mapper(&self, realm: &str, alias: &str, id: &str) -> Result<(), BrokerError> {
         self.writable_realm(realm).await?;
         self.get_mapper(realm, alias, id).await?;
         self.store.delete_mapper(realm, alias, id).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_DELETE",
-            format!("identity-provider/instances/{alias}/mappers/{id}"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_DELETE", format!("identity-provider/instances/{alias}/mappers/{id}")).await;
         Ok(())
     }
 
@@ -817,37 +586,20 @@ impl AdminService {
     }
 
     /// Creates a realm role; returns its name.
-    pub async fn create_role(
-        &self,
-        realm: &str,
-        mut r: RoleRepresentation,
-    ) -> Result<String, BrokerError> {
+    pub async fn create_role(&self, realm: &str, mut r: RoleRepresentation) -> Result<String, BrokerError> {
         self.writable_realm(realm).await?;
         validate::role(&mut r, "")?;
         let name = r.name.clone().unwrap_or_default();
-        if self
-            .store
-            .list_roles(realm)
-            .await?
-            .iter()
-            .any(|x| x.name.as_deref() == Some(&name))
-        {
-            return Err(BrokerError::Conflict(format!(
-                "role {name:?} already exists"
-            )));
+        if self.store.list_roles(realm).await?.iter().any(|x| x.name.as_deref() == Some(&name)) {
+            return Err(BrokerError::Conflict(format!("role {name:?} already exists")));
         }
         self.store.create_role(realm, &r).await?;
-        self.audit(Some(realm), "ADMIN_CREATE", format!("roles/{name}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_CREATE", format!("roles/{name}")).await;
         Ok(name)
     }
 
     /// Searches users.
-    pub async fn search_users(
-        &self,
-        realm: &str,
-        q: UserQuery,
-    ) -> Result<Vec<UserRepresentation>, BrokerError> {
+    pub async fn search_users(&self, realm: &str, q: UserQuery) -> Result<Vec<UserRepresentation>, BrokerError> {
         self.realm(realm).await?;
         if q.first < 0 {
             return Err(BrokerError::invalid("first", "may not be negative"));
@@ -861,36 +613,17 @@ impl AdminService {
     /// One user.
     pub async fn get_user(&self, realm: &str, id: &str) -> Result<UserRepresentation, BrokerError> {
         self.realm(realm).await?;
-        self.store
-            .get_user(realm, id)
-            .await?
-            .ok_or_else(|| not_found("user", id))
+        self.store.get_user(realm, id).await?.ok_or_else(|| not_found("user", id))
     }
 
-    async fn username_taken(
-        &self,
-        realm: &str,
-        username: &str,
-        except: Option<&str>,
-    ) -> Result<bool, BrokerError> {
-        let q = UserQuery {
-            username: Some(username.to_owned()),
-            first: 0,
-            max: i64::MAX,
-            ..Default::default()
-        };
+    async fn username_taken(&self, realm: &str, username: &str, except: Option<&str>) -> Result<bool, BrokerError> {
+        let q = UserQuery { username: Some(username.to_owned()), first: 0, max: i64::MAX, ..Default::default() };
         let found = self.store.search_users(realm, &q).await?;
-        Ok(found
-            .iter()
-            .any(|u| u.username.as_deref() == Some(username) && u.id.as_deref() != except))
+        Ok(found.iter().any(|u| u.username.as_deref() == Some(username) && u.id.as_deref() != except))
     }
 
     /// Creates a user (users stay writable in file realms: sign-ins create them).
-    pub async fn create_user(
-        &self,
-        realm: &str,
-        mut u: UserRepresentation,
-    ) -> Result<String, BrokerError> {
+    pub async fn create_user(&self, realm: &str, mut u: UserRepresentation) -> Result<String, BrokerError> {
         self.realm(realm).await?;
         validate::user(&mut u, "", (self.clock)() * 1000)?;
         let roles = u.realm_roles.take();
@@ -903,27 +636,19 @@ impl AdminService {
         }
         let username = u.username.clone().unwrap_or_default();
         if self.username_taken(realm, &username, None).await? {
-            return Err(BrokerError::Conflict(format!(
-                "username {username:?} already exists"
-            )));
+            return Err(BrokerError::Conflict(format!("username {username:?} already exists")));
         }
         let id = u.id.clone().unwrap_or_default();
         if self.store.get_user(realm, &id).await?.is_some() {
             return Err(BrokerError::Conflict(format!("id {id:?} already exists")));
         }
         self.store.create_user(realm, &u).await?;
-        self.audit(Some(realm), "ADMIN_CREATE", format!("users/{id}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_CREATE", format!("users/{id}")).await;
         Ok(id)
     }
 
     /// Updates a user; absent fields keep their stored values, as in Keycloak.
-    pub async fn update_user(
-        &self,
-        realm: &str,
-        id: &str,
-        u: UserRepresentation,
-    ) -> Result<(), BrokerError> {
+    pub async fn update_user(&self, realm: &str, id: &str, u: UserRepresentation) -> Result<(), BrokerError> {
         let mut merged = self.get_user(realm, id).await?;
         if u.id.as_deref().is_some_and(|x| x != id) {
             return Err(BrokerError::invalid("id", "does not match the path"));
@@ -931,25 +656,14 @@ impl AdminService {
         macro_rules! merge {
             ($($f:ident),*) => { $(if u.$f.is_some() { merged.$f = u.$f.clone(); })* };
         }
-        merge!(
-            username,
-            email,
-            email_verified,
-            first_name,
-            last_name,
-            enabled,
-            attributes
-        );
+        merge!(username, email, email_verified, first_name, last_name, enabled, attributes);
         validate::user(&mut merged, "", 0)?;
         let username = merged.username.clone().unwrap_or_default();
         if self.username_taken(realm, &username, Some(id)).await? {
-            return Err(BrokerError::Conflict(format!(
-                "username {username:?} already exists"
-            )));
+            return Err(BrokerError::Conflict(format!("username {username:?} already exists")));
         }
         self.store.update_user(realm, &merged).await?;
-        self.audit(Some(realm), "ADMIN_UPDATE", format!("users/{id}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_UPDATE", format!("users/{id}")).await;
         Ok(())
     }
 
@@ -957,33 +671,23 @@ impl AdminService {
     pub async fn delete_user(&self, realm: &str, id: &str) -> Result<(), BrokerError> {
         self.get_user(realm, id).await?;
         self.store.delete_user(realm, id).await?;
-        self.audit(Some(realm), "ADMIN_DELETE", format!("users/{id}"))
-            .await;
+        self.audit(Some(realm), "ADMIN_DELETE", format!("users/{id}")).await;
         Ok(())
     }
 
     /// A user's realm roles.
-    pub async fn user_roles(
-        &self,
-        realm: &str,
-        id: &str,
-    ) -> Result<Vec<RoleRepresentation>, BrokerError> {
+    pub async fn user_roles(&self, realm: &str, id: &str) -> Result<Vec<RoleRepresentation>, BrokerError> {
         self.get_user(realm, id).await?;
         Ok(self.store.user_roles(realm, id).await?)
     }
 
-    async fn role_names(
-        &self,
-        realm: &str,
-        roles: &[RoleRepresentation],
-    ) -> Result<Vec<String>, BrokerError> {
+    async fn role_names(&self, realm: &str, roles: &[RoleRepresentation]) -> Result<Vec<String>, BrokerError> {
         let known = self.store.list_roles(realm).await?;
         let mut names = Vec::new();
         for (i, r) in roles.iter().enumerate() {
-            let found = known.iter().find(|k| {
-                (r.id.is_some() && k.id == r.id)
-                    || (r.id.is_none() && r.name.is_some() && k.name == r.name)
-            });
+            let found = known
+                .iter()
+                .find(|k| (r.id.is_some() && k.id == r.id) || (r.id.is_none() && r.name.is_some() && k.name == r.name));
             match found.and_then(|k| k.name.clone()) {
                 Some(n) => names.push(n),
                 None if r.id.is_none() && r.name.is_none() => {
@@ -1001,49 +705,25 @@ impl AdminService {
     }
 
     /// Grants realm roles.
-    pub async fn grant_roles(
-        &self,
-        realm: &str,
-        id: &str,
-        roles: &[RoleRepresentation],
-    ) -> Result<(), BrokerError> {
+    pub async fn grant_roles(&self, realm: &str, id: &str, roles: &[RoleRepresentation]) -> Result<(), BrokerError> {
         self.get_user(realm, id).await?;
         let names = self.role_names(realm, roles).await?;
         self.store.grant_roles(realm, id, &names).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_CREATE",
-            format!("users/{id}/role-mappings/realm"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_CREATE", format!("users/{id}/role-mappings/realm")).await;
         Ok(())
     }
 
     /// Revokes realm roles.
-    pub async fn revoke_roles(
-        &self,
-        realm: &str,
-        id: &str,
-        roles: &[RoleRepresentation],
-    ) -> Result<(), BrokerError> {
+    pub async fn revoke_roles(&self, realm: &str, id: &str, roles: &[RoleRepresentation]) -> Result<(), BrokerError> {
         self.get_user(realm, id).await?;
         let names = self.role_names(realm, roles).await?;
         self.store.revoke_roles(realm, id, &names).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_DELETE",
-            format!("users/{id}/role-mappings/realm"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_DELETE", format!("users/{id}/role-mappings/realm")).await;
         Ok(())
     }
 
     /// A user's upstream links.
-    pub async fn list_links(
-        &self,
-        realm: &str,
-        id: &str,
-    ) -> Result<Vec<FederatedIdentityRepresentation>, BrokerError> {
+    pub async fn list_links(&self, realm: &str, id: &str) -> Result<Vec<FederatedIdentityRepresentation>, BrokerError> {
         self.get_user(realm, id).await?;
         Ok(self.store.list_links(realm, id).await?)
     }
@@ -1058,69 +738,31 @@ impl AdminService {
     ) -> Result<(), BrokerError> {
         self.get_user(realm, id).await?;
         self.idp_exists(realm, alias).await?;
-        if link
-            .identity_provider
-            .as_deref()
-            .is_some_and(|a| a != alias)
-        {
-            return Err(BrokerError::invalid(
-                "identityProvider",
-                "does not match the path",
-            ));
+        if link.identity_provider.as_deref().is_some_and(|a| a != alias) {
+            return Err(BrokerError::invalid("identityProvider", "does not match the path"));
         }
         link.identity_provider = Some(alias.to_owned());
         validate::federated_identity(&link, "")?;
-        if self
-            .store
-            .list_links(realm, id)
-            .await?
-            .iter()
-            .any(|l| l.identity_provider.as_deref() == Some(alias))
-        {
-            return Err(BrokerError::Conflict(format!(
-                "user is already linked to {alias:?}"
-            )));
+        if self.store.list_links(realm, id).await?.iter().any(|l| l.identity_provider.as_deref() == Some(alias)) {
+            return Err(BrokerError::Conflict(format!("user is already linked to {alias:?}")));
         }
         let subject = link.user_id.clone().unwrap_or_default();
-        if self
-            .store
-            .find_user_by_link(realm, alias, &subject)
-            .await?
-            .is_some()
-        {
-            return Err(BrokerError::Conflict(format!(
-                "upstream account {subject:?} of {alias:?} is already linked"
-            )));
+        if self.store.find_user_by_link(realm, alias, &subject).await?.is_some() {
+            return Err(BrokerError::Conflict(format!("upstream account {subject:?} of {alias:?} is already linked")));
         }
         self.store.create_link(realm, id, &link, None).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_CREATE",
-            format!("users/{id}/federated-identity/{alias}"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_CREATE", format!("users/{id}/federated-identity/{alias}")).await;
         Ok(())
     }
 
     /// Removes a link.
     pub async fn delete_link(&self, realm: &str, id: &str, alias: &str) -> Result<(), BrokerError> {
         self.get_user(realm, id).await?;
-        if !self
-            .store
-            .list_links(realm, id)
-            .await?
-            .iter()
-            .any(|l| l.identity_provider.as_deref() == Some(alias))
-        {
+        if !self.store.list_links(realm, id).await?.iter().any(|l| l.identity_provider.as_deref() == Some(alias)) {
             return Err(not_found("federated identity", alias));
         }
         self.store.delete_link(realm, id, alias).await?;
-        self.audit(
-            Some(realm),
-            "ADMIN_DELETE",
-            format!("users/{id}/federated-identity/{alias}"),
-        )
-        .await;
+        self.audit(Some(realm), "ADMIN_DELETE", format!("users/{id}/federated-identity/{alias}")).await;
         Ok(())
     }
 }

@@ -36,10 +36,7 @@ pub enum BrokerError {
 impl BrokerError {
     /// A refusal naming a field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self::Invalid { field: field.into(), message: message.into() }
     }
 }
 

@@ -45,17 +45,10 @@ pub fn generate_signing_key(alg: &str, now: i64) -> Result<SigningKey, BrokerErr
             (kp.to_pem_private_key(), kp.to_jwk_public_key())
         }
         "EdDSA" => {
-            let kp = josekit::jws::EdDSA
-                .generate_key_pair(josekit::jwk::alg::ed::EdCurve::Ed25519)
-                .map_err(fail)?;
+            let kp = josekit::jws::EdDSA.generate_key_pair(josekit::jwk::alg::ed::EdCurve::Ed25519).map_err(fail)?;
             (kp.to_pem_private_key(), kp.to_jwk_public_key())
         }
-        other => {
-            return Err(BrokerError::invalid(
-                "defaultSignatureAlgorithm",
-                format!("{other:?} is not supported"),
-            ))
-        }
+        other => return Err(BrokerError::invalid("defaultSignatureAlgorithm", format!("{other:?} is not supported"))),
     };
     let kid = uuid::Uuid::new_v4().to_string();
     jwk.set_key_id(&kid);
@@ -84,14 +77,8 @@ mod tests {
             if let Ok(k) = key {
                 assert_eq!(k.public_jwk["alg"], alg);
                 assert_eq!(k.public_jwk["kid"], k.kid.as_str());
-                assert!(
-                    k.public_jwk.get("d").is_none(),
-                    "{alg} public JWK leaks the private part"
-                );
-                assert!(k
-                    .private_pem
-                    .expose()
-                    .starts_with("-----BEGIN PRIVATE KEY-----"));
+                assert!(k.public_jwk.get("d").is_none(), "{alg} public JWK leaks the private part");
+                assert!(k.private_pem.expose().starts_with("-----BEGIN PRIVATE KEY-----"));
             }
         }
         assert!(generate_signing_key("HS256", 1).is_err());

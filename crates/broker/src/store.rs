@@ -111,57 +111,29 @@ pub trait Store: Send + Sync {
     /// mappers), adds missing roles and users, keeps keys and existing users.
     async fn replace_realm_config(&self, bundle: RealmBundle) -> Result<(), StoreError>;
     /// Updates a realm's own fields.
-    async fn update_realm(&self, realm: &str, repr: &RealmRepresentation)
-        -> Result<(), StoreError>;
+    async fn update_realm(&self, realm: &str, repr: &RealmRepresentation) -> Result<(), StoreError>;
     /// Deletes a realm and everything in it.
     async fn delete_realm(&self, realm: &str) -> Result<(), StoreError>;
 
     /// The realm's clients.
     async fn list_clients(&self, realm: &str) -> Result<Vec<ClientRepresentation>, StoreError>;
     /// A client by internal id.
-    async fn get_client(
-        &self,
-        realm: &str,
-        id: &str,
-    ) -> Result<Option<ClientRepresentation>, StoreError>;
+    async fn get_client(&self, realm: &str, id: &str) -> Result<Option<ClientRepresentation>, StoreError>;
     /// Creates a client.
-    async fn create_client(
-        &self,
-        realm: &str,
-        client: &ClientRepresentation,
-    ) -> Result<(), StoreError>;
+    async fn create_client(&self, realm: &str, client: &ClientRepresentation) -> Result<(), StoreError>;
     /// Replaces a client.
-    async fn update_client(
-        &self,
-        realm: &str,
-        client: &ClientRepresentation,
-    ) -> Result<(), StoreError>;
+    async fn update_client(&self, realm: &str, client: &ClientRepresentation) -> Result<(), StoreError>;
     /// Deletes a client.
     async fn delete_client(&self, realm: &str, id: &str) -> Result<(), StoreError>;
 
     /// The realm's upstream providers.
-    async fn list_idps(
-        &self,
-        realm: &str,
-    ) -> Result<Vec<IdentityProviderRepresentation>, StoreError>;
+    async fn list_idps(&self, realm: &str) -> Result<Vec<IdentityProviderRepresentation>, StoreError>;
     /// A provider by alias.
-    async fn get_idp(
-        &self,
-        realm: &str,
-        alias: &str,
-    ) -> Result<Option<IdentityProviderRepresentation>, StoreError>;
+    async fn get_idp(&self, realm: &str, alias: &str) -> Result<Option<IdentityProviderRepresentation>, StoreError>;
     /// Creates a provider.
-    async fn create_idp(
-        &self,
-        realm: &str,
-        idp: &IdentityProviderRepresentation,
-    ) -> Result<(), StoreError>;
+    async fn create_idp(&self, realm: &str, idp: &IdentityProviderRepresentation) -> Result<(), StoreError>;
     /// Replaces a provider (same alias).
-    async fn update_idp(
-        &self,
-        realm: &str,
-        idp: &IdentityProviderRepresentation,
-    ) -> Result<(), StoreError>;
+    async fn update_idp(&self, realm: &str, idp: &IdentityProviderRepresentation) -> Result<(), StoreError>;
     /// Deletes a provider, its mappers and its links.
     async fn delete_idp(&self, realm: &str, alias: &str) -> Result<(), StoreError>;
 
@@ -179,17 +151,9 @@ pub trait Store: Send + Sync {
         id: &str,
     ) -> Result<Option<IdentityProviderMapperRepresentation>, StoreError>;
     /// Creates a mapper.
-    async fn create_mapper(
-        &self,
-        realm: &str,
-        m: &IdentityProviderMapperRepresentation,
-    ) -> Result<(), StoreError>;
+    async fn create_mapper(&self, realm: &str, m: &IdentityProviderMapperRepresentation) -> Result<(), StoreError>;
     /// Replaces a mapper.
-    async fn update_mapper(
-        &self,
-        realm: &str,
-        m: &IdentityProviderMapperRepresentation,
-    ) -> Result<(), StoreError>;
+    async fn update_mapper(&self, realm: &str, m: &IdentityProviderMapperRepresentation) -> Result<(), StoreError>;
     /// Deletes a mapper.
     async fn delete_mapper(&self, realm: &str, alias: &str, id: &str) -> Result<(), StoreError>;
 
@@ -199,17 +163,9 @@ pub trait Store: Send + Sync {
     async fn create_role(&self, realm: &str, role: &RoleRepresentation) -> Result<(), StoreError>;
 
     /// Searches users.
-    async fn search_users(
-        &self,
-        realm: &str,
-        q: &UserQuery,
-    ) -> Result<Vec<UserRepresentation>, StoreError>;
+    async fn search_users(&self, realm: &str, q: &UserQuery) -> Result<Vec<UserRepresentation>, StoreError>;
     /// A user by id.
-    async fn get_user(
-        &self,
-        realm: &str,
-        id: &str,
-    ) -> Result<Option<UserRepresentation>, StoreError>;
+    async fn get_user(&self, realm: &str, id: &str) -> Result<Option<UserRepresentation>, StoreError>;
     /// Creates a user.
     async fn create_user(&self, realm: &str, user: &UserRepresentation) -> Result<(), StoreError>;
     /// Replaces a user.
@@ -218,32 +174,14 @@ pub trait Store: Send + Sync {
     async fn delete_user(&self, realm: &str, id: &str) -> Result<(), StoreError>;
 
     /// A user's realm roles.
-    async fn user_roles(
-        &self,
-        realm: &str,
-        user_id: &str,
-    ) -> Result<Vec<RoleRepresentation>, StoreError>;
+    async fn user_roles(&self, realm: &str, user_id: &str) -> Result<Vec<RoleRepresentation>, StoreError>;
     /// Grants realm roles by name (already granted ones are kept).
-    async fn grant_roles(
-        &self,
-        realm: &str,
-        user_id: &str,
-        names: &[String],
-    ) -> Result<(), StoreError>;
+    async fn grant_roles(&self, realm: &str, user_id: &str, names: &[String]) -> Result<(), StoreError>;
     /// Revokes realm roles by name.
-    async fn revoke_roles(
-        &self,
-        realm: &str,
-        user_id: &str,
-        names: &[String],
-    ) -> Result<(), StoreError>;
+    async fn revoke_roles(&self, realm: &str, user_id: &str, names: &[String]) -> Result<(), StoreError>;
 
     /// A user's upstream links.
-    async fn list_links(
-        &self,
-        realm: &str,
-        user_id: &str,
-    ) -> Result<Vec<FederatedIdentityRepresentation>, StoreError>;
+    async fn list_links(&self, realm: &str, user_id: &str) -> Result<Vec<FederatedIdentityRepresentation>, StoreError>;
     /// Links a user to an upstream account, optionally with its tokens.
     async fn create_link(
         &self,
@@ -279,12 +217,7 @@ pub trait SessionStore: Send + Sync {
     async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Sets a value only when no live one exists; `false` when one did
     /// (replay caches).
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        value: &str,
-        ttl: Duration,
-    ) -> Result<bool, StoreError>;
+    async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Reads a live value.
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Reads and removes a live value at once, so that only one caller ever

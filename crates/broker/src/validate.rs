@@ -19,15 +19,8 @@ pub const MASK: &str = "**********";
 pub const REALM_ALGORITHMS: &[&str] = &["RS256", "ES256", "EdDSA"];
 
 /// Identity-provider config keys that must hold an absolute http(s) URL when set.
-const URL_KEYS: &[&str] = &[
-    "issuer",
-    "authorizationUrl",
-    "tokenUrl",
-    "userInfoUrl",
-    "logoutUrl",
-    "jwksUrl",
-    "metadataDescriptorUrl",
-];
+const URL_KEYS: &[&str] =
+    &["issuer", "authorizationUrl", "tokenUrl", "userInfoUrl", "logoutUrl", "jwksUrl", "metadataDescriptorUrl"];
 
 /// Identity-provider config keys that hold `true` or `false`.
 const BOOL_KEYS: &[&str] = &[
@@ -50,14 +43,7 @@ const BOOL_KEYS: &[&str] = &[
 const INT_KEYS: &[&str] = &["guiOrder", "allowedClockSkew"];
 
 /// The `prompt` values an upstream request may carry (OIDC Core section 3.1.2.1).
-const PROMPTS: &[&str] = &[
-    "",
-    "none",
-    "login",
-    "consent",
-    "select_account",
-    "unspecified",
-];
+const PROMPTS: &[&str] = &["", "none", "login", "consent", "select_account", "unspecified"];
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> BrokerError {
     BrokerError::invalid(field, message)
@@ -69,27 +55,17 @@ fn check_path_name(field: &str, value: Option<&str>) -> Result<String, BrokerErr
     if v.is_empty() {
         return Err(invalid(field, "is required"));
     }
-    if v.len() > 255
-        || v.chars()
-            .any(|c| c.is_control() || matches!(c, '/' | '?' | '#' | '%' | '\\'))
-    {
-        return Err(invalid(
-            field,
-            format!("{v:?} may not contain / ? # % \\ or control characters"),
-        ));
+    if v.len() > 255 || v.chars().any(|c| c.is_control() || matches!(c, '/' | '?' | '#' | '%' | '\\')) {
+        return Err(invalid(field, format!("{v:?} may not contain / ? # % \\ or control characters")));
     }
     Ok(v.to_owned())
 }
 
 /// Checks that a string is an absolute http or https URL.
 pub fn check_http_url(field: &str, value: &str) -> Result<Url, BrokerError> {
-    let url =
-        Url::parse(value).map_err(|e| invalid(field, format!("{value:?} is not a URL: {e}")))?;
+    let url = Url::parse(value).map_err(|e| invalid(field, format!("{value:?} is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid(
-            field,
-            format!("{value:?} must be an absolute http or https URL"),
-        ));
+        return Err(invalid(field, format!("{value:?} must be an absolute http or https URL")));
     }
     Ok(url)
 }
@@ -108,10 +84,7 @@ pub fn realm(r: &mut RealmRepresentation) -> Result<(), BrokerError> {
         Some(a) => {
             return Err(invalid(
                 "defaultSignatureAlgorithm",
-                format!(
-                    "{a:?} is not supported; use one of {}",
-                    REALM_ALGORITHMS.join(", ")
-                ),
+                format!("{a:?} is not supported; use one of {}", REALM_ALGORITHMS.join(", ")),
             ))
         }
     }
@@ -138,10 +111,7 @@ pub fn client(c: &mut ClientRepresentation, prefix: &str) -> Result<(), BrokerEr
     match c.protocol.as_deref() {
         None | Some("openid-connect") => c.protocol = Some("openid-connect".into()),
         Some(p) => {
-            return Err(invalid(
-                format!("{prefix}protocol"),
-                format!("{p:?} is not supported; only openid-connect"),
-            ))
+            return Err(invalid(format!("{prefix}protocol"), format!("{p:?} is not supported; only openid-connect")))
         }
     }
     if c.id.as_deref().is_none_or(str::is_empty) {
@@ -157,27 +127,18 @@ pub fn client(c: &mut ClientRepresentation, prefix: &str) -> Result<(), BrokerEr
         Some(t) => {
             return Err(invalid(
                 format!("{prefix}clientAuthenticatorType"),
-                format!(
-                    "{t:?} is not one of client-secret, client-jwt, client-secret-jwt, client-x509"
-                ),
+                format!("{t:?} is not one of client-secret, client-jwt, client-secret-jwt, client-x509"),
             ))
         }
     }
     for (i, uri) in c.redirect_uris.iter().flatten().enumerate() {
         if uri.trim().is_empty() {
-            return Err(invalid(
-                format!("{prefix}redirectUris[{i}]"),
-                "may not be empty",
-            ));
+            return Err(invalid(format!("{prefix}redirectUris[{i}]"), "may not be empty"));
         }
     }
     if c.public_client == Some(true) || c.bearer_only == Some(true) {
         c.secret = None;
-    } else if c
-        .secret
-        .as_deref()
-        .is_none_or(|s| s.is_empty() || s == MASK)
-    {
+    } else if c.secret.as_deref().is_none_or(|s| s.is_empty() || s == MASK) {
         c.secret = Some(crate::keys::random_secret());
     }
     Ok(())
@@ -186,30 +147,16 @@ pub fn client(c: &mut ClientRepresentation, prefix: &str) -> Result<(), BrokerEr
 fn opt_bool(field: String, v: &str) -> Result<(), BrokerError> {
     match v {
         "" | "true" | "false" => Ok(()),
-        _ => Err(invalid(
-            field,
-            format!("{v:?} must be \"true\" or \"false\""),
-        )),
+        _ => Err(invalid(field, format!("{v:?} must be \"true\" or \"false\""))),
     }
 }
 
 /// Validates an upstream identity provider and fills defaults.
-pub fn identity_provider(
-    p: &mut IdentityProviderRepresentation,
-    prefix: &str,
-) -> Result<(), BrokerError> {
-    p.alias = Some(check_path_name(
-        &format!("{prefix}alias"),
-        p.alias.as_deref(),
-    )?);
+pub fn identity_provider(p: &mut IdentityProviderRepresentation, prefix: &str) -> Result<(), BrokerError> {
+    p.alias = Some(check_path_name(&format!("{prefix}alias"), p.alias.as_deref())?);
     match p.provider_id.as_deref() {
         Some("oidc" | "keycloak-oidc") => {}
-        None => {
-            return Err(invalid(
-                format!("{prefix}providerId"),
-                "is required (oidc or keycloak-oidc)",
-            ))
-        }
+        None => return Err(invalid(format!("{prefix}providerId"), "is required (oidc or keycloak-oidc)")),
         Some(other) => {
             return Err(invalid(
                 format!("{prefix}providerId"),
@@ -235,44 +182,29 @@ pub fn identity_provider(
     }
     for key in INT_KEYS {
         if let Some(v) = cfg.get(*key).filter(|v| !v.is_empty()) {
-            v.trim()
-                .parse::<i64>()
-                .map_err(|_| invalid(field(key), format!("{v:?} must be an integer")))?;
+            v.trim().parse::<i64>().map_err(|_| invalid(field(key), format!("{v:?} must be an integer")))?;
         }
     }
     if let Some(v) = cfg.get("syncMode").filter(|v| !v.is_empty()) {
-        v.parse::<SyncMode>()
-            .map_err(|e| invalid(field("syncMode"), e.to_string()))?;
+        v.parse::<SyncMode>().map_err(|e| invalid(field("syncMode"), e.to_string()))?;
     }
     if let Some(v) = cfg.get("clientAuthMethod").filter(|v| !v.is_empty()) {
-        v.parse::<ClientAuthMethod>()
-            .map_err(|e| invalid(field("clientAuthMethod"), e.to_string()))?;
+        v.parse::<ClientAuthMethod>().map_err(|e| invalid(field("clientAuthMethod"), e.to_string()))?;
     }
     if let Some(v) = cfg.get("pkceMethod").filter(|v| !v.is_empty()) {
-        v.parse::<PkceMethod>()
-            .map_err(|e| invalid(field("pkceMethod"), e.to_string()))?;
+        v.parse::<PkceMethod>().map_err(|e| invalid(field("pkceMethod"), e.to_string()))?;
     }
     if let Some(v) = cfg.get("prompt") {
         if !PROMPTS.contains(&v.as_str()) {
-            return Err(invalid(
-                field("prompt"),
-                format!("{v:?} is not one of none, login, consent, select_account"),
-            ));
+            return Err(invalid(field("prompt"), format!("{v:?} is not one of none, login, consent, select_account")));
         }
     }
     let has = |k: &str| cfg.get(k).is_some_and(|v| !v.is_empty());
     if !has("clientId") {
         return Err(invalid(field("clientId"), "is required"));
     }
-    if !(has("authorizationUrl") && has("tokenUrl"))
-        && !has("metadataDescriptorUrl")
-        && !has("issuer")
-    {
-        let missing = if has("authorizationUrl") {
-            "tokenUrl"
-        } else {
-            "authorizationUrl"
-        };
+    if !(has("authorizationUrl") && has("tokenUrl")) && !has("metadataDescriptorUrl") && !has("issuer") {
+        let missing = if has("authorizationUrl") { "tokenUrl" } else { "authorizationUrl" };
         return Err(invalid(
             field(missing),
             "is required unless metadataDescriptorUrl or issuer lets Federa discover the endpoints",
@@ -282,18 +214,14 @@ pub fn identity_provider(
 }
 
 /// Validates a mapper against its provider alias.
-pub fn mapper(
-    m: &mut IdentityProviderMapperRepresentation,
-    prefix: &str,
-) -> Result<(), BrokerError> {
+pub fn mapper(m: &mut IdentityProviderMapperRepresentation, prefix: &str) -> Result<(), BrokerError> {
     let name = m.name.as_deref().map(str::trim).unwrap_or_default();
     if name.is_empty() {
         return Err(invalid(format!("{prefix}name"), "is required"));
     }
     m.name = Some(name.to_owned());
     let ty = m.identity_provider_mapper.as_deref().unwrap_or_default();
-    federa_mappers::validate(ty, &m.config)
-        .map_err(|e| invalid(format!("{prefix}{}", e.field), e.message))?;
+    federa_mappers::validate(ty, &m.config).map_err(|e| invalid(format!("{prefix}{}", e.field), e.message))?;
     if m.id.as_deref().is_none_or(str::is_empty) {
         m.id = Some(uuid::Uuid::new_v4().to_string());
     }
@@ -322,14 +250,9 @@ pub fn user(u: &mut UserRepresentation, prefix: &str, now_ms: i64) -> Result<(),
     // Keycloak keeps usernames in lower case; lookups depend on it.
     u.username = Some(username.to_lowercase());
     if let Some(email) = u.email.as_deref().filter(|e| !e.is_empty()) {
-        let valid = email
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !email.contains(' '));
+        let valid = email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !email.contains(' '));
         if !valid {
-            return Err(invalid(
-                format!("{prefix}email"),
-                format!("{email:?} is not an email address"),
-            ));
+            return Err(invalid(format!("{prefix}email"), format!("{email:?} is not an email address")));
         }
     }
     if u.id.as_deref().is_none_or(str::is_empty) {
@@ -342,14 +265,8 @@ pub fn user(u: &mut UserRepresentation, prefix: &str, now_ms: i64) -> Result<(),
 }
 
 /// Validates a link to an upstream account.
-pub fn federated_identity(
-    f: &FederatedIdentityRepresentation,
-    prefix: &str,
-) -> Result<(), BrokerError> {
-    for (name, v) in [
-        ("identityProvider", &f.identity_provider),
-        ("userId", &f.user_id),
-    ] {
+pub fn federated_identity(f: &FederatedIdentityRepresentation, prefix: &str) -> Result<(), BrokerError> {
+    for (name, v) in [("identityProvider", &f.identity_provider), ("userId", &f.user_id)] {
         if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
             return Err(invalid(format!("{prefix}{name}"), "is required"));
         }
@@ -358,24 +275,15 @@ pub fn federated_identity(
 }
 
 /// Replaces `${env:NAME}` in every string of a JSON document, for realm files.
-pub fn expand_env(
-    value: &mut serde_json::Value,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), BrokerError> {
+pub fn expand_env(value: &mut serde_json::Value, lookup: &dyn Fn(&str) -> Option<String>) -> Result<(), BrokerError> {
     match value {
         serde_json::Value::String(s) => {
             while let Some(start) = s.find("${env:") {
                 let rest = &s[start + 6..];
-                let end = rest
-                    .find('}')
-                    .ok_or_else(|| invalid("${env:", format!("unterminated in {s:?}")))?;
+                let end = rest.find('}').ok_or_else(|| invalid("${env:", format!("unterminated in {s:?}")))?;
                 let name = &rest[..end];
-                let v = lookup(name).ok_or_else(|| {
-                    invalid(
-                        format!("${{env:{name}}}"),
-                        "environment variable is not set",
-                    )
-                })?;
+                let v = lookup(name)
+                    .ok_or_else(|| invalid(format!("${{env:{name}}}"), "environment variable is not set"))?;
                 s.replace_range(start..start + 6 + end + 1, &v);
             }
         }
@@ -387,11 +295,7 @@ pub fn expand_env(
 }
 
 /// Names of ignored fields, for the one import warning.
-pub fn ignored_names(
-    prefix: &str,
-    ignored: &BTreeMap<String, serde_json::Value>,
-    out: &mut Vec<String>,
-) {
+pub fn ignored_names(prefix: &str, ignored: &BTreeMap<String, serde_json::Value>, out: &mut Vec<String>) {
     out.extend(ignored.keys().map(|k| format!("{prefix}{k}")));
 }
 
@@ -403,30 +307,20 @@ mod tests {
         IdentityProviderRepresentation {
             alias: Some("up".into()),
             provider_id: Some("oidc".into()),
-            config: cfg
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            config: cfg.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             ..Default::default()
         }
     }
 
     #[test]
     fn identity_provider_refusals_name_the_field() {
-        let base = [
-            ("clientId", "c"),
-            ("authorizationUrl", "https://a/auth"),
-            ("tokenUrl", "https://a/token"),
-        ];
+        let base = [("clientId", "c"), ("authorizationUrl", "https://a/auth"), ("tokenUrl", "https://a/token")];
         let cases: &[(&[(&str, &str)], Option<&str>)] = &[
             (&[], None),
             (&[("tokenUrl", "not a url")], Some("config.tokenUrl")),
             (&[("tokenUrl", "ftp://a/token")], Some("config.tokenUrl")),
             (&[("syncMode", "SOMETIMES")], Some("config.syncMode")),
-            (
-                &[("clientAuthMethod", "basic")],
-                Some("config.clientAuthMethod"),
-            ),
+            (&[("clientAuthMethod", "basic")], Some("config.clientAuthMethod")),
             (&[("pkceEnabled", "yes")], Some("config.pkceEnabled")),
             (&[("guiOrder", "first")], Some("config.guiOrder")),
             (&[("clientId", "")], Some("config.clientId")),
@@ -435,12 +329,10 @@ mod tests {
             let mut cfg: Vec<(&str, &str)> = base.to_vec();
             cfg.retain(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
             cfg.extend_from_slice(overrides);
-            let got = identity_provider(&mut idp(&cfg), "")
-                .err()
-                .map(|e| match e {
-                    BrokerError::Invalid { field, .. } => field,
-                    other => other.to_string(),
-                });
+            let got = identity_provider(&mut idp(&cfg), "").err().map(|e| match e {
+                BrokerError::Invalid { field, .. } => field,
+                other => other.to_string(),
+            });
             assert_eq!(got.as_deref(), *expected, "{overrides:?}");
         }
         let mut unknown = idp(&base);
@@ -452,28 +344,21 @@ mod tests {
 
     #[test]
     fn env_expansion() {
-        let mut v =
-            serde_json::json!({"a": ["x${env:ONE}y", {"b": "${env:TWO}"}], "c": "${YANDEX_ID}"});
+        let mut v = serde_json::json!({"a": ["x${env:ONE}y", {"b": "${env:TWO}"}], "c": "${YANDEX_ID}"});
         let lookup = |n: &str| match n {
             "ONE" => Some("1".to_owned()),
             "TWO" => Some("2".to_owned()),
             _ => None,
         };
         assert!(expand_env(&mut v, &lookup).is_ok());
-        assert_eq!(
-            v,
-            serde_json::json!({"a": ["x1y", {"b": "2"}], "c": "${YANDEX_ID}"})
-        );
+        assert_eq!(v, serde_json::json!({"a": ["x1y", {"b": "2"}], "c": "${YANDEX_ID}"}));
         let mut missing = serde_json::json!("${env:THREE}");
         assert!(expand_env(&mut missing, &lookup).is_err());
     }
 
     #[test]
     fn confidential_clients_get_a_secret_public_ones_none() {
-        let mut c = ClientRepresentation {
-            client_id: Some("app".into()),
-            ..Default::default()
-        };
+        let mut c = ClientRepresentation { client_id: Some("app".into()), ..Default::default() };
         assert!(client(&mut c, "").is_ok());
         assert!(c.secret.as_deref().is_some_and(|s| s.len() >= 32));
         let mut p = ClientRepresentation {

@@ -68,10 +68,7 @@ impl FromStr for MapperType {
             other => {
                 return Err(MapperError {
                     field: "identityProviderMapper",
-                    message: format!(
-                        "unsupported mapper type {other:?}; supported: {}",
-                        Self::ALLOWED
-                    ),
+                    message: format!("unsupported mapper type {other:?}; supported: {}", Self::ALLOWED),
                 })
             }
         })
@@ -98,19 +95,14 @@ pub struct MapperSpec {
 }
 
 /// Checks a mapper's type name and configuration.
-pub fn validate(
-    type_name: &str,
-    config: &BTreeMap<String, String>,
-) -> Result<MapperSpec, MapperError> {
+pub fn validate(type_name: &str, config: &BTreeMap<String, String>) -> Result<MapperSpec, MapperError> {
     let kind: MapperType = type_name.parse()?;
     let sync_mode = match config.get("syncMode").map(String::as_str) {
         None | Some("") => MapperSyncMode::Inherit,
-        Some(s) => s
-            .parse()
-            .map_err(|e: federa_protocol::ParseValueError| MapperError {
-                field: "config.syncMode",
-                message: e.to_string(),
-            })?,
+        Some(s) => s.parse().map_err(|e: federa_protocol::ParseValueError| MapperError {
+            field: "config.syncMode",
+            message: e.to_string(),
+        })?,
     };
     for key in kind.required_keys() {
         if config.get(*key).is_none_or(|v| v.trim().is_empty()) {
@@ -123,10 +115,7 @@ pub fn validate(
     if kind == MapperType::AdvancedClaimToRole {
         let claims = config.get("claims").map(String::as_str).unwrap_or("[]");
         if serde_json::from_str::<Vec<serde_json::Value>>(claims).is_err() {
-            return Err(MapperError {
-                field: "config.claims",
-                message: "must be a JSON array".into(),
-            });
+            return Err(MapperError { field: "config.claims", message: "must be a JSON array".into() });
         }
     }
     Ok(MapperSpec { kind, sync_mode })
@@ -149,10 +138,7 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -163,37 +149,15 @@ mod tests {
                 &[("claim", "email"), ("user.attribute", "email")],
                 Ok(MapperSyncMode::Inherit),
             ),
-            (
-                "oidc-user-attribute-idp-mapper",
-                &[("claim", "email")],
-                Err("config.user.attribute"),
-            ),
-            (
-                "hardcoded-role-idp-mapper",
-                &[("role", "admin"), ("syncMode", "FORCE")],
-                Ok(MapperSyncMode::Force),
-            ),
-            (
-                "hardcoded-role-idp-mapper",
-                &[("role", "admin"), ("syncMode", "SOMETIMES")],
-                Err("config.syncMode"),
-            ),
-            (
-                "oidc-username-idp-mapper",
-                &[("template", "${CLAIM.login}")],
-                Ok(MapperSyncMode::Inherit),
-            ),
-            (
-                "oidc-advanced-role-idp-mapper",
-                &[("claims", "not json"), ("role", "r")],
-                Err("config.claims"),
-            ),
+            ("oidc-user-attribute-idp-mapper", &[("claim", "email")], Err("config.user.attribute")),
+            ("hardcoded-role-idp-mapper", &[("role", "admin"), ("syncMode", "FORCE")], Ok(MapperSyncMode::Force)),
+            ("hardcoded-role-idp-mapper", &[("role", "admin"), ("syncMode", "SOMETIMES")], Err("config.syncMode")),
+            ("oidc-username-idp-mapper", &[("template", "${CLAIM.login}")], Ok(MapperSyncMode::Inherit)),
+            ("oidc-advanced-role-idp-mapper", &[("claims", "not json"), ("role", "r")], Err("config.claims")),
             ("saml-role-idp-mapper", &[], Err("identityProviderMapper")),
         ];
         for (ty, config, expected) in cases {
-            let got = validate(ty, &cfg(config))
-                .map(|s| s.sync_mode)
-                .map_err(|e| e.field);
+            let got = validate(ty, &cfg(config)).map(|s| s.sync_mode).map_err(|e| e.field);
             assert_eq!(&got, expected, "{ty} {config:?}");
         }
     }

@@ -46,10 +46,7 @@ pub struct OAuthError {
 impl OAuthError {
     /// An error with a description.
     pub fn new(error: OAuthErrorCode, description: impl Into<String>) -> Self {
-        Self {
-            error,
-            error_description: Some(description.into()),
-        }
+        Self { error, error_description: Some(description.into()) }
     }
 }
 
@@ -74,17 +71,8 @@ mod tests {
     fn body_is_rfc6749_section_5_2() {
         let e = OAuthError::new(OAuthErrorCode::InvalidGrant, "code was already used");
         let body = serde_json::to_value(&e).unwrap_or_default();
-        assert_eq!(
-            body,
-            serde_json::json!({"error": "invalid_grant", "error_description": "code was already used"})
-        );
-        let bare = OAuthError {
-            error: OAuthErrorCode::InvalidRequest,
-            error_description: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&bare).unwrap_or_default(),
-            r#"{"error":"invalid_request"}"#
-        );
+        assert_eq!(body, serde_json::json!({"error": "invalid_grant", "error_description": "code was already used"}));
+        let bare = OAuthError { error: OAuthErrorCode::InvalidRequest, error_description: None };
+        assert_eq!(serde_json::to_string(&bare).unwrap_or_default(), r#"{"error":"invalid_request"}"#);
     }
 }

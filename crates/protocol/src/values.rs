@@ -104,16 +104,10 @@ mod tests {
     #[test]
     fn parses_keycloak_spellings_and_refuses_others() {
         assert_eq!("FORCE".parse::<SyncMode>(), Ok(SyncMode::Force));
-        assert_eq!(
-            "INHERIT".parse::<MapperSyncMode>(),
-            Ok(MapperSyncMode::Inherit)
-        );
+        assert_eq!("INHERIT".parse::<MapperSyncMode>(), Ok(MapperSyncMode::Inherit));
         assert!("INHERIT".parse::<SyncMode>().is_err());
         assert!("force".parse::<SyncMode>().is_err());
-        assert_eq!(
-            "private_key_jwt".parse::<ClientAuthMethod>(),
-            Ok(ClientAuthMethod::PrivateKeyJwt)
-        );
+        assert_eq!("private_key_jwt".parse::<ClientAuthMethod>(), Ok(ClientAuthMethod::PrivateKeyJwt));
         let err = "client_secret".parse::<ClientAuthMethod>().err();
         assert!(err.is_some_and(|e| e.to_string().contains("client_secret_basic")));
         assert_eq!(PkceMethod::S256.as_str(), "S256");

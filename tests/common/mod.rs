@@ -1,1 +1,148 @@
-//! Shared test helpers.
+//! Shared helpers for Federa's end-to-end tests: real databases (a fresh
+//! SQLite file, or a fresh PostgreSQL database when
+//! `FEDERA_TEST_DATABASE_URL` names a server), a real Redis when
+//! `FEDERA_TEST_REDIS_URL` does, and the app state the server builds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use diesel::{Connection as _, RunQueryDsl as _};
+use federa_broker::{AdminService, SessionStore};
+use federa_storage::{DbStore, MasterKey, RedisSessions};
+use federa_web::metrics::Metrics;
+use federa_web::AppState;
+
+/// The admin token every test app accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-7b0c1a2e";
+
+/// The master key of every test database.
+pub const MASTER_KEY: [u8; 32] = [0x42; 32];
+
+/// The environment variable naming a PostgreSQL server for the tests.
+pub const PG_ENV: &str = "FEDERA_TEST_DATABASE_URL";
+/// The environment variable naming a Redis server for the tests.
+pub const REDIS_ENV: &str = "FEDERA_TEST_REDIS_URL";
+
+/// The path of a fixture under tests/fixtures.
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// A database of its own for one test, removed afterwards.
+pub struct TestDb {
+    /// The `database.url` to open.
+    pub url: String,
+    /// The SQLite file, when SQLite.
+    pub sqlite_path: Option<std::path::PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A fresh SQLite file in a temporary folder.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("federa.db");
+        Self { url: format!("sqlite://{}", path.display()), sqlite_path: Some(path), _dir: Some(dir), pg: None }
+    }
+
+    /// A fresh PostgreSQL database, or `None` (with a message saying the
+    /// test is skipped) when no server is configured.
+    pub fn postgres(test: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var(PG_ENV) else {
+            eprintln!("SKIPPED {test} on PostgreSQL: {PG_ENV} is not set");
+            return None;
+        };
+        let name = format!("federa_test_{}", uuid::Uuid::new_v4().simple());
+        let mut c = diesel::PgConnection::establish(&admin_url).expect("connect to the PostgreSQL test server");
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).unwrap();
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+        Some(Self { url: format!("{base}/{name}"), sqlite_path: None, _dir: None, pg: Some((admin_url, name)) })
+    }
+
+    /// Opens and migrates the database.
+    pub fn store(&self) -> DbStore {
+        let store = DbStore::open(&self.url, MasterKey::new(MASTER_KEY)).unwrap();
+        store.migrate().unwrap();
+        store
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.pg {
+            if let Ok(mut c) = diesel::PgConnection::establish(admin_url) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c);
+            }
+        }
+    }
+}
+
+/// A Redis session store under a prefix of its own, or `None` (saying the
+/// test is skipped) when no server is configured.
+pub async fn redis_sessions(test: &str) -> Option<RedisSessions> {
+    let Ok(url) = std::env::var(REDIS_ENV) else {
+        eprintln!("SKIPPED {test} on Redis: {REDIS_ENV} is not set");
+        return None;
+    };
+    let prefix = format!("federa-test:{}:", uuid::Uuid::new_v4().simple());
+    Some(RedisSessions::connect(&url, &prefix).await.expect("connect to the Redis test server"))
+}
+
+/// The app state over a store, with embedded sessions.
+pub fn state(store: &DbStore) -> actix_web::web::Data<AppState> {
+    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    actix_web::web::Data::new(AppState {
+        admin: AdminService::new(Arc::new(store.clone())),
+        sessions,
+        admin_token: federa_protocol::Secret::new(ADMIN_TOKEN),
+        http: reqwest::Client::new(),
+        metrics: Metrics::new().unwrap(),
+        public_url: "http://federa.test".into(),
+    })
+}
+
+/// Builds the app on a state, as the server does, without a socket.
+#[macro_export]
+macro_rules! app {
+    ($state:expr) => {
+        actix_web::test::init_service(
+            actix_web::App::new()
+                .app_data($state.clone())
+                .wrap(actix_web::middleware::from_fn(federa_web::metrics::metrics_middleware))
+                .configure(federa_web::configure),
+        )
+        .await
+    };
+}
+
+/// Sends a request with the admin token and returns the status, the
+/// `Location` header and the JSON body (Null when empty).
+#[macro_export]
+macro_rules! call {
+    ($app:expr, $method:ident, $path:expr) => {
+        $crate::call!($app, $method, $path, serde_json::Value::Null)
+    };
+    ($app:expr, $method:ident, $path:expr, $body:expr) => {{
+        let mut req = actix_web::test::TestRequest::default()
+            .method(actix_web::http::Method::$method)
+            .uri(&$path)
+            .insert_header(("Authorization", format!("Bearer {}", $crate::ADMIN_TOKEN)));
+        let body: serde_json::Value = $body;
+        if !body.is_null() {
+            req = req.set_json(&body);
+        }
+        let resp = actix_web::test::call_service(&$app, req.to_request()).await;
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let bytes = actix_web::test::read_body(resp).await;
+        let json: serde_json::Value = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, location, json)
+    }};
+}

@@ -84,10 +84,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN,
-            public_url: None,
-        }
+        Self { listen: DEFAULT_LISTEN, public_url: None }
     }
 }
 
@@ -101,9 +98,7 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            url: DEFAULT_DATABASE_URL.to_owned(),
-        }
+        Self { url: DEFAULT_DATABASE_URL.to_owned() }
     }
 }
 
@@ -124,9 +119,7 @@ impl SessionSettings {
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        Self {
-            url: EMBEDDED_SESSIONS.to_owned(),
-        }
+        Self { url: EMBEDDED_SESSIONS.to_owned() }
     }
 }
 
@@ -159,9 +152,7 @@ impl KeySettings {
     /// A key built by [`load`] always decodes; a key that was put into
     /// `master_key` by hand and does not decode to 32 bytes also gives `None`.
     pub fn master_key_bytes(&self) -> Option<[u8; 32]> {
-        self.master_key
-            .as_ref()
-            .and_then(|key| decode_master_key(key.expose()).ok())
+        self.master_key.as_ref().and_then(|key| decode_master_key(key.expose()).ok())
     }
 }
 
@@ -183,10 +174,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            level: DEFAULT_LOG_LEVEL.to_owned(),
-            format: LogFormat::default(),
-        }
+        Self { level: DEFAULT_LOG_LEVEL.to_owned(), format: LogFormat::default() }
     }
 }
 
@@ -200,29 +188,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A secret value: it is hard to print by accident.
-///
-/// It has no `Display`, `Clone` or `PartialEq`, and its `Debug` prints
-/// `Secret(***)`. Call [`Secret::expose`] where the value is truly needed.
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret value itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// Secrets are the protocol crate's [`Secret`]: never printed, compared in constant time.
+pub use federa_protocol::Secret;
 
 /// Settings given on the command line; they override every other layer.
 #[derive(Debug, Default, Clone)]
@@ -418,25 +385,19 @@ impl Field {
 
     /// The setting with this section and key in the file, if there is one.
     fn find(section: &str, name: &str) -> Option<Field> {
-        Field::ALL
-            .into_iter()
-            .find(|field| field.names() == (section, name))
+        Field::ALL.into_iter().find(|field| field.names() == (section, name))
     }
 
     /// Whether some setting lives in this section.
     fn is_section(section: &str) -> bool {
-        Field::ALL
-            .into_iter()
-            .any(|field| field.names().0 == section)
+        Field::ALL.into_iter().any(|field| field.names().0 == section)
     }
 }
 
 /// Pairs of a secret and the file that may hold it instead; at most one of
 /// each pair may be set in a layer.
-const EXCLUSIVE: [(Field, Field); 2] = [
-    (Field::AdminToken, Field::AdminTokenFile),
-    (Field::KeysMasterKey, Field::KeysMasterKeyFile),
-];
+const EXCLUSIVE: [(Field, Field); 2] =
+    [(Field::AdminToken, Field::AdminTokenFile), (Field::KeysMasterKey, Field::KeysMasterKeyFile)];
 
 /// The values one layer sets, or the merge of several layers.
 #[derive(Debug, Default)]
@@ -462,11 +423,7 @@ impl Values {
     fn check_exclusive(&self, problems: &mut Problems) {
         for (secret, file) in EXCLUSIVE {
             if let (Some(_), Some(given)) = (&self.0[secret as usize], &self.0[file as usize]) {
-                problems.at(
-                    &given.origin,
-                    &file.key(),
-                    format!("{} is also set; set only one of them", secret.key()),
-                );
+                problems.at(&given.origin, &file.key(), format!("{} is also set; set only one of them", secret.key()));
             }
         }
     }
@@ -499,22 +456,10 @@ impl Problems {
     }
 
     /// Records a problem.
-    fn push(
-        &mut self,
-        stage: Stage,
-        source: &str,
-        line: Option<usize>,
-        key: &str,
-        message: impl Into<String>,
-    ) {
+    fn push(&mut self, stage: Stage, source: &str, line: Option<usize>, key: &str, message: impl Into<String>) {
         self.0.push((
             stage,
-            ConfigProblem {
-                source: source.to_owned(),
-                line,
-                key: key.to_owned(),
-                message: message.into(),
-            },
+            ConfigProblem { source: source.to_owned(), line, key: key.to_owned(), message: message.into() },
         ));
     }
 
@@ -524,21 +469,14 @@ impl Problems {
         if self.0.is_empty() {
             return Ok(());
         }
-        self.0.sort_by(|(a_stage, a), (b_stage, b)| {
-            (a_stage, a.line, &a.source).cmp(&(b_stage, b.line, &b.source))
-        });
+        self.0.sort_by(|(a_stage, a), (b_stage, b)| (a_stage, a.line, &a.source).cmp(&(b_stage, b.line, &b.source)));
         Err(self.0.into_iter().map(|(_, problem)| problem).collect())
     }
 }
 
 /// The 1-based line of a byte offset in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()
-        .iter()
-        .take(offset)
-        .filter(|byte| **byte == b'\n')
-        .count()
-        + 1
+    text.as_bytes().iter().take(offset).filter(|byte| **byte == b'\n').count() + 1
 }
 
 /// Reads the TOML file into a layer, reporting syntax errors, unknown
@@ -549,13 +487,7 @@ fn read_file(path: &Path, problems: &mut Problems) -> Values {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) => {
-            problems.push(
-                Stage::File,
-                &source,
-                None,
-                "",
-                format!("cannot read the configuration file: {error}"),
-            );
+            problems.push(Stage::File, &source, None, "", format!("cannot read the configuration file: {error}"));
             return values;
         }
     };
@@ -565,13 +497,7 @@ fn read_file(path: &Path, problems: &mut Problems) -> Values {
             // Only the short message is kept: the full rendering quotes the
             // offending line, which may hold a secret.
             let line = error.span().map(|span| line_of(&text, span.start));
-            problems.push(
-                Stage::File,
-                &source,
-                line,
-                "",
-                format!("invalid TOML: {}", error.message().trim()),
-            );
+            problems.push(Stage::File, &source, line, "", format!("invalid TOML: {}", error.message().trim()));
             return values;
         }
     };
@@ -581,11 +507,7 @@ fn read_file(path: &Path, problems: &mut Problems) -> Values {
     for (section, item) in root.iter() {
         let section_line = line(root.key(section).and_then(|key| key.span()));
         if !Field::is_section(section) {
-            let message = if item.is_table_like() {
-                "unknown section"
-            } else {
-                "unknown key"
-            };
+            let message = if item.is_table_like() { "unknown section" } else { "unknown key" };
             problems.push(Stage::File, &source, section_line, section, message);
             continue;
         }
@@ -602,13 +524,7 @@ fn read_file(path: &Path, problems: &mut Problems) -> Values {
         for (name, value) in table.iter() {
             let key_line = line(table.key(name).and_then(|key| key.span()));
             let Some(field) = Field::find(section, name) else {
-                problems.push(
-                    Stage::File,
-                    &source,
-                    key_line,
-                    &format!("{section}.{name}"),
-                    "unknown key",
-                );
+                problems.push(Stage::File, &source, key_line, &format!("{section}.{name}"), "unknown key");
                 continue;
             };
             let value_line = line(value.span()).or(key_line);
@@ -617,11 +533,7 @@ fn read_file(path: &Path, problems: &mut Problems) -> Values {
                     field,
                     Given {
                         text: text.to_owned(),
-                        origin: Origin {
-                            stage: Stage::File,
-                            source: source.clone(),
-                            line: value_line,
-                        },
+                        origin: Origin { stage: Stage::File, source: source.clone(), line: value_line },
                     },
                 ),
                 None => problems.push(
@@ -643,29 +555,16 @@ fn read_env(env: &BTreeMap<String, String>, problems: &mut Problems) -> Values {
     let mut values = Values::default();
     let given = |name: &str, text: &str| Given {
         text: text.to_owned(),
-        origin: Origin {
-            stage: Stage::Environment,
-            source: format!("environment {name}"),
-            line: None,
-        },
+        origin: Origin { stage: Stage::Environment, source: format!("environment {name}"), line: None },
     };
     for (name, text) in env {
         if !name.starts_with("FEDERA_") || NON_SETTING_ENV.contains(&name.as_str()) {
             continue;
         }
-        match Field::ALL
-            .into_iter()
-            .find(|field| field.env_name() == *name)
-        {
+        match Field::ALL.into_iter().find(|field| field.env_name() == *name) {
             Some(_) if text.is_empty() => {}
             Some(field) => values.set(field, given(name, text)),
-            None => problems.push(
-                Stage::Environment,
-                &format!("environment {name}"),
-                None,
-                "",
-                "unknown setting",
-            ),
+            None => problems.push(Stage::Environment, &format!("environment {name}"), None, "", "unknown setting"),
         }
     }
     // `FEDERA_LOG_LEVEL` is the more specific name, so it wins over `RUST_LOG`.
@@ -682,21 +581,9 @@ fn read_env(env: &BTreeMap<String, String>, problems: &mut Problems) -> Values {
 fn read_flags(overrides: &Overrides) -> Values {
     let mut values = Values::default();
     let flags = [
-        (
-            Field::ServerPublicUrl,
-            "--public-url",
-            &overrides.public_url,
-        ),
-        (
-            Field::DatabaseUrl,
-            "--database-url",
-            &overrides.database_url,
-        ),
-        (
-            Field::SessionsUrl,
-            "--sessions-url",
-            &overrides.sessions_url,
-        ),
+        (Field::ServerPublicUrl, "--public-url", &overrides.public_url),
+        (Field::DatabaseUrl, "--database-url", &overrides.database_url),
+        (Field::SessionsUrl, "--sessions-url", &overrides.sessions_url),
     ];
     for (field, flag, value) in flags {
         if let Some(text) = value {
@@ -704,11 +591,7 @@ fn read_flags(overrides: &Overrides) -> Values {
                 field,
                 Given {
                     text: text.clone(),
-                    origin: Origin {
-                        stage: Stage::Flag,
-                        source: format!("flag {flag}"),
-                        line: None,
-                    },
+                    origin: Origin { stage: Stage::Flag, source: format!("flag {flag}"), line: None },
                 },
             );
         }
@@ -733,15 +616,10 @@ fn substitute(text: &str, env: &BTreeMap<String, String>) -> Result<String, Vec<
             break;
         };
         let name = &after[..end];
-        let well_formed = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let well_formed = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !well_formed {
-            errors.push(format!(
-                "invalid environment variable name {name:?} in ${{env:...}}"
-            ));
+            errors.push(format!("invalid environment variable name {name:?} in ${{env:...}}"));
         } else if let Some(value) = env.get(name) {
             out.push_str(value);
         } else {
@@ -782,40 +660,22 @@ fn winning(
 }
 
 /// Reads a secret from a file, trimmed; reports an unreadable or empty file.
-fn read_secret_file(
-    path: &Path,
-    origin: &Origin,
-    key: &str,
-    problems: &mut Problems,
-) -> Option<String> {
+fn read_secret_file(path: &Path, origin: &Origin, key: &str, problems: &mut Problems) -> Option<String> {
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => {
-            problems.at(
-                origin,
-                key,
-                format!("the file {:?} is empty", path.display().to_string()),
-            );
+            problems.at(origin, key, format!("the file {:?} is empty", path.display().to_string()));
             None
         }
         Ok(text) => Some(text.trim().to_owned()),
         Err(error) => {
-            problems.at(
-                origin,
-                key,
-                format!("cannot read {:?}: {error}", path.display().to_string()),
-            );
+            problems.at(origin, key, format!("cannot read {:?}: {error}", path.display().to_string()));
             None
         }
     }
 }
 
 /// A non-empty path from a setting, or a problem.
-fn path_value(
-    text: String,
-    origin: &Origin,
-    key: &str,
-    problems: &mut Problems,
-) -> Option<PathBuf> {
+fn path_value(text: String, origin: &Origin, key: &str, problems: &mut Problems) -> Option<PathBuf> {
     if text.is_empty() {
         problems.at(origin, key, "must not be empty");
         None
@@ -870,14 +730,12 @@ fn check_database_url(text: &str) -> Result<(), String> {
         return Ok(());
     }
     if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-        return Url::parse(text)
-            .map(|_| ())
-            .map_err(|error| format!("not a valid PostgreSQL URL: {error}"));
+        return Url::parse(text).map(|_| ()).map_err(|error| format!("not a valid PostgreSQL URL: {error}"));
     }
     match text.split_once("://") {
-        Some((scheme, _)) => Err(format!(
-            "unsupported scheme {scheme:?}; expected sqlite://, postgres:// or postgresql://"
-        )),
+        Some((scheme, _)) => {
+            Err(format!("unsupported scheme {scheme:?}; expected sqlite://, postgres:// or postgresql://"))
+        }
         None => Err("must start with sqlite://, postgres:// or postgresql://".to_owned()),
     }
 }
@@ -888,9 +746,7 @@ fn check_sessions_url(text: &str) -> Result<(), String> {
         return Ok(());
     }
     if text.starts_with("redis://") || text.starts_with("rediss://") {
-        return Url::parse(text)
-            .map(|_| ())
-            .map_err(|error| format!("not a valid Redis URL: {error}"));
+        return Url::parse(text).map(|_| ()).map_err(|error| format!("not a valid Redis URL: {error}"));
     }
     Err("must be \"embedded\" or a redis:// or rediss:// URL".to_owned())
 }
@@ -900,9 +756,7 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     match text {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
-        other => Err(format!(
-            "invalid log format {other:?}; expected \"text\" or \"json\""
-        )),
+        other => Err(format!("invalid log format {other:?}; expected \"text\" or \"json\"")),
     }
 }
 
@@ -926,17 +780,12 @@ fn resolve(
         settings.realms.import_dir = Some(dir.clone());
     }
 
-    let mut take =
-        |field: Field, problems: &mut Problems| winning(&mut values, field, env, problems);
+    let mut take = |field: Field, problems: &mut Problems| winning(&mut values, field, env, problems);
 
     if let Some((text, origin)) = take(Field::ServerListen, problems) {
         match text.parse() {
             Ok(listen) => settings.server.listen = listen,
-            Err(_) => problems.at(
-                &origin,
-                &Field::ServerListen.key(),
-                format!("invalid socket address {text:?}"),
-            ),
+            Err(_) => problems.at(&origin, &Field::ServerListen.key(), format!("invalid socket address {text:?}")),
         }
     }
 
@@ -967,13 +816,13 @@ fn resolve(
         if text.is_empty() {
             problems.at(&origin, &Field::AdminToken.key(), "must not be empty");
         } else {
-            settings.admin.token = Some(Secret(text));
+            settings.admin.token = Some(Secret::new(text));
         }
     } else if let Some((text, origin)) = token_file {
         let key = Field::AdminTokenFile.key();
         if let Some(path) = path_value(text, &origin, &key, problems) {
             if let Some(token) = read_secret_file(&path, &origin, &key, problems) {
-                settings.admin.token = Some(Secret(token));
+                settings.admin.token = Some(Secret::new(token));
             }
             settings.admin.token_file = Some(path);
         }
@@ -983,7 +832,7 @@ fn resolve(
     let master_key_file = take(Field::KeysMasterKeyFile, problems);
     if let Some((text, origin)) = master_key {
         match decode_master_key(&text) {
-            Ok(_) => settings.keys.master_key = Some(Secret(text.trim().to_owned())),
+            Ok(_) => settings.keys.master_key = Some(Secret::new(text.trim().to_owned())),
             Err(message) => problems.at(&origin, &Field::KeysMasterKey.key(), message),
         }
     } else if let Some((text, origin)) = master_key_file {
@@ -991,12 +840,10 @@ fn resolve(
         if let Some(path) = path_value(text, &origin, &key, problems) {
             if let Some(master_key) = read_secret_file(&path, &origin, &key, problems) {
                 match decode_master_key(&master_key) {
-                    Ok(_) => settings.keys.master_key = Some(Secret(master_key)),
-                    Err(message) => problems.at(
-                        &origin,
-                        &key,
-                        format!("the key in {:?} {message}", path.display().to_string()),
-                    ),
+                    Ok(_) => settings.keys.master_key = Some(Secret::new(master_key)),
+                    Err(message) => {
+                        problems.at(&origin, &key, format!("the key in {:?} {message}", path.display().to_string()))
+                    }
                 }
             }
             settings.keys.master_key_file = Some(path);
@@ -1004,8 +851,7 @@ fn resolve(
     }
 
     if let Some((text, origin)) = take(Field::RealmsImportDir, problems) {
-        settings.realms.import_dir =
-            path_value(text, &origin, &Field::RealmsImportDir.key(), problems);
+        settings.realms.import_dir = path_value(text, &origin, &Field::RealmsImportDir.key(), problems);
     }
 
     if let Some((text, origin)) = take(Field::LogLevel, problems) {
@@ -1038,10 +884,7 @@ mod tests {
 
     /// Builds an environment from string pairs.
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect()
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
     }
 
     /// Writes `text` to a fresh temporary file.
@@ -1091,16 +934,9 @@ mod tests {
 
     #[test]
     fn non_federa_variables_are_ignored() {
-        let settings = load(
-            None,
-            env(&[
-                ("PATH", "/bin"),
-                ("HOME", "/root"),
-                ("FEDERA_CONFIG", "x.toml"),
-            ]),
-            &Overrides::default(),
-        )
-        .unwrap();
+        let settings =
+            load(None, env(&[("PATH", "/bin"), ("HOME", "/root"), ("FEDERA_CONFIG", "x.toml")]), &Overrides::default())
+                .unwrap();
         assert_eq!(settings.log.level, "info");
     }
 
@@ -1144,42 +980,28 @@ format = "json"
         assert_eq!(settings.database.url, "postgresql://flag/db");
         assert_eq!(settings.sessions.url, "rediss://env:6379");
         assert!(!settings.sessions.is_embedded());
-        assert_eq!(
-            settings.realms.import_dir,
-            Some(PathBuf::from("/flag/realms"))
-        );
+        assert_eq!(settings.realms.import_dir, Some(PathBuf::from("/flag/realms")));
         assert_eq!(settings.log.level, "warn,federa=trace");
         assert_eq!(settings.log.format, LogFormat::Json);
     }
 
     #[test]
     fn federa_log_level_wins_over_rust_log() {
-        let settings = load(
-            None,
-            env(&[("RUST_LOG", "warn"), ("FEDERA_LOG_LEVEL", "debug")]),
-            &Overrides::default(),
-        )
-        .unwrap();
+        let settings =
+            load(None, env(&[("RUST_LOG", "warn"), ("FEDERA_LOG_LEVEL", "debug")]), &Overrides::default()).unwrap();
         assert_eq!(settings.log.level, "debug");
     }
 
     #[test]
     fn an_empty_environment_variable_counts_as_unset() {
-        let settings = load_with(
-            "[server]\nlisten = \"0.0.0.0:1000\"\n",
-            &[("FEDERA_SERVER_LISTEN", "")],
-        )
-        .unwrap();
+        let settings = load_with("[server]\nlisten = \"0.0.0.0:1000\"\n", &[("FEDERA_SERVER_LISTEN", "")]).unwrap();
         assert_eq!(settings.server.listen, "0.0.0.0:1000".parse().unwrap());
     }
 
     #[test]
     fn a_later_layer_can_replace_a_broken_value() {
         let file = file("[server]\nlisten = \"abc\"\npublic_url = \"${env:MISSING}\"\n");
-        let flags = Overrides {
-            listen: Some("127.0.0.1:3000".parse().unwrap()),
-            ..Overrides::default()
-        };
+        let flags = Overrides { listen: Some("127.0.0.1:3000".parse().unwrap()), ..Overrides::default() };
         let vars = env(&[("FEDERA_SERVER_PUBLIC_URL", "https://env.example")]);
         let settings = load(Some(file.path()), vars, &flags).unwrap();
         assert_eq!(settings.server.listen, "127.0.0.1:3000".parse().unwrap());
@@ -1199,29 +1021,15 @@ format = "xml"
         let file = file(text);
         let problems = load(Some(file.path()), Vec::new(), &Overrides::default()).unwrap_err();
         let source = file.path().display().to_string();
-        let found: Vec<(Option<usize>, &str)> = problems
-            .iter()
-            .map(|problem| (problem.line, problem.key.as_str()))
-            .collect();
-        assert_eq!(
-            found,
-            [
-                (Some(2), "server.listen"),
-                (Some(4), "server.database"),
-                (Some(7), "log.format"),
-            ]
-        );
+        let found: Vec<(Option<usize>, &str)> =
+            problems.iter().map(|problem| (problem.line, problem.key.as_str())).collect();
+        assert_eq!(found, [(Some(2), "server.listen"), (Some(4), "server.database"), (Some(7), "log.format"),]);
         assert!(problems.iter().all(|problem| problem.source == source));
-        assert_eq!(
-            problems[0].to_string(),
-            format!("{source}:2: server.listen: invalid socket address \"abc\"")
-        );
+        assert_eq!(problems[0].to_string(), format!("{source}:2: server.listen: invalid socket address \"abc\""));
         assert_eq!(problems[1].message, "unknown key");
         assert_eq!(
             problems[2].to_string(),
-            format!(
-                "{source}:7: log.format: invalid log format \"xml\"; expected \"text\" or \"json\""
-            )
+            format!("{source}:7: log.format: invalid log format \"xml\"; expected \"text\" or \"json\"")
         );
     }
 
@@ -1246,48 +1054,29 @@ format = "xml"
         let problems = problems(text, &[]);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert_eq!(
-            (
-                problems[0].line,
-                problems[0].key.as_str(),
-                problems[0].message.as_str()
-            ),
+            (problems[0].line, problems[0].key.as_str(), problems[0].message.as_str()),
             (Some(3), "server.lisen", "unknown key")
         );
         assert_eq!(
-            (
-                problems[1].line,
-                problems[1].key.as_str(),
-                problems[1].message.as_str()
-            ),
+            (problems[1].line, problems[1].key.as_str(), problems[1].message.as_str()),
             (Some(5), "tls", "unknown section")
         );
     }
 
     #[test]
     fn unknown_federa_variables_are_problems() {
-        let problems = load(
-            None,
-            env(&[("FEDERA_SERVER_LISTN", "x"), ("FEDERA_LOG_FORMAT", "json")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let problems =
+            load(None, env(&[("FEDERA_SERVER_LISTN", "x"), ("FEDERA_LOG_FORMAT", "json")]), &Overrides::default())
+                .unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert_eq!(
-            problems[0].to_string(),
-            "environment FEDERA_SERVER_LISTN: unknown setting"
-        );
+        assert_eq!(problems[0].to_string(), "environment FEDERA_SERVER_LISTN: unknown setting");
     }
 
     #[test]
     fn wrong_types_are_problems() {
-        let problems = problems(
-            "[server]\nlisten = 8080\n[log]\nformat = [\"json\"]\nserver = 1\n",
-            &[],
-        );
-        let found: Vec<(Option<usize>, &str, &str)> = problems
-            .iter()
-            .map(|problem| (problem.line, problem.key.as_str(), problem.message.as_str()))
-            .collect();
+        let problems = problems("[server]\nlisten = 8080\n[log]\nformat = [\"json\"]\nserver = 1\n", &[]);
+        let found: Vec<(Option<usize>, &str, &str)> =
+            problems.iter().map(|problem| (problem.line, problem.key.as_str(), problem.message.as_str())).collect();
         assert_eq!(
             found,
             [
@@ -1309,10 +1098,7 @@ format = "xml"
 
     #[test]
     fn a_syntax_error_is_one_problem_with_its_line() {
-        let problems = problems(
-            "[server]\nlisten = \"127.0.0.1:80\"\ntoken = \"s3cret\n",
-            &[],
-        );
+        let problems = problems("[server]\nlisten = \"127.0.0.1:80\"\ntoken = \"s3cret\n", &[]);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].line, Some(3));
         assert!(problems[0].message.starts_with("invalid TOML"));
@@ -1354,10 +1140,7 @@ format = "xml"
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert_eq!(problems[0].line, Some(2));
         assert_eq!(problems[0].key, "admin.token");
-        assert_eq!(
-            problems[0].message,
-            "environment variable ADMIN_TOKEN is not set"
-        );
+        assert_eq!(problems[0].message, "environment variable ADMIN_TOKEN is not set");
         assert_eq!(problems[1].line, Some(5));
         assert_eq!(problems[1].key, "log.level");
         assert!(problems[1].message.contains("unterminated"));
@@ -1365,8 +1148,7 @@ format = "xml"
 
     #[test]
     fn substitution_handles_text_around_references() {
-        let vars: BTreeMap<String, String> =
-            env(&[("A", "1"), ("B", "${env:A}")]).into_iter().collect();
+        let vars: BTreeMap<String, String> = env(&[("A", "1"), ("B", "${env:A}")]).into_iter().collect();
         assert_eq!(substitute("x${env:A}y${env:A}", &vars).unwrap(), "x1y1");
         // Substituted text is not expanded again.
         assert_eq!(substitute("${env:B}", &vars).unwrap(), "${env:A}");
@@ -1380,10 +1162,7 @@ format = "xml"
     #[test]
     fn token_file_is_read_and_trimmed() {
         let token = file("  from-file\n");
-        let text = format!(
-            "[admin]\ntoken_file = {:?}\n",
-            token.path().display().to_string()
-        );
+        let text = format!("[admin]\ntoken_file = {:?}\n", token.path().display().to_string());
         let settings = load_with(&text, &[]).unwrap();
         assert_eq!(settings.admin.token.as_ref().unwrap().expose(), "from-file");
         assert_eq!(settings.admin.token_file.as_deref(), Some(token.path()));
@@ -1404,10 +1183,7 @@ format = "xml"
     #[test]
     fn token_and_token_file_together_are_a_problem() {
         let token = file("from-file");
-        let text = format!(
-            "[admin]\ntoken = \"direct\"\ntoken_file = {:?}\n",
-            token.path().display().to_string()
-        );
+        let text = format!("[admin]\ntoken = \"direct\"\ntoken_file = {:?}\n", token.path().display().to_string());
         let problems = problems(&text, &[]);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, Some(3));
@@ -1425,12 +1201,7 @@ format = "xml"
     #[test]
     fn a_good_master_key_is_accepted_with_or_without_padding() {
         for key in [KEY, KEY.trim_end_matches('=')] {
-            let settings = load(
-                None,
-                env(&[("FEDERA_KEYS_MASTER_KEY", key)]),
-                &Overrides::default(),
-            )
-            .unwrap();
+            let settings = load(None, env(&[("FEDERA_KEYS_MASTER_KEY", key)]), &Overrides::default()).unwrap();
             let bytes = settings.keys.master_key_bytes().unwrap();
             assert_eq!(bytes[0], 0);
             assert_eq!(bytes[31], 31);
@@ -1440,26 +1211,16 @@ format = "xml"
     #[test]
     fn a_master_key_file_is_read_and_checked() {
         let key = file(&format!("{KEY}\n"));
-        let text = format!(
-            "[keys]\nmaster_key_file = {:?}\n",
-            key.path().display().to_string()
-        );
+        let text = format!("[keys]\nmaster_key_file = {:?}\n", key.path().display().to_string());
         let settings = load_with(&text, &[]).unwrap();
         assert_eq!(settings.keys.master_key.as_ref().unwrap().expose(), KEY);
         assert_eq!(settings.keys.master_key_file.as_deref(), Some(key.path()));
 
         let short = file("c2hvcnQta2V5\n");
-        let text = format!(
-            "[keys]\nmaster_key_file = {:?}\n",
-            short.path().display().to_string()
-        );
+        let text = format!("[keys]\nmaster_key_file = {:?}\n", short.path().display().to_string());
         let problems = problems(&text, &[]);
         assert_eq!(problems.len(), 1);
-        assert!(
-            problems[0].message.contains("decodes to 9 bytes"),
-            "{}",
-            problems[0]
-        );
+        assert!(problems[0].message.contains("decodes to 9 bytes"), "{}", problems[0]);
         assert!(!problems[0].message.contains("c2hvcnQta2V5"));
     }
 
@@ -1472,12 +1233,8 @@ format = "xml"
         assert!(problems[0].message.contains("32 bytes"));
         assert!(!problems[0].to_string().contains("c2hvcnQta2V5"));
 
-        let problems = load(
-            None,
-            env(&[("FEDERA_KEYS_MASTER_KEY", "not base64 at all!")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let problems =
+            load(None, env(&[("FEDERA_KEYS_MASTER_KEY", "not base64 at all!")]), &Overrides::default()).unwrap_err();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].source, "environment FEDERA_KEYS_MASTER_KEY");
         assert!(problems[0].message.contains("not valid base64"));
@@ -1489,10 +1246,7 @@ format = "xml"
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?}"), "Secret(***)");
         let settings = Settings {
-            admin: AdminSettings {
-                token: Some(Secret::new("hunter2")),
-                token_file: None,
-            },
+            admin: AdminSettings { token: Some(Secret::new("hunter2")), token_file: None },
             ..Settings::default()
         };
         assert!(!format!("{settings:?}").contains("hunter2"));
@@ -1501,19 +1255,10 @@ format = "xml"
 
     #[test]
     fn public_url_is_validated_and_loses_its_trailing_slash() {
-        let settings = load_with(
-            "[server]\npublic_url = \"https://id.example/federa/\"\n",
-            &[],
-        )
-        .unwrap();
+        let settings = load_with("[server]\npublic_url = \"https://id.example/federa/\"\n", &[]).unwrap();
         assert_eq!(settings.public_url(), "https://id.example/federa");
 
-        let listen = load(
-            None,
-            env(&[("FEDERA_SERVER_LISTEN", "[::1]:9000")]),
-            &Overrides::default(),
-        )
-        .unwrap();
+        let listen = load(None, env(&[("FEDERA_SERVER_LISTEN", "[::1]:9000")]), &Overrides::default()).unwrap();
         assert_eq!(listen.public_url(), "http://[::1]:9000");
 
         for bad in [
@@ -1523,10 +1268,7 @@ format = "xml"
             "https://id.example/?x",
             "https://user:pw@id.example/",
         ] {
-            let flags = Overrides {
-                public_url: Some(bad.to_owned()),
-                ..Overrides::default()
-            };
+            let flags = Overrides { public_url: Some(bad.to_owned()), ..Overrides::default() };
             let problems = load(None, Vec::new(), &flags).unwrap_err();
             assert_eq!(problems.len(), 1, "{bad}");
             assert_eq!(problems[0].source, "flag --public-url");
@@ -1553,15 +1295,9 @@ format = "xml"
 
     #[test]
     fn environment_problems_have_no_line() {
-        let problems = load(
-            None,
-            env(&[
-                ("FEDERA_SERVER_LISTEN", "abc"),
-                ("FEDERA_LOG_FORMAT", "yaml"),
-            ]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let problems =
+            load(None, env(&[("FEDERA_SERVER_LISTEN", "abc"), ("FEDERA_LOG_FORMAT", "yaml")]), &Overrides::default())
+                .unwrap_err();
         let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
@@ -1575,22 +1311,9 @@ format = "xml"
     #[test]
     fn problems_are_ordered_file_then_environment_then_flags() {
         let file = file("[log]\nformat = \"xml\"\n");
-        let flags = Overrides {
-            database_url: Some("mysql://x".to_owned()),
-            ..Overrides::default()
-        };
+        let flags = Overrides { database_url: Some("mysql://x".to_owned()), ..Overrides::default() };
         let problems = load(Some(file.path()), env(&[("FEDERA_NOPE", "1")]), &flags).unwrap_err();
-        let sources: Vec<&str> = problems
-            .iter()
-            .map(|problem| problem.source.as_str())
-            .collect();
-        assert_eq!(
-            sources,
-            [
-                file.path().to_str().unwrap(),
-                "environment FEDERA_NOPE",
-                "flag --database-url",
-            ]
-        );
+        let sources: Vec<&str> = problems.iter().map(|problem| problem.source.as_str()).collect();
+        assert_eq!(sources, [file.path().to_str().unwrap(), "environment FEDERA_NOPE", "flag --database-url",]);
     }
 }

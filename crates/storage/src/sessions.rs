@@ -1,0 +1,216 @@
+//! The two session stores behind the broker's [`SessionStore`]: `embedded`
+//! (a table in Federa's database, so it survives a restart with nothing else
+//! to run) and Redis. Both enforce expiry themselves: an expired entry is never
+//! returned, whatever the caller does.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use federa_broker::{SessionStore, StoreError};
+
+use crate::db::{Conn, DbPool};
+use crate::rows::SessionRow;
+use crate::schema::session_entries;
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1)
+}
+
+/// Sessions kept in Federa's own database.
+#[derive(Clone)]
+pub struct EmbeddedSessions {
+    pool: DbPool,
+}
+
+impl EmbeddedSessions {
+    /// Sessions in the database behind `pool`.
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, DieselError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = pool.get().map_err(backend)?;
+            f(&mut c).map_err(backend)
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    /// Deletes expired entries; returns how many. Reads never return expired
+    /// entries anyway; this only reclaims space.
+    pub async fn purge_expired(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        self.run(move |c| diesel::delete(session_entries::table.filter(session_entries::expires_at.le(now))).execute(c))
+            .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedSessions {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| session_entries::table.count().get_result::<i64>(c)).await.map(|_| ())
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let row = SessionRow { key: key.to_owned(), value: value.to_owned(), expires_at: now_ms() + ttl_ms(ttl) };
+        self.run(move |c| {
+            c.transaction(|c| {
+                diesel::delete(session_entries::table.filter(session_entries::key.eq(&row.key))).execute(c)?;
+                diesel::insert_into(session_entries::table).values(&row).execute(c)
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let row = SessionRow { key: key.to_owned(), value: value.to_owned(), expires_at: now + ttl_ms(ttl) };
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = pool.get().map_err(backend)?;
+            let inserted = c.transaction(|c| {
+                // An expired entry counts as absent.
+                diesel::delete(
+                    session_entries::table
+                        .filter(session_entries::key.eq(&row.key).and(session_entries::expires_at.le(now))),
+                )
+                .execute(c)?;
+                diesel::insert_into(session_entries::table).values(&row).execute(c)
+            });
+            match inserted {
+                Ok(_) => Ok(true),
+                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+                Err(e) => Err(backend(e)),
+            }
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        let now = now_ms();
+        self.run(move |c| {
+            session_entries::table
+                .filter(session_entries::key.eq(&key).and(session_entries::expires_at.gt(now)))
+                .select(session_entries::value)
+                .first(c)
+                .optional()
+        })
+        .await
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        let now = now_ms();
+        self.run(move |c| {
+            c.transaction(|c| {
+                let value: Option<String> = session_entries::table
+                    .filter(session_entries::key.eq(&key).and(session_entries::expires_at.gt(now)))
+                    .select(session_entries::value)
+                    .first(c)
+                    .optional()?;
+                // Only the caller whose delete removed the row gets the value:
+                // a concurrent taker deletes nothing and gets None.
+                let deleted =
+                    diesel::delete(session_entries::table.filter(session_entries::key.eq(&key))).execute(c)?;
+                Ok(if deleted == 1 { value } else { None })
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(move |c| diesel::delete(session_entries::table.filter(session_entries::key.eq(&key))).execute(c))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Sessions on Redis; keys carry a prefix so that several deployments (or
+/// test runs) can share one server.
+#[derive(Clone)]
+pub struct RedisSessions {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl RedisSessions {
+    /// Connects to `url` (`redis://...`); every key gets `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| backend(format!("sessions.url: {e}")))?;
+        let conn = redis::aio::ConnectionManager::new(client).await.map_err(backend)?;
+        Ok(Self { conn, prefix: prefix.to_owned() })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessions {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ()).map_err(backend)
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(backend)
+    }
+
+    async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(set.is_some())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("GET").arg(self.key(key)).query_async(&mut c).await.map_err(backend)
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("GETDEL").arg(self.key(key)).query_async(&mut c).await.map_err(backend)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("DEL").arg(self.key(key)).query_async::<()>(&mut c).await.map_err(backend)
+    }
+}

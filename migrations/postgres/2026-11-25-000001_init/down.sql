@@ -1,0 +1,11 @@
+DROP TABLE session_entries;
+DROP TABLE audit_events;
+DROP TABLE realm_keys;
+DROP TABLE federated_identities;
+DROP TABLE user_role_mappings;
+DROP TABLE users;
+DROP TABLE realm_roles;
+DROP TABLE idp_mappers;
+DROP TABLE identity_providers;
+DROP TABLE clients;
+DROP TABLE realms;

@@ -1,0 +1,126 @@
+//! The session-store contract, run against every backend: embedded on
+//! SQLite, embedded on PostgreSQL, and Redis.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use federa_broker::SessionStore;
+use federa_tests::{redis_sessions, TestDb};
+
+const LONG: Duration = Duration::from_secs(600);
+
+async fn contract(store: Arc<dyn SessionStore>) {
+    store.ping().await.unwrap();
+
+    // put / get / overwrite / delete.
+    assert_eq!(store.get("flow:a").await.unwrap(), None);
+    store.put("flow:a", "one", LONG).await.unwrap();
+    assert_eq!(store.get("flow:a").await.unwrap().as_deref(), Some("one"));
+    store.put("flow:a", "two", LONG).await.unwrap();
+    assert_eq!(store.get("flow:a").await.unwrap().as_deref(), Some("two"));
+    store.delete("flow:a").await.unwrap();
+    assert_eq!(store.get("flow:a").await.unwrap(), None);
+    store.delete("flow:never-set").await.unwrap();
+
+    // take: the value comes out exactly once.
+    store.put("code:x", "tokens", LONG).await.unwrap();
+    assert_eq!(store.take("code:x").await.unwrap().as_deref(), Some("tokens"));
+    assert_eq!(store.take("code:x").await.unwrap(), None);
+    assert_eq!(store.get("code:x").await.unwrap(), None);
+
+    // take under contention: of many concurrent takers, exactly one wins.
+    store.put("code:race", "v", LONG).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.take("code:race").await.unwrap() }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "a single-use value was handed out {winners} times");
+
+    // put_if_absent: a replay cache.
+    assert!(store.put_if_absent("jti:1", "seen", LONG).await.unwrap());
+    assert!(!store.put_if_absent("jti:1", "again", LONG).await.unwrap());
+    assert_eq!(store.get("jti:1").await.unwrap().as_deref(), Some("seen"));
+
+    // Keys are independent.
+    store.put("k:1", "a", LONG).await.unwrap();
+    store.put("k:2", "b", LONG).await.unwrap();
+    assert_eq!(store.get("k:1").await.unwrap().as_deref(), Some("a"));
+    assert_eq!(store.get("k:2").await.unwrap().as_deref(), Some("b"));
+
+    // Expiry is enforced by the store: a short-lived entry is there, then
+    // gone for get, take and put_if_absent alike, without any caller check.
+    let ttl = Duration::from_millis(150);
+    store.put("short:get", "v", ttl).await.unwrap();
+    store.put("short:take", "v", ttl).await.unwrap();
+    store.put("short:nx", "old", ttl).await.unwrap();
+    assert_eq!(store.get("short:get").await.unwrap().as_deref(), Some("v"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.get("short:get").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "an expired entry is still returned");
+        tokio::task::yield_now().await;
+    }
+    for key in ["short:take", "short:nx"] {
+        while store.get(key).await.unwrap().is_some() {
+            assert!(Instant::now() < deadline, "an expired entry is still returned");
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(store.take("short:take").await.unwrap(), None);
+    assert!(store.put_if_absent("short:nx", "new", LONG).await.unwrap(), "an expired entry blocks put_if_absent");
+    assert_eq!(store.get("short:nx").await.unwrap().as_deref(), Some("new"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_on_sqlite() {
+    let db = TestDb::sqlite();
+    let store = db.store();
+    contract(Arc::new(store.embedded_sessions())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_sessions_survive_a_restart() {
+    let db = TestDb::sqlite();
+    {
+        let store = db.store();
+        store.embedded_sessions().put("flow:restart", "state", LONG).await.unwrap();
+    }
+    let reopened = db.store();
+    assert_eq!(reopened.embedded_sessions().get("flow:restart").await.unwrap().as_deref(), Some("state"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_purge_removes_only_expired() {
+    let db = TestDb::sqlite();
+    let sessions = db.store().embedded_sessions();
+    sessions.put("keep", "v", LONG).await.unwrap();
+    sessions.put("drop", "v", Duration::from_millis(1)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sessions.get("drop").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(sessions.purge_expired().await.unwrap(), 1);
+    assert_eq!(sessions.get("keep").await.unwrap().as_deref(), Some("v"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_on_postgres() {
+    let Some(db) = TestDb::postgres("embedded_on_postgres") else { return };
+    let store = db.store();
+    contract(Arc::new(store.embedded_sessions())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis() {
+    let Some(store) = redis_sessions("session store contract").await else { return };
+    contract(Arc::new(store)).await;
+}

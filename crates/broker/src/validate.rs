@@ -203,7 +203,9 @@ pub fn identity_provider(p: &mut IdentityProviderRepresentation, prefix: &str) -
     if !has("clientId") {
         return Err(invalid(field("clientId"), "is required"));
     }
-    if !(has("authorizationUrl") && has("tokenUrl")) && !has("metadataDescriptorUrl") && !has("issuer") {
+    let explicit = has("authorizationUrl") && has("tokenUrl");
+    let discoverable = has("metadataDescriptorUrl") || has("issuer");
+    if !explicit && !discoverable {
         let missing = if has("authorizationUrl") { "tokenUrl" } else { "authorizationUrl" };
         return Err(invalid(
             field(missing),
@@ -315,7 +317,8 @@ mod tests {
     #[test]
     fn identity_provider_refusals_name_the_field() {
         let base = [("clientId", "c"), ("authorizationUrl", "https://a/auth"), ("tokenUrl", "https://a/token")];
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             (&[], None),
             (&[("tokenUrl", "not a url")], Some("config.tokenUrl")),
             (&[("tokenUrl", "ftp://a/token")], Some("config.tokenUrl")),

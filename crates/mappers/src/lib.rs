@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&str, &[(&str, &str)], Result<MapperSyncMode, &str>)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<MapperSyncMode, &'a str>);
+        let cases: &[Case] = &[
             (
                 "oidc-user-attribute-idp-mapper",
                 &[("claim", "email"), ("user.attribute", "email")],

@@ -1,0 +1,76 @@
+//! `/admin/realms`, `/admin/realms/{realm}` and `/admin/realms/{realm}/roles`.
+
+use crate::body::Body;
+use actix_web::{web, HttpResponse};
+use federa_broker::repr::{RealmRepresentation, RoleRepresentation};
+use federa_broker::RealmSource;
+
+use super::{created, location};
+use crate::auth::Admin;
+use crate::error::WebError;
+use crate::state::AppState;
+
+/// `GET /admin/realms`.
+pub(super) async fn list(_: Admin, st: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().json(st.admin.list_realms().await?))
+}
+
+/// `POST /admin/realms`: the whole representation, nested parts included, in
+/// one transaction.
+pub(super) async fn create(
+    _: Admin,
+    st: web::Data<AppState>,
+    body: Body<RealmRepresentation>,
+) -> Result<HttpResponse, WebError> {
+    let (name, ignored) = st.admin.create_realm(body.into_inner(), RealmSource::Api).await?;
+    if !ignored.is_empty() {
+        log::warn!("realm {name}: ignored {} unsupported fields: {}", ignored.len(), ignored.join(", "));
+    }
+    Ok(created(location(&st, &name, &[])))
+}
+
+/// `GET /admin/realms/{realm}`.
+pub(super) async fn get(_: Admin, st: web::Data<AppState>, realm: web::Path<String>) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().json(st.admin.get_realm(&realm).await?))
+}
+
+/// `PUT /admin/realms/{realm}`: the realm's own fields.
+pub(super) async fn update(
+    _: Admin,
+    st: web::Data<AppState>,
+    realm: web::Path<String>,
+    body: Body<RealmRepresentation>,
+) -> Result<HttpResponse, WebError> {
+    st.admin.update_realm(&realm, body.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /admin/realms/{realm}`.
+pub(super) async fn delete(
+    _: Admin,
+    st: web::Data<AppState>,
+    realm: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    st.admin.delete_realm(&realm).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /admin/realms/{realm}/roles`.
+pub(super) async fn list_roles(
+    _: Admin,
+    st: web::Data<AppState>,
+    realm: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().json(st.admin.list_roles(&realm).await?))
+}
+
+/// `POST /admin/realms/{realm}/roles`.
+pub(super) async fn create_role(
+    _: Admin,
+    st: web::Data<AppState>,
+    realm: web::Path<String>,
+    body: Body<RoleRepresentation>,
+) -> Result<HttpResponse, WebError> {
+    let name = st.admin.create_role(&realm, body.into_inner()).await?;
+    Ok(created(location(&st, &realm, &["roles", &name])))
+}

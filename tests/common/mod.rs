@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+
 use std::sync::Arc;
 
 use diesel::{Connection as _, RunQueryDsl as _};
@@ -93,13 +94,22 @@ pub async fn redis_sessions(test: &str) -> Option<RedisSessions> {
 /// The app state over a store, with embedded sessions.
 pub fn state(store: &DbStore) -> actix_web::web::Data<AppState> {
     let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    state_with(store, sessions, "http://federa.test")
+}
+
+/// The app state over a store and a session store, with a public URL.
+pub fn state_with(store: &DbStore, sessions: Arc<dyn SessionStore>, public_url: &str) -> actix_web::web::Data<AppState> {
+    let store: Arc<dyn federa_broker::Store> = Arc::new(store.clone());
+    let http = reqwest::Client::new();
     actix_web::web::Data::new(AppState {
-        admin: AdminService::new(Arc::new(store.clone())),
+        admin: AdminService::new(store.clone()),
+        broker: federa_broker::flow::Broker::new(store, sessions.clone(), http.clone(), public_url),
+        themes: Arc::new(federa_web::pages::Themes::load(None).unwrap()),
         sessions,
         admin_token: federa_protocol::Secret::new(ADMIN_TOKEN),
-        http: reqwest::Client::new(),
+        http,
         metrics: Metrics::new().unwrap(),
-        public_url: "http://federa.test".into(),
+        public_url: public_url.into(),
     })
 }
 
@@ -145,4 +155,57 @@ macro_rules! call {
         };
         (status, location, json)
     }};
+}
+
+/// A Federa server on a real socket (127.0.0.1, a free port), for flows that
+/// a browser and upstream providers drive over HTTP.
+pub struct RunningFedera {
+    /// `http://127.0.0.1:<port>`, the public URL.
+    pub base: String,
+    /// Its state, for direct checks of the store.
+    pub state: actix_web::web::Data<AppState>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl RunningFedera {
+    /// Starts Federa over `store` and `sessions` in a thread of its own.
+    pub fn start(store: &DbStore, sessions: Arc<dyn SessionStore>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = state_with(store, sessions, &base);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server_state = state.clone();
+        std::thread::spawn(move || {
+            let sys = actix_web::rt::System::new();
+            sys.block_on(async move {
+                let server = actix_web::HttpServer::new(move || {
+                    actix_web::App::new()
+                        .app_data(server_state.clone())
+                        .wrap(actix_web::middleware::from_fn(federa_web::metrics::metrics_middleware))
+                        .configure(federa_web::configure)
+                })
+                .workers(2)
+                .disable_signals()
+                .listen(listener)
+                .unwrap()
+                .run();
+                tx.send(server.handle()).unwrap();
+                let _ = server.await;
+            });
+        });
+        let handle = rx.recv().unwrap();
+        Self { base, state, handle }
+    }
+
+    /// The admin API base.
+    pub fn admin(&self) -> String {
+        format!("{}/admin/realms", self.base)
+    }
+}
+
+impl Drop for RunningFedera {
+    fn drop(&mut self) {
+        // Stopping is asynchronous; the thread ends with the server.
+        drop(self.handle.stop(false));
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod flow;
 pub mod keys;
 pub mod repr;
 pub mod store;

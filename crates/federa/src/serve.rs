@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use actix_web::{middleware, web, App, HttpServer};
 use base64::Engine as _;
+use federa_broker::flow::Broker;
 use federa_broker::{AdminService, ImportOutcome, RealmSource, SessionStore};
 use federa_protocol::Secret;
 use federa_storage::{DatabaseUrl, DbStore, MasterKey, RedisSessions};
 use federa_web::metrics::Metrics;
+use federa_web::pages::Themes;
 use federa_web::AppState;
 use rand::RngCore as _;
 
@@ -145,7 +147,8 @@ pub fn serve(settings: Settings, migrate: bool) -> Result<(), String> {
         } else {
             Arc::new(RedisSessions::connect(&settings.sessions.url, "federa:").await.map_err(|e| e.to_string())?)
         };
-        let admin = AdminService::new(Arc::new(store));
+        let store: Arc<dyn federa_broker::Store> = Arc::new(store);
+        let admin = AdminService::new(store.clone());
         if let Some(dir) = &settings.realms.import_dir {
             load_import_dir(&admin, dir).await?;
         }
@@ -160,8 +163,11 @@ pub fn serve(settings: Settings, migrate: bool) -> Result<(), String> {
             }
         };
         let metrics = Metrics::new().map_err(|e| e.to_string())?;
+        // Upstream endpoints are called as configured; a redirect there is a
+        // misconfiguration to report, not to follow with a client secret.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         // Bound before the state is built, so that with port 0 and no
@@ -173,8 +179,18 @@ pub fn serve(settings: Settings, migrate: bool) -> Result<(), String> {
             Some(_) => settings.public_url(),
             None => format!("http://{bound}"),
         };
-        let state =
-            web::Data::new(AppState { admin, sessions, admin_token, http, metrics, public_url: public_url.clone() });
+        let themes = Arc::new(Themes::load(None).map_err(|e| format!("themes: {e}"))?);
+        let broker = Broker::new(store, sessions.clone(), http.clone(), &public_url);
+        let state = web::Data::new(AppState {
+            admin,
+            broker,
+            themes,
+            sessions,
+            admin_token,
+            http,
+            metrics,
+            public_url: public_url.clone(),
+        });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -18,7 +18,7 @@ pub struct Admin;
 
 /// The token of an `Authorization: Bearer <token>` header. The scheme is
 /// case-insensitive (RFC 7235 section 2.1).
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
+pub(crate) fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

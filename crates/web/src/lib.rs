@@ -24,6 +24,8 @@ pub mod body;
 pub mod error;
 mod health;
 pub mod metrics;
+mod oidc;
+pub mod pages;
 pub mod state;
 
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
@@ -47,7 +49,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(metrics::metrics))
-        .configure(admin::configure);
+        .configure(admin::configure)
+        .configure(oidc::configure);
 }
 
 /// JSON bodies up to [`JSON_LIMIT`]; malformed JSON and wrong types answer 400

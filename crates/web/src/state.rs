@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use federa_broker::flow::Broker;
 use federa_broker::{AdminService, SessionStore};
 use federa_protocol::Secret;
 
 use crate::metrics::Metrics;
+use crate::pages::Themes;
 
 /// The state behind every route.
 pub struct AppState {
@@ -23,4 +25,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The base of every issuer and `Location`, with no trailing slash.
     pub public_url: String,
+    /// Brokered sign-in: the OpenID Provider and the upstream relying party.
+    pub broker: Broker,
+    /// The login themes.
+    pub themes: Arc<Themes>,
 }

@@ -270,6 +270,13 @@ impl Fixture {
             http: reqwest::Client::new(),
             metrics: self.metrics.clone(),
             public_url: PUBLIC_URL.into(),
+            broker: federa_broker::flow::Broker::new(
+                self.store.clone(),
+                self.sessions.clone(),
+                reqwest::Client::new(),
+                PUBLIC_URL,
+            ),
+            themes: std::sync::Arc::new(federa_web::pages::Themes::load(None).expect("the default theme loads")),
         }
     }
 

@@ -1,0 +1,334 @@
+//! The upstream callback: the state check, the code exchange, ID-token
+//! validation (OIDC Core 3.1.3.7), userinfo, and the user created just in
+//! time or found through their link (never through a claim the upstream lets
+//! users change).
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use federa_protocol::id_token::{self, Expectations, IdTokenError};
+use federa_protocol::{ClientAuthMethod, OAuthError, OAuthErrorCode, Secret, SyncMode};
+use serde_json::{Map, Value};
+
+use super::authorize::{AuthError, AuthRequest, ClientResponse};
+use super::state::{self, SsoSession, UpstreamState};
+use super::upstream::Upstream;
+use super::{expired, internal, now, random_token, Broker, RealmInfo};
+use crate::repr::{FederatedIdentityRepresentation, UserRepresentation};
+use crate::store::StoreError;
+use crate::validate;
+
+/// What the callback produced: the answer to the client and the new SSO session.
+#[derive(Debug)]
+pub struct CallbackOutcome {
+    /// The answer to the client.
+    pub response: ClientResponse,
+    /// The SSO session id for the browser's cookie.
+    pub sid: String,
+    /// Its lifetime, seconds.
+    pub max_age: i64,
+}
+
+/// OAuth errors an upstream may send that mean the same to the client.
+const PASSED_THROUGH: &[(&str, OAuthErrorCode)] = &[
+    ("access_denied", OAuthErrorCode::AccessDenied),
+    ("login_required", OAuthErrorCode::LoginRequired),
+    ("interaction_required", OAuthErrorCode::InteractionRequired),
+    ("consent_required", OAuthErrorCode::InteractionRequired),
+    ("account_selection_required", OAuthErrorCode::InteractionRequired),
+    ("temporarily_unavailable", OAuthErrorCode::TemporarilyUnavailable),
+];
+
+fn failed(alias: &str, realm: &str, why: impl std::fmt::Display) -> AuthError {
+    log::warn!("realm {realm:?}: sign-in through {alias:?} refused: {why}");
+    AuthError::page(
+        "Sign-in failed",
+        "The identity provider's answer could not be accepted. Please try again; if it keeps failing, tell your administrator.",
+    )
+}
+
+impl Broker {
+    /// The redirect URI registered upstream (`/broker/{alias}/endpoint`).
+    pub async fn callback(
+        &self,
+        realm: &RealmInfo,
+        alias: &str,
+        params: &BTreeMap<String, String>,
+        browser_flow: Option<&str>,
+    ) -> Result<CallbackOutcome, AuthError> {
+        let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let state_value = get("state").ok_or_else(|| {
+            log::warn!("realm {:?}: callback of {alias:?} without state", realm.name);
+            AuthError::page("Invalid sign-in response", "The identity provider's answer carries no state.")
+        })?;
+        // Single use: a replayed state finds nothing.
+        let st: UpstreamState = self.take_json(&state::upstream_key(state_value)).await?.ok_or_else(|| {
+            log::warn!("realm {:?}: callback of {alias:?} with an unknown, expired or replayed state", realm.name);
+            expired()
+        })?;
+        if st.realm != realm.name || st.alias != alias {
+            log::warn!("realm {:?}: state issued for {:?}/{:?} came back to {alias:?}", realm.name, st.realm, st.alias);
+            return Err(expired());
+        }
+        if browser_flow != Some(st.flow_id.as_str()) {
+            log::warn!("realm {:?}: callback of {alias:?} in a browser that did not start the sign-in", realm.name);
+            return Err(AuthError::page(
+                "Sign-in expired",
+                "This sign-in was started in another browser or has expired. Go back to the application and try again.",
+            ));
+        }
+        let req: AuthRequest = self.take_json(&state::flow_key(&st.flow_id)).await?.ok_or_else(expired)?;
+        let idp = self.store.get_idp(&realm.name, alias).await.map_err(internal)?.ok_or_else(expired)?;
+        let up = self.upstreams.resolve(&self.http, &idp).await.map_err(|e| failed(alias, &realm.name, e))?;
+
+        // RFC 9207: an `iss` that is there must be the upstream's; one that
+        // the upstream promised must be there.
+        match (get("iss"), &up.issuer) {
+            (Some(iss), Some(expected)) if iss != expected => {
+                return Err(failed(alias, &realm.name, format!("iss {iss:?} in the response, expected {expected:?}")))
+            }
+            (None, Some(_)) if up.sends_iss => {
+                return Err(failed(alias, &realm.name, "the response lacks the iss its metadata promises"))
+            }
+            _ => {}
+        }
+        if let Some(error) = get("error") {
+            let code = PASSED_THROUGH
+                .iter()
+                .find(|(e, _)| *e == error)
+                .map(|(_, c)| *c)
+                .unwrap_or(OAuthErrorCode::AccessDenied);
+            let description =
+                get("error_description").map(str::to_owned).unwrap_or_else(|| format!("{alias}: {error}"));
+            log::info!("realm {:?}: {alias:?} answered {error}: {description}", realm.name);
+            return Err(AuthError::Client(req.error(&realm.issuer, OAuthError::new(code, description))));
+        }
+        let code = get("code").ok_or_else(|| failed(alias, &realm.name, "neither code nor error in the response"))?;
+
+        let tokens = self.exchange(&up, realm, code, st.verifier.as_deref()).await?;
+        let id_token = tokens
+            .get("id_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| failed(alias, &realm.name, "the token response has no id_token"))?;
+        let verified = self.verify_id_token(&up, realm, id_token, st.nonce.as_deref()).await?;
+        let mut claims = verified.claims().clone();
+        if let Some(url) = &up.userinfo_url {
+            let access = tokens.get("access_token").and_then(Value::as_str).unwrap_or_default();
+            let info = self.userinfo_upstream(&up, realm, url, access).await?;
+            if info.get("sub").and_then(Value::as_str) != Some(verified.subject()) {
+                return Err(failed(alias, &realm.name, "userinfo sub differs from the ID token's"));
+            }
+            for (k, v) in info {
+                claims.entry(k).or_insert(v);
+            }
+        }
+        let token_json = up.store_token.then(|| Value::Object(tokens.clone()).to_string());
+        let user_id = self.sync_user(realm, &up, verified.subject(), &claims, token_json).await?;
+
+        let sid = random_token();
+        let now = now();
+        let sso = SsoSession { user_id: user_id.clone(), auth_time: now, idp: alias.to_owned() };
+        let max = u64::try_from(realm.sso_max).unwrap_or(36_000);
+        self.put_json(&state::sso_key(&realm.name, &sid), &sso, std::time::Duration::from_secs(max)).await?;
+        let response = self.issue_code(realm, &req, &user_id, now, &sid).await?;
+        Ok(CallbackOutcome { response, sid, max_age: realm.sso_max })
+    }
+
+    async fn exchange(
+        &self,
+        up: &Upstream,
+        realm: &RealmInfo,
+        code: &str,
+        verifier: Option<&str>,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let redirect_uri = self.broker_endpoint(&realm.name, &up.alias);
+        let mut form: Vec<(&str, &str)> =
+            vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &redirect_uri)];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v));
+        }
+        let secret = up.client_secret.as_deref().unwrap_or_default();
+        let mut request = self.http.post(&up.token_url).header("Accept", "application/json");
+        match up.auth_method {
+            ClientAuthMethod::SecretBasic => {
+                // RFC 6749 section 2.3.1: both parts form-urlencoded first.
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair = format!("{}:{}", enc(&up.client_id), enc(secret));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
+                request = request.header("Authorization", format!("Basic {b64}"));
+            }
+            ClientAuthMethod::SecretPost => {
+                form.push(("client_id", &up.client_id));
+                form.push(("client_secret", secret));
+            }
+            other => {
+                return Err(failed(&up.alias, &realm.name, format!("clientAuthMethod {other} is not supported yet")));
+            }
+        }
+        let resp = request.form(&form).send().await.map_err(|e| {
+            failed(&up.alias, &realm.name, format!("token endpoint {} cannot be reached: {e}", up.token_url))
+        })?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let error = body.get("error").and_then(Value::as_str).unwrap_or("?");
+            let desc = body.get("error_description").and_then(Value::as_str).unwrap_or("");
+            return Err(failed(&up.alias, &realm.name, format!("token endpoint answered {status}: {error} {desc}")));
+        }
+        match body {
+            Value::Object(m) => Ok(m),
+            _ => Err(failed(&up.alias, &realm.name, "the token response is not a JSON object")),
+        }
+    }
+
+    async fn verify_id_token(
+        &self,
+        up: &Upstream,
+        realm: &RealmInfo,
+        token: &str,
+        nonce: Option<&str>,
+    ) -> Result<federa_protocol::VerifiedIdToken, AuthError> {
+        let issuer = up.issuer.as_deref().ok_or_else(|| {
+            failed(&up.alias, &realm.name, "no issuer is configured or discovered, so ID tokens cannot be checked")
+        })?;
+        let jwks_url = up
+            .jwks_url
+            .as_deref()
+            .ok_or_else(|| failed(&up.alias, &realm.name, "no jwksUrl configured or discovered"))?;
+        let exp = Expectations {
+            issuer,
+            client_id: &up.client_id,
+            nonce,
+            allowed_algs: id_token::DEFAULT_ALGS,
+            client_secret: None,
+            now: now(),
+            clock_skew: up.clock_skew,
+            max_age: None,
+        };
+        let jwks =
+            self.upstreams.jwks(&self.http, jwks_url, false).await.map_err(|e| failed(&up.alias, &realm.name, e))?;
+        match id_token::verify(token, &jwks, &exp) {
+            Err(IdTokenError::UnknownKey(_)) => {
+                let jwks = self
+                    .upstreams
+                    .jwks(&self.http, jwks_url, true)
+                    .await
+                    .map_err(|e| failed(&up.alias, &realm.name, e))?;
+                id_token::verify(token, &jwks, &exp)
+                    .map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}")))
+            }
+            other => other.map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}"))),
+        }
+    }
+
+    async fn userinfo_upstream(
+        &self,
+        up: &Upstream,
+        realm: &RealmInfo,
+        url: &str,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| failed(&up.alias, &realm.name, format!("userinfo {url}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(failed(&up.alias, &realm.name, format!("userinfo {url} answered {}", resp.status())));
+        }
+        match resp.json::<Value>().await {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(failed(&up.alias, &realm.name, format!("userinfo {url} did not answer a JSON object"))),
+        }
+    }
+
+    /// Finds the user linked to the upstream subject, or creates them; applies the sync mode.
+    async fn sync_user(
+        &self,
+        realm: &RealmInfo,
+        up: &Upstream,
+        subject: &str,
+        claims: &Map<String, Value>,
+        token_json: Option<String>,
+    ) -> Result<String, AuthError> {
+        let s = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
+        let email_verified = up.trust_email || claims.get("email_verified").and_then(Value::as_bool).unwrap_or(false);
+        let apply = |u: &mut UserRepresentation| {
+            u.email = s("email").map(|e| e.to_lowercase());
+            u.email_verified = Some(u.email.is_some() && email_verified);
+            u.first_name = s("given_name");
+            u.last_name = s("family_name");
+            if u.first_name.is_none() && u.last_name.is_none() {
+                u.first_name = s("name");
+            }
+        };
+        if let Some(mut user) = self.store.find_user_by_link(&realm.name, &up.alias, subject).await.map_err(internal)? {
+            if user.enabled == Some(false) {
+                log::info!("realm {:?}: disabled user {:?} tried to sign in", realm.name, user.username);
+                return Err(AuthError::page(
+                    "Account disabled",
+                    "Your account is disabled. Contact your administrator.",
+                ));
+            }
+            if up.sync_mode == SyncMode::Force {
+                apply(&mut user);
+                if validate::user(&mut user, "", 0).is_ok() {
+                    self.store.update_user(&realm.name, &user).await.map_err(internal)?;
+                }
+            }
+            return Ok(user.id.unwrap_or_default());
+        }
+        let username = s("preferred_username").unwrap_or_else(|| subject.to_owned());
+        let mut user =
+            UserRepresentation { username: Some(username.clone()), enabled: Some(true), ..Default::default() };
+        apply(&mut user);
+        if validate::user(&mut user, "", now() * 1000).is_err() {
+            // An upstream email Federa cannot accept is dropped, not fatal.
+            user.email = None;
+            user.email_verified = Some(false);
+            validate::user(&mut user, "", now() * 1000).map_err(|e| failed(&up.alias, &realm.name, e))?;
+        }
+        let user_id = user.id.clone().unwrap_or_default();
+        match self.store.create_user(&realm.name, &user).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                // Either the same person signing in twice at once (their link
+                // now exists), or another account already has the username.
+                if let Some(u) =
+                    self.store.find_user_by_link(&realm.name, &up.alias, subject).await.map_err(internal)?
+                {
+                    return Ok(u.id.unwrap_or_default());
+                }
+                log::warn!(
+                    "realm {:?}: {:?} subject {subject:?} wants username {username:?}, which another account holds",
+                    realm.name,
+                    up.alias
+                );
+                return Err(AuthError::page(
+                    "Account already exists",
+                    "An account with your username already exists here. Ask an administrator to link it to this identity provider.",
+                ));
+            }
+            Err(e) => return Err(internal(e)),
+        }
+        let link = FederatedIdentityRepresentation {
+            identity_provider: Some(up.alias.clone()),
+            user_id: Some(subject.to_owned()),
+            user_name: s("preferred_username"),
+            ..Default::default()
+        };
+        let token = token_json.map(Secret::new);
+        if let Err(e) = self.store.create_link(&realm.name, &user_id, &link, token.as_ref()).await {
+            let _ = self.store.delete_user(&realm.name, &user_id).await;
+            if let Some(u) = self.store.find_user_by_link(&realm.name, &up.alias, subject).await.map_err(internal)? {
+                return Ok(u.id.unwrap_or_default());
+            }
+            return Err(internal(e));
+        }
+        log::info!("realm {:?}: created user {username:?} from {:?}", realm.name, up.alias);
+        Ok(user_id)
+    }
+}

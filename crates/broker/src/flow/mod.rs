@@ -1,0 +1,437 @@
+//! Brokered sign-in: Federa as OpenID Provider to the realm's clients and as
+//! relying party of its upstream providers. [`Broker`] holds no per-user
+//! state: every flow, code and session lives in the [`SessionStore`], so any
+//! instance can serve any step and a restart loses nothing.
+
+pub mod authorize;
+mod keys;
+mod login;
+pub mod state;
+pub mod token;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use federa_protocol::{pkce, OAuthError, OAuthErrorCode};
+use rand::RngCore as _;
+
+use crate::repr::{ClientRepresentation, IdentityProviderRepresentation, RealmRepresentation};
+use crate::store::{SessionStore, Store};
+use authorize::{AuthError, AuthRequest, ClientResponse};
+use state::{SsoSession, UpstreamState};
+
+pub use keys::KeyCache;
+pub use login::CallbackOutcome;
+pub use token::{BearerError, TokenError, TokenResponse};
+
+/// How long a sign-in may take, from the client's request to the upstream's answer.
+const FLOW_TTL: Duration = Duration::from_secs(30 * 60);
+/// How long an authorization code lives (RFC 6749 section 4.1.2 recommends at most 10 minutes).
+const CODE_TTL: Duration = Duration::from_secs(60);
+/// The default SSO session lifetime when the realm sets none.
+const DEFAULT_SSO_MAX: i64 = 10 * 3600;
+
+/// 32 random bytes, base64url: flow ids, states, nonces, codes, session ids.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A provider shown on the login page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderChoice {
+    /// The alias.
+    pub alias: String,
+    /// The display name.
+    pub display_name: String,
+}
+
+/// What the authorization endpoint does next.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    /// Answer the client now (SSO, or an error that can go back).
+    Respond(ClientResponse),
+    /// Send the browser upstream; `flow_id` is bound to the browser by a cookie.
+    Upstream {
+        /// The upstream authorization URL.
+        url: String,
+        /// The flow.
+        flow_id: String,
+    },
+    /// Let the person choose a provider.
+    Choose {
+        /// The flow.
+        flow_id: String,
+        /// The visible providers, by `guiOrder`.
+        providers: Vec<ProviderChoice>,
+        /// The client's name.
+        client_name: Option<String>,
+    },
+}
+
+/// The realm's public information the pages and endpoints need.
+#[derive(Debug, Clone)]
+pub struct RealmInfo {
+    /// The realm's name.
+    pub name: String,
+    /// The name for people.
+    pub display_name: String,
+    /// Its login theme.
+    pub login_theme: Option<String>,
+    /// Its issuer.
+    pub issuer: String,
+    /// Access and ID token lifetime, seconds.
+    pub token_lifespan: i64,
+    /// SSO session maximum lifetime, seconds.
+    pub sso_max: i64,
+}
+
+/// The brokered sign-in service.
+#[derive(Clone)]
+pub struct Broker {
+    store: Arc<dyn Store>,
+    sessions: Arc<dyn SessionStore>,
+    http: reqwest::Client,
+    public_url: String,
+    keys: Arc<KeyCache>,
+    upstreams: Arc<upstream::UpstreamCache>,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn internal(e: impl std::fmt::Display) -> AuthError {
+    log::error!("sign-in failed on an internal error: {e}");
+    AuthError::page("Something went wrong", "Federa could not complete the sign-in. Please try again.")
+}
+
+/// Percent-encodes a realm name or alias for a URL path segment.
+pub fn path_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+/// The providers a login page may show: enabled, not hidden, not link-only, by `guiOrder` then alias.
+pub fn visible_providers(idps: &[IdentityProviderRepresentation]) -> Vec<ProviderChoice> {
+    let mut v: Vec<(i64, ProviderChoice)> = idps
+        .iter()
+        .filter(|p| p.enabled != Some(false) && p.link_only != Some(true))
+        .filter(|p| p.config.get("hideOnLoginPage").is_none_or(|h| h != "true"))
+        .map(|p| {
+            let alias = p.alias.clone().unwrap_or_default();
+            let order = p.config.get("guiOrder").and_then(|o| o.trim().parse().ok()).unwrap_or(i64::MAX);
+            let display_name = p.display_name.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| alias.clone());
+            (order, ProviderChoice { alias, display_name })
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.alias.cmp(&b.1.alias)));
+    v.into_iter().map(|(_, c)| c).collect()
+}
+
+impl Broker {
+    /// A broker over the stores, with an HTTP client for upstream calls.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sessions: Arc<dyn SessionStore>,
+        http: reqwest::Client,
+        public_url: &str,
+    ) -> Self {
+        Self {
+            store,
+            sessions,
+            http,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            keys: Arc::new(KeyCache::default()),
+            upstreams: Arc::new(upstream::UpstreamCache::default()),
+        }
+    }
+
+    /// The issuer of a realm: exactly `{public_url}/realms/{realm}`.
+    pub fn issuer(&self, realm: &str) -> String {
+        format!("{}/realms/{}", self.public_url, path_segment(realm))
+    }
+
+    /// The realm, when it exists and is enabled.
+    pub async fn realm(&self, realm: &str) -> Result<Option<RealmInfo>, crate::StoreError> {
+        let Some(r) = self.store.get_realm(realm).await? else { return Ok(None) };
+        if r.repr.enabled == Some(false) {
+            return Ok(None);
+        }
+        Ok(Some(self.realm_info(realm, &r.repr)))
+    }
+
+    fn realm_info(&self, realm: &str, r: &RealmRepresentation) -> RealmInfo {
+        RealmInfo {
+            name: realm.to_owned(),
+            display_name: r.display_name.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| realm.to_owned()),
+            login_theme: r.login_theme.clone(),
+            issuer: self.issuer(realm),
+            token_lifespan: r.access_token_lifespan.filter(|l| *l > 0).unwrap_or(300),
+            sso_max: r.sso_session_max_lifespan.filter(|l| *l > 0).unwrap_or(DEFAULT_SSO_MAX),
+        }
+    }
+
+    async fn client_by_id(&self, realm: &str, client_id: &str) -> Result<Option<ClientRepresentation>, AuthError> {
+        let clients = self.store.list_clients(realm).await.map_err(internal)?;
+        Ok(clients.into_iter().find(|c| c.client_id.as_deref() == Some(client_id)))
+    }
+
+    /// The authorization endpoint: validates the request, then answers from
+    /// an SSO session, sends the browser upstream, or asks which provider.
+    pub async fn authorize(
+        &self,
+        realm: &RealmInfo,
+        params: &BTreeMap<String, String>,
+        sso_sid: Option<&str>,
+    ) -> Result<AuthorizeOutcome, AuthError> {
+        let client = match params.get("client_id") {
+            Some(id) => self.client_by_id(&realm.name, id).await?,
+            None => None,
+        };
+        let req = authorize::validate(&realm.name, &realm.issuer, params, client.as_ref())?;
+        let now = now();
+
+        // A live SSO session answers at once, unless the client wants a fresh login.
+        if let Some(sid) = sso_sid.filter(|_| !req.has_prompt("login")) {
+            if let Some(sso) = self.sso_session(&realm.name, sid).await? {
+                let fresh_enough = req.max_age.is_none_or(|m| now - sso.auth_time <= m);
+                let hinted_elsewhere = req.idp_hint.as_deref().is_some_and(|h| h != sso.idp);
+                if fresh_enough && !hinted_elsewhere {
+                    let resp = self.issue_code(realm, &req, &sso.user_id, sso.auth_time, sid).await?;
+                    return Ok(AuthorizeOutcome::Respond(resp));
+                }
+            }
+        }
+
+        let idps = self.store.list_idps(&realm.name).await.map_err(internal)?;
+        let chosen = match &req.idp_hint {
+            Some(hint) => {
+                let found = idps.iter().find(|p| p.alias.as_deref() == Some(hint.as_str()) && p.enabled != Some(false));
+                match found {
+                    Some(p) => Some(p.clone()),
+                    None => {
+                        return Err(AuthError::Client(req.error(
+                            &realm.issuer,
+                            OAuthError::new(OAuthErrorCode::InvalidRequest, format!("no identity provider {hint:?}")),
+                        )))
+                    }
+                }
+            }
+            None => None,
+        };
+        let visible = visible_providers(&idps);
+        let chosen = chosen.or_else(|| match visible.as_slice() {
+            [only] => idps.iter().find(|p| p.alias.as_deref() == Some(only.alias.as_str())).cloned(),
+            _ => None,
+        });
+
+        if req.has_prompt("none") {
+            // Without a session, prompt=none may only travel upstream when the
+            // provider accepts it; otherwise the user must sign in.
+            let forward = match &chosen {
+                Some(p) => p.config.get("acceptsPromptNoneForwardFromClient").is_some_and(|v| v == "true"),
+                None => false,
+            };
+            if !forward {
+                return Ok(AuthorizeOutcome::Respond(req.error(
+                    &realm.issuer,
+                    OAuthError::new(OAuthErrorCode::LoginRequired, "the user is not signed in"),
+                )));
+            }
+        }
+
+        let flow_id = random_token();
+        self.put_json(&state::flow_key(&flow_id), &req, FLOW_TTL).await?;
+        match chosen {
+            Some(idp) => {
+                let url = self.upstream_url(realm, &idp, &req, &flow_id).await?;
+                Ok(AuthorizeOutcome::Upstream { url, flow_id })
+            }
+            None if visible.is_empty() => Err(AuthError::page(
+                "No sign-in method",
+                "This realm has no identity provider to sign in with. An administrator must add one.",
+            )),
+            None => Ok(AuthorizeOutcome::Choose {
+                flow_id,
+                providers: visible,
+                client_name: client.and_then(|c| c.name).filter(|n| !n.is_empty()),
+            }),
+        }
+    }
+
+    /// The chooser's link: starts the upstream request for a flow this browser holds.
+    pub async fn start_upstream(
+        &self,
+        realm: &RealmInfo,
+        alias: &str,
+        flow_id: &str,
+        browser_flow: Option<&str>,
+    ) -> Result<String, AuthError> {
+        if browser_flow != Some(flow_id) {
+            return Err(AuthError::page(
+                "Sign-in expired",
+                "This sign-in was started in another browser or has expired. Go back to the application and try again.",
+            ));
+        }
+        let req: AuthRequest = self.get_json(&state::flow_key(flow_id)).await?.ok_or_else(expired)?;
+        let idp = self
+            .store
+            .get_idp(&realm.name, alias)
+            .await
+            .map_err(internal)?
+            .filter(|p| p.enabled != Some(false))
+            .ok_or_else(|| {
+                AuthError::page("Unknown identity provider", format!("There is no identity provider {alias:?}."))
+            })?;
+        self.upstream_url(realm, &idp, &req, flow_id).await
+    }
+
+    /// The redirect URI registered at an upstream for this realm.
+    pub fn broker_endpoint(&self, realm: &str, alias: &str) -> String {
+        format!("{}/broker/{}/endpoint", self.issuer(realm), path_segment(alias))
+    }
+
+    async fn upstream_url(
+        &self,
+        realm: &RealmInfo,
+        idp: &IdentityProviderRepresentation,
+        req: &AuthRequest,
+        flow_id: &str,
+    ) -> Result<String, AuthError> {
+        let up = self.upstreams.resolve(&self.http, idp).await.map_err(|e| {
+            log::error!("realm {:?}: {e}", realm.name);
+            AuthError::page("Identity provider unavailable", format!("{} cannot be reached right now.", display(idp)))
+        })?;
+        let state_value = random_token();
+        let nonce = up.nonce.then(random_token);
+        let verifier = up.pkce.map(|_| random_token());
+        let st = UpstreamState {
+            flow_id: flow_id.to_owned(),
+            realm: realm.name.clone(),
+            alias: up.alias.clone(),
+            nonce: nonce.clone(),
+            verifier: verifier.clone(),
+        };
+        self.put_json(&state::upstream_key(&state_value), &st, FLOW_TTL).await?;
+        let mut url = url::Url::parse(&up.authorization_url).map_err(|e| {
+            log::error!("realm {:?}: identity provider {:?}: authorizationUrl: {e}", realm.name, up.alias);
+            AuthError::page("Identity provider unavailable", "Its sign-in address is misconfigured.")
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &up.client_id)
+                .append_pair("response_type", "code")
+                .append_pair("redirect_uri", &self.broker_endpoint(&realm.name, &up.alias))
+                .append_pair("scope", &up.scope)
+                .append_pair("state", &state_value);
+            if let Some(n) = &nonce {
+                q.append_pair("nonce", n);
+            }
+            if let (Some(method), Some(v)) = (up.pkce, &verifier) {
+                let challenge = match method {
+                    federa_protocol::PkceMethod::S256 => pkce::s256_challenge(v),
+                    federa_protocol::PkceMethod::Plain => v.clone(),
+                };
+                q.append_pair("code_challenge", &challenge).append_pair("code_challenge_method", method.as_str());
+            }
+            let prompt = if req.has_prompt("none") && up.accepts_prompt_none {
+                Some("none".to_owned())
+            } else if req.has_prompt("login") {
+                Some("login".to_owned())
+            } else {
+                up.prompt.clone()
+            };
+            if let Some(p) = prompt {
+                q.append_pair("prompt", &p);
+            }
+            if up.pass_login_hint {
+                if let Some(h) = &req.login_hint {
+                    q.append_pair("login_hint", h);
+                }
+            }
+            if up.pass_ui_locales {
+                if let Some(l) = &req.ui_locales {
+                    q.append_pair("ui_locales", l);
+                }
+            }
+            if up.pass_max_age {
+                if let Some(m) = req.max_age {
+                    q.append_pair("max_age", &m.to_string());
+                }
+            }
+            for name in &up.forward_parameters {
+                if let Some(v) = req.extra.get(name) {
+                    q.append_pair(name, v);
+                }
+            }
+        }
+        Ok(url.to_string())
+    }
+
+    async fn sso_session(&self, realm: &str, sid: &str) -> Result<Option<SsoSession>, AuthError> {
+        self.get_json(&state::sso_key(realm, sid)).await
+    }
+
+    /// Mints a code for a signed-in user and answers the client with it.
+    async fn issue_code(
+        &self,
+        realm: &RealmInfo,
+        req: &AuthRequest,
+        user_id: &str,
+        auth_time: i64,
+        sid: &str,
+    ) -> Result<ClientResponse, AuthError> {
+        let code = random_token();
+        let grant = state::CodeGrant {
+            client_id: req.client_id.clone(),
+            redirect_uri: req.redirect_uri.clone(),
+            user_id: user_id.to_owned(),
+            nonce: req.nonce.clone(),
+            code_challenge: req.code_challenge.clone(),
+            scopes: req.scopes.clone(),
+            auth_time,
+            sid: sid.to_owned(),
+        };
+        self.put_json(&state::code_key(&realm.name, &code), &grant, CODE_TTL).await?;
+        let mut params = vec![("code".to_owned(), code)];
+        if let Some(s) = &req.state {
+            params.push(("state".into(), s.clone()));
+        }
+        params.push(("iss".into(), realm.issuer.clone()));
+        Ok(ClientResponse { redirect_uri: req.redirect_uri.clone(), response_mode: req.response_mode, params })
+    }
+
+    async fn put_json<T: serde::Serialize>(&self, key: &str, value: &T, ttl: Duration) -> Result<(), AuthError> {
+        let json = serde_json::to_string(value).map_err(internal)?;
+        self.sessions.put(key, &json, ttl).await.map_err(internal)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, AuthError> {
+        match self.sessions.get(key).await.map_err(internal)? {
+            Some(s) => serde_json::from_str(&s).map(Some).map_err(internal),
+            None => Ok(None),
+        }
+    }
+
+    async fn take_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, AuthError> {
+        match self.sessions.take(key).await.map_err(internal)? {
+            Some(s) => serde_json::from_str(&s).map(Some).map_err(internal),
+            None => Ok(None),
+        }
+    }
+}
+
+fn expired() -> AuthError {
+    AuthError::page(
+        "Sign-in expired",
+        "This sign-in has expired or was already completed. Go back to the application and try again.",
+    )
+}
+
+fn display(idp: &IdentityProviderRepresentation) -> String {
+    idp.display_name.clone().or_else(|| idp.alias.clone()).unwrap_or_default()
+}

@@ -1,0 +1,95 @@
+//! What the flows keep in the session store between requests. Keys hold a
+//! SHA-256 of the secret value (code, session id), never the value itself, so
+//! that a read of the store does not hand out usable codes or sessions.
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+/// A hex SHA-256, for store keys derived from secrets.
+pub fn digest(value: &str) -> String {
+    hex::encode(sha2::Sha256::digest(value.as_bytes()))
+}
+
+/// The store key of a sign-in flow.
+pub fn flow_key(flow_id: &str) -> String {
+    format!("flow:{}", digest(flow_id))
+}
+
+/// The store key of an upstream request's `state`.
+pub fn upstream_key(state: &str) -> String {
+    format!("up:{}", digest(state))
+}
+
+/// The store key of an authorization code.
+pub fn code_key(realm: &str, code: &str) -> String {
+    format!("code:{realm}:{}", digest(code))
+}
+
+/// The store key remembering a code that was exchanged.
+pub fn used_code_key(realm: &str, code: &str) -> String {
+    format!("used:{realm}:{}", digest(code))
+}
+
+/// The store key of a revoked access token.
+pub fn revoked_key(realm: &str, jti: &str) -> String {
+    format!("revoked:{realm}:{jti}")
+}
+
+/// The store key of an SSO session.
+pub fn sso_key(realm: &str, sid: &str) -> String {
+    format!("sso:{realm}:{}", digest(sid))
+}
+
+/// An upstream authorization request in flight.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpstreamState {
+    /// The sign-in flow it serves.
+    pub flow_id: String,
+    /// The realm.
+    pub realm: String,
+    /// The upstream alias.
+    pub alias: String,
+    /// The nonce sent upstream.
+    pub nonce: Option<String>,
+    /// The PKCE verifier.
+    pub verifier: Option<String>,
+}
+
+/// An authorization code's grant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeGrant {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI of the request.
+    pub redirect_uri: String,
+    /// The user.
+    pub user_id: String,
+    /// The client's nonce.
+    pub nonce: Option<String>,
+    /// The PKCE challenge.
+    pub code_challenge: Option<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// The SSO session.
+    pub sid: String,
+}
+
+/// A code that was exchanged, and what it produced (to revoke on reuse).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsedCode {
+    /// The access token's `jti`.
+    pub jti: String,
+}
+
+/// An SSO session: a browser signed in to the realm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SsoSession {
+    /// The user.
+    pub user_id: String,
+    /// When the user authenticated upstream.
+    pub auth_time: i64,
+    /// Through which provider.
+    pub idp: String,
+}

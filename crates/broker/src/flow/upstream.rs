@@ -1,0 +1,243 @@
+//! Federa as a relying party of an upstream OpenID Provider: its endpoints
+//! (given, or discovered and cached), the authorization request, the code
+//! exchange, and the upstream JWKS cache (by kid; refetched for an unknown kid
+//! at most once per interval).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use federa_protocol::discovery::ProviderMetadata;
+use federa_protocol::{ClientAuthMethod, PkceMethod, SyncMode};
+
+use crate::repr::IdentityProviderRepresentation;
+
+/// How long a discovery document or JWKS is trusted before it is read again.
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+/// How long a failed discovery is remembered, so that a down upstream does
+/// not cost a request per sign-in.
+const FAILURE_TTL: Duration = Duration::from_secs(30);
+/// The shortest time between two JWKS fetches caused by unknown kids.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// An upstream provider's settings, resolved from its representation and,
+/// where needed, its discovery document.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The alias.
+    pub alias: String,
+    /// The name on the login page.
+    pub display_name: String,
+    /// Federa's client id there.
+    pub client_id: String,
+    /// Federa's client secret there.
+    pub client_secret: Option<String>,
+    /// How Federa authenticates at the token endpoint.
+    pub auth_method: ClientAuthMethod,
+    /// The authorization endpoint.
+    pub authorization_url: String,
+    /// The token endpoint.
+    pub token_url: String,
+    /// The userinfo endpoint, unless disabled.
+    pub userinfo_url: Option<String>,
+    /// The JWKS URL.
+    pub jwks_url: Option<String>,
+    /// The issuer its ID tokens must name.
+    pub issuer: Option<String>,
+    /// The scope to ask for.
+    pub scope: String,
+    /// The PKCE method, when PKCE is used.
+    pub pkce: Option<PkceMethod>,
+    /// A fixed `prompt` to send.
+    pub prompt: Option<String>,
+    /// Whether a client's `prompt=none` may be forwarded.
+    pub accepts_prompt_none: bool,
+    /// Whether to send a nonce.
+    pub nonce: bool,
+    /// The sync mode.
+    pub sync_mode: SyncMode,
+    /// Parameters of the client's request to forward.
+    pub forward_parameters: Vec<String>,
+    /// Seconds of clock skew tolerated.
+    pub clock_skew: i64,
+    /// Forward `max_age`.
+    pub pass_max_age: bool,
+    /// Forward `ui_locales`.
+    pub pass_ui_locales: bool,
+    /// Forward `login_hint`.
+    pub pass_login_hint: bool,
+    /// Trust its email addresses as verified.
+    pub trust_email: bool,
+    /// Keep its tokens.
+    pub store_token: bool,
+    /// Whether the upstream says it sends `iss` in responses (RFC 9207).
+    pub sends_iss: bool,
+}
+
+fn cfg_bool(idp: &IdentityProviderRepresentation, key: &str) -> bool {
+    idp.config.get(key).is_some_and(|v| v == "true")
+}
+
+fn cfg_str(idp: &IdentityProviderRepresentation, key: &str) -> Option<String> {
+    idp.config.get(key).filter(|v| !v.trim().is_empty()).cloned()
+}
+
+/// Why an upstream cannot be used; the message is for the admin's log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("identity provider {alias:?}: {message}")]
+pub struct UpstreamError {
+    /// The alias.
+    pub alias: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Caches of upstream discovery documents and key sets.
+#[derive(Default)]
+pub struct UpstreamCache {
+    metadata: Mutex<HashMap<String, (Instant, Option<ProviderMetadata>)>>,
+    jwks: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
+}
+
+impl UpstreamCache {
+    /// The discovery document at `url`, from the cache or fetched.
+    async fn metadata(&self, http: &reqwest::Client, url: &str) -> Option<ProviderMetadata> {
+        if let Ok(cache) = self.metadata.lock() {
+            if let Some((at, m)) = cache.get(url) {
+                let ttl = if m.is_some() { METADATA_TTL } else { FAILURE_TTL };
+                if at.elapsed() < ttl {
+                    return m.clone();
+                }
+            }
+        }
+        let fetched = match http.get(url).send().await {
+            Ok(r) if r.status().is_success() => match r.json::<ProviderMetadata>().await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    log::warn!("discovery document {url} cannot be read: {e}");
+                    None
+                }
+            },
+            Ok(r) => {
+                log::warn!("discovery document {url} answered {}", r.status());
+                None
+            }
+            Err(e) => {
+                log::warn!("discovery document {url} cannot be fetched: {e}");
+                None
+            }
+        };
+        if let Ok(mut cache) = self.metadata.lock() {
+            cache.insert(url.to_owned(), (Instant::now(), fetched.clone()));
+        }
+        fetched
+    }
+
+    /// Resolves an identity provider's settings.
+    pub async fn resolve(
+        &self,
+        http: &reqwest::Client,
+        idp: &IdentityProviderRepresentation,
+    ) -> Result<Upstream, UpstreamError> {
+        let alias = idp.alias.clone().unwrap_or_default();
+        let err = |message: String| UpstreamError { alias: alias.clone(), message };
+        let discovery_url = cfg_str(idp, "metadataDescriptorUrl").or_else(|| {
+            cfg_str(idp, "issuer").map(|i| format!("{}/.well-known/openid-configuration", i.trim_end_matches('/')))
+        });
+        let explicit = cfg_str(idp, "authorizationUrl").is_some() && cfg_str(idp, "tokenUrl").is_some();
+        let meta = match &discovery_url {
+            Some(url) => self.metadata(http, url).await,
+            None => None,
+        };
+        if !explicit && meta.is_none() {
+            return Err(err(format!(
+                "no authorizationUrl/tokenUrl configured and the discovery document {} cannot be read",
+                discovery_url.unwrap_or_default()
+            )));
+        }
+        let pick = |key: &str, from_meta: Option<String>| cfg_str(idp, key).or(from_meta);
+        let authorization_url =
+            pick("authorizationUrl", meta.as_ref().map(|m| m.authorization_endpoint.clone())).unwrap_or_default();
+        let token_url = pick("tokenUrl", meta.as_ref().and_then(|m| m.token_endpoint.clone()))
+            .ok_or_else(|| err("no token endpoint".into()))?;
+        let userinfo_url = if cfg_bool(idp, "disableUserInfo") {
+            None
+        } else {
+            pick("userInfoUrl", meta.as_ref().and_then(|m| m.userinfo_endpoint.clone()))
+        };
+        let jwks_url = pick("jwksUrl", meta.as_ref().map(|m| m.jwks_uri.clone()));
+        let issuer = pick("issuer", meta.as_ref().map(|m| m.issuer.clone()));
+        let pkce = if cfg_bool(idp, "pkceEnabled") {
+            Some(cfg_str(idp, "pkceMethod").and_then(|m| m.parse().ok()).unwrap_or(PkceMethod::S256))
+        } else if meta.as_ref().is_some_and(|m| m.code_challenge_methods_supported.iter().any(|x| x == "S256")) {
+            Some(PkceMethod::S256)
+        } else {
+            None
+        };
+        let auth_method = cfg_str(idp, "clientAuthMethod")
+            .map(|m| m.parse().map_err(|_| err(format!("clientAuthMethod {m:?} is not supported"))))
+            .transpose()?
+            .unwrap_or(ClientAuthMethod::SecretPost);
+        let scope = cfg_str(idp, "defaultScope").unwrap_or_else(|| "openid".into());
+        let scope = if scope.split(' ').any(|s| s == "openid") { scope } else { format!("openid {scope}") };
+        Ok(Upstream {
+            alias: alias.clone(),
+            display_name: idp.display_name.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| alias.clone()),
+            client_id: cfg_str(idp, "clientId").unwrap_or_default(),
+            client_secret: cfg_str(idp, "clientSecret"),
+            auth_method,
+            authorization_url,
+            token_url,
+            userinfo_url,
+            jwks_url,
+            issuer,
+            scope,
+            pkce,
+            prompt: cfg_str(idp, "prompt").filter(|p| p != "unspecified"),
+            accepts_prompt_none: cfg_bool(idp, "acceptsPromptNoneForwardFromClient"),
+            nonce: !cfg_bool(idp, "disableNonce"),
+            sync_mode: cfg_str(idp, "syncMode").and_then(|m| m.parse().ok()).unwrap_or(SyncMode::Import),
+            forward_parameters: cfg_str(idp, "forwardParameters")
+                .map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+                .unwrap_or_default(),
+            clock_skew: cfg_str(idp, "allowedClockSkew").and_then(|s| s.trim().parse().ok()).unwrap_or(0),
+            pass_max_age: cfg_bool(idp, "passMaxAge"),
+            pass_ui_locales: cfg_bool(idp, "uiLocales"),
+            pass_login_hint: cfg_bool(idp, "loginHint"),
+            trust_email: idp.trust_email == Some(true),
+            store_token: idp.store_token == Some(true),
+            sends_iss: meta.as_ref().is_some_and(|m| m.authorization_response_iss_parameter_supported),
+        })
+    }
+
+    /// The key set at `url`; `refresh_for_kid` asks for a fresh copy because
+    /// a token named a kid the cached set lacks (at most once per interval).
+    pub async fn jwks(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        refresh_for_kid: bool,
+    ) -> Result<serde_json::Value, String> {
+        if let Ok(cache) = self.jwks.lock() {
+            if let Some((at, set)) = cache.get(url) {
+                let fresh = at.elapsed() < METADATA_TTL;
+                let may_refetch = at.elapsed() >= JWKS_REFETCH_INTERVAL;
+                if fresh && !(refresh_for_kid && may_refetch) {
+                    return Ok(set.clone());
+                }
+            }
+        }
+        let resp = http.get(url).send().await.map_err(|e| format!("JWKS {url} cannot be fetched: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("JWKS {url} answered {}", resp.status()));
+        }
+        let set: serde_json::Value = resp.json().await.map_err(|e| format!("JWKS {url} is not JSON: {e}"))?;
+        if !set.get("keys").is_some_and(serde_json::Value::is_array) {
+            return Err(format!("JWKS {url} has no keys array"));
+        }
+        if let Ok(mut cache) = self.jwks.lock() {
+            cache.insert(url.to_owned(), (Instant::now(), set.clone()));
+        }
+        Ok(set)
+    }
+}

@@ -66,7 +66,7 @@ fn static_base(st: &AppState, realm: Option<&RealmInfo>) -> String {
     format!("{}/resources/{}", st.public_url, path_segment(theme))
 }
 
-fn theme<'a>(realm: Option<&'a RealmInfo>) -> &'a str {
+fn theme(realm: Option<&RealmInfo>) -> &str {
     realm.and_then(|r| r.login_theme.as_deref()).unwrap_or("default")
 }
 

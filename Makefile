@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test lint bench build fmt
+.PHONY: run test test-deps lint bench build fmt
 
 build:
 	$(CARGO) build --release --bin federa
@@ -14,8 +14,14 @@ run:
 
 # Every test. PostgreSQL and Redis tests run when FEDERA_TEST_DATABASE_URL and
 # FEDERA_TEST_REDIS_URL name servers, and say they are skipped otherwise.
-test:
+test: test-deps
 	$(CARGO) test --workspace --all-targets --no-fail-fast
+
+# The real upstream OpenID Provider of the end-to-end tests (npm oidc-provider).
+test-deps: tests/upstream/node_modules/.package-lock.json
+
+tests/upstream/node_modules/.package-lock.json: tests/upstream/package.json tests/upstream/package-lock.json
+	npm ci --prefix tests/upstream --no-audit --no-fund
 
 lint:
 	$(CARGO) fmt --all -- --check

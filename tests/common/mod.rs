@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod bad_idp;
+pub mod browser;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -98,7 +101,11 @@ pub fn state(store: &DbStore) -> actix_web::web::Data<AppState> {
 }
 
 /// The app state over a store and a session store, with a public URL.
-pub fn state_with(store: &DbStore, sessions: Arc<dyn SessionStore>, public_url: &str) -> actix_web::web::Data<AppState> {
+pub fn state_with(
+    store: &DbStore,
+    sessions: Arc<dyn SessionStore>,
+    public_url: &str,
+) -> actix_web::web::Data<AppState> {
     let store: Arc<dyn federa_broker::Store> = Arc::new(store.clone());
     let http = reqwest::Client::new();
     actix_web::web::Data::new(AppState {

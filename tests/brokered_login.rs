@@ -1,0 +1,427 @@
+//! Brokered sign-in end to end, on SQLite and on PostgreSQL: a real
+//! third-party OpenID Provider (node oidc-provider) upstream, Federa on a real
+//! socket, a cookie-keeping browser, and the downstream app driven by the
+//! independent `openidconnect` client library. The negative cases use a small
+//! misbehaving upstream written for the purpose.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use federa_broker::SessionStore;
+use federa_tests::bad_idp::{BadIdp, Misbehaviour};
+use federa_tests::browser::{links, query_params, Browser};
+use federa_tests::upstream::NodeIdp;
+use federa_tests::{RunningFedera, TestDb, ADMIN_TOKEN};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+};
+use serde_json::{json, Value};
+
+const REALM: &str = "e2e";
+const APP_CB: &str = "http://app.test/cb";
+const SPA_CB: &str = "http://spa.test/cb";
+const APP_SECRET: &str = "app-secret-5f2d9c81";
+const UPSTREAM_SECRET: &str = "federa-at-node-secret-0c7d1e";
+
+type Client =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// Federa with a realm brokering the node upstream (and, optionally, a second one).
+struct World {
+    fed: RunningFedera,
+    node: NodeIdp,
+    http: openidconnect::reqwest::Client,
+    _db: TestDb,
+}
+
+impl World {
+    fn issuer(&self) -> String {
+        format!("{}/realms/{REALM}", self.fed.base)
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.fed.admin()))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn client(&self, id: &str, secret: Option<&str>, redirect: &str) -> Client {
+        let meta =
+            CoreProviderMetadata::discover_async(IssuerUrl::new(self.issuer()).unwrap(), &self.http).await.unwrap();
+        CoreClient::from_provider_metadata(meta, ClientId::new(id.into()), secret.map(|s| ClientSecret::new(s.into())))
+            .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap())
+    }
+
+    async fn users(&self) -> Vec<Value> {
+        let (_, v) = self.admin(reqwest::Method::GET, &format!("/{REALM}/users"), Value::Null).await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+}
+
+async fn world(db: TestDb) -> World {
+    let store = db.store();
+    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    let fed = RunningFedera::start(&store, sessions);
+    let callback = format!("{}/realms/{REALM}/broker/node/endpoint", fed.base);
+    let node = NodeIdp::start(json!([{
+        "client_id": "federa",
+        "client_secret": UPSTREAM_SECRET,
+        "redirect_uris": [callback],
+        "token_endpoint_auth_method": "client_secret_basic",
+    }]));
+    let http = openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let w = World { fed, node, http, _db: db };
+    let realm = json!({
+        "realm": REALM,
+        "displayName": "End to end",
+        "clients": [
+            {"clientId": "app", "name": "The App", "secret": APP_SECRET, "redirectUris": [APP_CB]},
+            {"clientId": "spa", "publicClient": true, "redirectUris": [SPA_CB]}
+        ],
+        "identityProviders": [{
+            "alias": "node", "displayName": "Node IdP", "providerId": "oidc",
+            "config": {
+                "issuer": w.node.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
+                "clientAuthMethod": "client_secret_basic", "syncMode": "FORCE",
+                "defaultScope": "openid profile email", "loginHint": "true", "guiOrder": "1"
+            }
+        }]
+    });
+    let (s, body) = w.admin(reqwest::Method::POST, "", realm).await;
+    assert_eq!(s, 201, "{body}");
+    w
+}
+
+fn header_of(jwt: &str) -> Value {
+    let h = jwt.split('.').next().unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+}
+
+/// Signs in through the app with `extra` parameters and returns the callback
+/// parameters, the verifier and the nonce.
+async fn start(
+    w: &World,
+    browser: &Browser,
+    client: &Client,
+    redirect: &str,
+    extra: &[(&str, &str)],
+) -> (federa_tests::browser::Page, openidconnect::PkceCodeVerifier, Nonce, CsrfToken) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge);
+    for (k, v) in extra {
+        req = req.add_extra_param(*k, *v);
+    }
+    let (url, csrf, nonce) = req.url();
+    let page = browser.navigate(url.as_str(), redirect).await;
+    let _ = w;
+    (page, verifier, nonce, csrf)
+}
+
+async fn full_login_with_hint(db: TestDb) {
+    let w = world(db).await;
+    let browser = Browser::new();
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let (page, verifier, nonce, csrf) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert!(page.url.starts_with(APP_CB), "ended at {} after {:#?}", page.url, page.hops);
+    assert!(page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "went upstream: {:#?}", page.hops);
+    let p = query_params(&page.url);
+    assert_eq!(p.get("state").map(String::as_str), Some(csrf.secret().as_str()));
+    assert_eq!(p.get("iss").map(String::as_str), Some(w.issuer().as_str()), "RFC 9207 iss");
+
+    let tokens = app
+        .exchange_code(AuthorizationCode::new(p["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&w.http)
+        .await
+        .unwrap();
+    let id_token = tokens.id_token().unwrap();
+    let claims = id_token.claims(&app.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(claims.issuer().as_str(), w.issuer());
+    assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
+    assert_eq!(claims.email().map(|e| e.as_str()), Some("alice@upstream.test"));
+    let raw_id: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id_token.to_string().split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    for claim in ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "azp", "at_hash"] {
+        assert!(raw_id.get(claim).is_some(), "ID token lacks {claim}: {raw_id}");
+    }
+    assert_eq!(header_of(tokens.access_token().secret())["typ"], "at+jwt", "RFC 9068 access token");
+
+    let info: CoreUserInfoClaims =
+        app.user_info(tokens.access_token().clone(), None).unwrap().request_async(&w.http).await.unwrap();
+    assert_eq!(info.subject(), claims.subject());
+    assert_eq!(info.email().map(|e| e.as_str()), Some("alice@upstream.test"));
+
+    // The user was created just in time and linked to the upstream subject.
+    let users = w.users().await;
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0]["username"], "alice");
+    assert_eq!(users[0]["id"].as_str(), Some(claims.subject().as_str()));
+    let (_, links) = w
+        .admin(
+            reqwest::Method::GET,
+            &format!("/{REALM}/users/{}/federated-identity", claims.subject().as_str()),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(links, json!([{"identityProvider": "node", "userId": "sub-alice", "userName": "alice"}]));
+
+    // SSO: a second client of the realm signs in without going upstream.
+    let spa = w.client("spa", None, SPA_CB).await;
+    let (page, verifier, nonce, _) = start(&w, &browser, &spa, SPA_CB, &[]).await;
+    assert!(page.url.starts_with(SPA_CB), "{:#?}", page.hops);
+    assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "SSO went upstream again: {:#?}", page.hops);
+    let code = query_params(&page.url)["code"].clone();
+    let tokens = spa
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&w.http)
+        .await
+        .unwrap();
+    let spa_claims = tokens.id_token().unwrap().claims(&spa.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(spa_claims.subject(), claims.subject(), "the same user");
+    assert_eq!(w.users().await.len(), 1);
+
+    // A second login of the same upstream account finds the user through the link.
+    let other = Browser::new();
+    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    assert_eq!(w.users().await.len(), 1);
+}
+
+async fn login_through_the_chooser(db: TestDb) {
+    let w = world(db).await;
+    let bad = BadIdp::start(Misbehaviour::None, "federa", "bad-secret-123");
+    let idp = json!({"alias": "partner", "displayName": "Partner Login", "providerId": "oidc",
+        "config": {"issuer": bad.issuer, "clientId": "federa", "clientSecret": "bad-secret-123",
+                   "clientAuthMethod": "client_secret_post", "guiOrder": "2"}});
+    assert_eq!(w.admin(reqwest::Method::POST, &format!("/{REALM}/identity-provider/instances"), idp).await.0, 201);
+
+    let browser = Browser::new();
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let (page, verifier, nonce, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    assert_eq!(page.status, 200, "the chooser page: {:#?}", page.hops);
+    let found = links(&page.body);
+    let names: Vec<&str> = found.iter().map(|(_, t)| t.as_str()).collect();
+    let node_at = names.iter().position(|n| n.contains("Node IdP")).expect("Node IdP is listed");
+    let partner_at = names.iter().position(|n| n.contains("Partner Login")).expect("Partner Login is listed");
+    assert!(node_at < partner_at, "listed by guiOrder: {names:?}");
+    let page = browser.navigate(&found[node_at].0, APP_CB).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    let code = query_params(&page.url)["code"].clone();
+    let tokens = app
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&w.http)
+        .await
+        .unwrap();
+    let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
+
+    // The second provider works too, with its own user.
+    let other = Browser::new();
+    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "partner")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    assert!(query_params(&page.url).contains_key("code"));
+    assert_eq!(w.users().await.len(), 2);
+}
+
+/// A raw token request, for refusals the client library would not send.
+async fn token_request(w: &World, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+    let mut r = reqwest::Client::new().post(format!("{}/protocol/openid-connect/token", w.issuer())).form(form);
+    if let Some((id, secret)) = basic {
+        r = r.basic_auth(id, Some(secret));
+    }
+    let resp = r.send().await.unwrap();
+    let s = resp.status().as_u16();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn refusals(db: TestDb) {
+    let w = world(db).await;
+    let auth = format!("{}/protocol/openid-connect/auth", w.issuer());
+    let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    // Unregistered redirect_uri and unknown client: a page, never a redirect.
+    for (client_id, redirect) in [("app", "http://evil.test/cb"), ("nobody", APP_CB)] {
+        let r = raw
+            .get(&auth)
+            .query(&[
+                ("client_id", client_id),
+                ("redirect_uri", redirect),
+                ("response_type", "code"),
+                ("scope", "openid"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{client_id} {redirect}");
+        assert!(r.headers().get("location").is_none(), "no redirect to an unverified URI");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("<html"), "a themed page");
+    }
+
+    // A successful login, then the token-endpoint refusals.
+    let browser = Browser::new();
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let (page, verifier, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let code = query_params(&page.url)["code"].clone();
+    let wrong = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", APP_CB),
+        ("code_verifier", "a-wrong-verifier-that-is-long-enough-to-be-valid-xyz"),
+    ];
+    let (s, body) = token_request(&w, &wrong, Some(("app", APP_SECRET))).await;
+    assert_eq!((s, body["error"].clone()), (400, json!("invalid_grant")), "wrong PKCE verifier: {body}");
+    // The right verifier cannot rescue a code that a failed attempt consumed.
+    let right = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", APP_CB),
+        ("code_verifier", verifier.secret().as_str()),
+    ];
+    assert_eq!(token_request(&w, &right, Some(("app", APP_SECRET))).await.0, 400);
+
+    // A fresh login (SSO, no upstream) for the rest.
+    let (page, verifier2, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let code2 = query_params(&page.url)["code"].clone();
+    let good = [
+        ("grant_type", "authorization_code"),
+        ("code", code2.as_str()),
+        ("redirect_uri", APP_CB),
+        ("code_verifier", verifier2.secret().as_str()),
+    ];
+    let (s, body) = token_request(&w, &good, Some(("app", "not-the-secret"))).await;
+    assert_eq!((s, body["error"].clone()), (401, json!("invalid_client")));
+    let (s, body) = token_request(&w, &good, Some(("app", APP_SECRET))).await;
+    assert_eq!(s, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let userinfo = format!("{}/protocol/openid-connect/userinfo", w.issuer());
+    let r = reqwest::Client::new().get(&userinfo).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Reused: refused, and the tokens issued from it are revoked.
+    let (s, body) = token_request(&w, &good, Some(("app", APP_SECRET))).await;
+    assert_eq!((s, body["error"].clone()), (400, json!("invalid_grant")), "reused code");
+    let r = reqwest::Client::new().get(&userinfo).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "the access token of a reused code is revoked");
+    assert!(r.headers().get("www-authenticate").is_some_and(|h| h.to_str().unwrap().contains("invalid_token")));
+
+    // Replayed and forged state at the callback: an error page, nothing issued.
+    let other = Browser::new();
+    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "node"), ("prompt", "login")]).await;
+    let callback = page.hops.iter().find(|h| h.contains("/broker/node/endpoint")).expect("the callback hop").clone();
+    let replay = other.navigate(&callback, APP_CB).await;
+    assert_eq!(replay.status, 400, "replayed state: {:#?}", replay.hops);
+    assert!(!replay.url.starts_with(APP_CB));
+    let mut forged = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let value = if k == "state" { "forged-state-value".to_owned() } else { v.into_owned() };
+            (k.into_owned(), value)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    let forged_page = other.navigate(forged.as_str(), APP_CB).await;
+    assert_eq!(forged_page.status, 400);
+    assert!(!forged_page.url.starts_with(APP_CB));
+
+    // An upstream refusal reaches the app as the same OAuth error, with state and iss.
+    let denied = Browser::new();
+    let (page, _, _, csrf) =
+        start(&w, &denied, &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "denied")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    let p = query_params(&page.url);
+    assert_eq!(p.get("error").map(String::as_str), Some("access_denied"), "{p:?}");
+    assert_eq!(p.get("state").map(String::as_str), Some(csrf.secret().as_str()));
+    assert_eq!(p.get("iss").map(String::as_str), Some(w.issuer().as_str()));
+    assert!(!p.contains_key("code"));
+}
+
+async fn misbehaving_upstreams(db: TestDb) {
+    let w = world(db).await;
+    let bad = BadIdp::start(Misbehaviour::None, "federa", "bad-secret-123");
+    let idp = json!({"alias": "bad", "providerId": "oidc",
+        "config": {"issuer": bad.issuer, "clientId": "federa", "clientSecret": "bad-secret-123",
+                   "clientAuthMethod": "client_secret_basic"}});
+    assert_eq!(w.admin(reqwest::Method::POST, &format!("/{REALM}/identity-provider/instances"), idp).await.0, 201);
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let modes = [
+        Misbehaviour::BadSignature,
+        Misbehaviour::AlgNone,
+        Misbehaviour::WrongAudience,
+        Misbehaviour::WrongIssuer,
+        Misbehaviour::Expired,
+        Misbehaviour::IssuedInFuture,
+        Misbehaviour::NonceMismatch,
+        Misbehaviour::HmacWithPublicKey,
+        Misbehaviour::UserinfoSubMismatch,
+        Misbehaviour::NoIdToken,
+        Misbehaviour::TokenEndpointError,
+    ];
+    for mode in modes {
+        bad.set_mode(mode);
+        let before = bad.token_requests();
+        let browser = Browser::new();
+        let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "bad")]).await;
+        assert_eq!(page.status, 400, "{mode:?}: an error page, got {:#?}", page.hops);
+        assert!(!page.url.starts_with(APP_CB), "{mode:?}: nothing may reach the app: {:#?}", page.hops);
+        assert!(page.body.contains("<html"), "{mode:?}: a themed page");
+        assert_eq!(bad.token_requests(), before + 1, "{mode:?}: the code was exchanged (the check is Federa's)");
+        assert!(w.users().await.is_empty(), "{mode:?}: no user may be created");
+    }
+    // The same upstream, behaving, signs the user in: the refusals were about the misbehaviour.
+    bad.set_mode(Misbehaviour::None);
+    let browser = Browser::new();
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "bad")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    assert_eq!(w.users().await.len(), 1);
+}
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(TestDb::sqlite()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = TestDb::postgres(concat!(stringify!($name), " on PostgreSQL")) else { return };
+                super::$name(db).await;
+            }
+        }
+    };
+}
+
+on_both!(full_login_with_hint);
+on_both!(login_through_the_chooser);
+on_both!(refusals);
+on_both!(misbehaving_upstreams);

@@ -402,6 +402,121 @@ async fn misbehaving_upstreams(db: TestDb) {
     assert_eq!(w.users().await.len(), 1);
 }
 
+async fn session_and_request_options(db: TestDb) {
+    let w = world(db).await;
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let browser = Browser::new();
+
+    // prompt=none without a session: login_required, at the app, nothing upstream.
+    let (page, _, _, csrf) = start(&w, &browser, &app, APP_CB, &[("prompt", "none")]).await;
+    let p = query_params(&page.url);
+    assert_eq!(p.get("error").map(String::as_str), Some("login_required"), "{:#?}", page.hops);
+    assert_eq!(p.get("state").map(String::as_str), Some(csrf.secret().as_str()));
+    assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)));
+
+    // Sign in without a hint: the realm's only visible provider is chosen
+    // without a page. The session cookie is scoped to the realm.
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    assert!(page.hops[1].starts_with(&w.node.issuer), "straight upstream: {:#?}", page.hops);
+    let cookies = browser.cookies(&format!("{}/realms/{REALM}/", w.fed.base)).unwrap_or_default();
+    assert!(cookies.contains("FEDERA_SESSION="), "{cookies}");
+
+    // prompt=none with a session: a code, without going upstream.
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("prompt", "none")]).await;
+    assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
+    assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)));
+
+    // max_age=0: the session is too old by definition, so the user goes upstream again.
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("max_age", "0"), ("kc_idp_hint", "node")]).await;
+    assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
+    assert!(page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "max_age=0 re-authenticates: {:#?}", page.hops);
+
+    // response_mode=form_post: an auto-submitting form POSTs code, state and iss to the app.
+    let (page, _, _, csrf) = start(&w, &browser, &app, APP_CB, &[("response_mode", "form_post")]).await;
+    assert_eq!(page.url, APP_CB, "{:#?}", page.hops);
+    let form = federa_tests::browser::auto_form(&page.body).expect("a form_post page");
+    assert_eq!(form.action, APP_CB);
+    assert!(form.field("code").is_some_and(|c| !c.is_empty()));
+    assert_eq!(form.field("state"), Some(csrf.secret().as_str()));
+    assert_eq!(form.field("iss"), Some(w.issuer().as_str()));
+
+    // syncMode FORCE: a later login overwrites what changed locally.
+    let users = w.users().await;
+    let id = users[0]["id"].as_str().unwrap().to_owned();
+    let upstream_last = users[0]["lastName"].clone();
+    assert!(upstream_last.is_string(), "the upstream's family_name was copied: {users:?}");
+    let user_path = format!("/{REALM}/users/{id}");
+    assert_eq!(w.admin(reqwest::Method::PUT, &user_path, json!({"lastName": "Local"})).await.0, 204);
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert!(page.url.starts_with(APP_CB));
+    let (_, u) = w.admin(reqwest::Method::GET, &user_path, Value::Null).await;
+    assert_eq!(u["lastName"], upstream_last, "FORCE restores the upstream's value");
+
+    // syncMode IMPORT: a later login leaves the user as it is.
+    let idp_path = format!("/{REALM}/identity-provider/instances/node");
+    let (_, mut idp) = w.admin(reqwest::Method::GET, &idp_path, Value::Null).await;
+    idp["config"]["syncMode"] = json!("IMPORT");
+    assert_eq!(w.admin(reqwest::Method::PUT, &idp_path, idp).await.0, 204);
+    assert_eq!(w.admin(reqwest::Method::PUT, &user_path, json!({"lastName": "Local"})).await.0, 204);
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    let (_, u) = w.admin(reqwest::Method::GET, &user_path, Value::Null).await;
+    assert_eq!(u["lastName"], "Local", "IMPORT keeps the local value");
+    assert_eq!(w.users().await.len(), 1, "found through the link every time");
+}
+
+/// Realms sign with RS256 by default; ES256 and EdDSA are selectable, and a
+/// certified client library verifies each.
+async fn signing_algorithms(db: TestDb) {
+    let w = world(db).await;
+    let bad = BadIdp::start(Misbehaviour::None, "federa", "bad-secret-123");
+    for alg in ["ES256", "EdDSA"] {
+        let realm = format!("alg-{}", alg.to_lowercase());
+        let body = json!({
+            "realm": realm, "defaultSignatureAlgorithm": alg,
+            "clients": [{"clientId": "app", "secret": APP_SECRET, "redirectUris": [APP_CB]}],
+            "identityProviders": [{"alias": "up", "providerId": "oidc",
+                "config": {"issuer": bad.issuer, "clientId": "federa", "clientSecret": "bad-secret-123"}}]
+        });
+        assert_eq!(w.admin(reqwest::Method::POST, "", body).await.0, 201);
+        let issuer = format!("{}/realms/{realm}", w.fed.base);
+        let meta =
+            CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.clone()).unwrap(), &w.http).await.unwrap();
+        let algs: Vec<String> = meta
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .map(|a| serde_json::to_value(a).unwrap().as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(algs, vec![alg.to_owned()]);
+        let client = CoreClient::from_provider_metadata(
+            meta,
+            ClientId::new("app".into()),
+            Some(ClientSecret::new(APP_SECRET.into())),
+        )
+        .set_redirect_uri(RedirectUrl::new(APP_CB.into()).unwrap());
+        let (page, verifier, nonce, _) = start(&w, &Browser::new(), &client, APP_CB, &[]).await;
+        let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{alg}: {:#?}", page.hops));
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&w.http)
+            .await
+            .unwrap();
+        let id_token = tokens.id_token().unwrap();
+        assert_eq!(header_of(&id_token.to_string())["alg"], alg);
+        id_token
+            .claims(
+                &client.id_token_verifier().set_allowed_algs(vec![serde_json::from_value(json!(alg)).unwrap()]),
+                &nonce,
+            )
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+    }
+    let (_, r) = w.admin(reqwest::Method::GET, &format!("/{REALM}"), Value::Null).await;
+    assert_eq!(r["defaultSignatureAlgorithm"], "RS256");
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -425,3 +540,5 @@ on_both!(full_login_with_hint);
 on_both!(login_through_the_chooser);
 on_both!(refusals);
 on_both!(misbehaving_upstreams);
+on_both!(session_and_request_options);
+on_both!(signing_algorithms);

@@ -47,11 +47,18 @@ fn cookie_path(realm: &str) -> String {
 }
 
 fn cookie<'a>(st: &AppState, realm: &str, name: &'a str, value: String, max_age: i64) -> Cookie<'a> {
-    Cookie::build(name, value)
+    build_cookie(secure(st), realm, name, value, max_age)
+}
+
+/// Federa's cookies: HttpOnly, SameSite=Lax (they must survive the top-level
+/// redirect back from an upstream), Secure when the public URL is https,
+/// scoped to the realm's path.
+fn build_cookie(secure: bool, realm: &str, name: &str, value: String, max_age: i64) -> Cookie<'static> {
+    Cookie::build(name.to_owned(), value)
         .path(cookie_path(realm))
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(secure(st))
+        .secure(secure)
         .max_age(actix_web::cookie::time::Duration::seconds(max_age))
         .finish()
 }
@@ -426,5 +433,23 @@ async fn resource(st: web::Data<AppState>, path: web::Path<(String, String)>) ->
             .insert_header(("X-Content-Type-Options", "nosniff"))
             .body(bytes),
         None => HttpResponse::NotFound().finish(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_http_only_lax_and_secure_on_https() {
+        let c = build_cookie(true, "my realm", SESSION_COOKIE, "sid".into(), 60).to_string();
+        for part in
+            ["FEDERA_SESSION=sid", "HttpOnly", "SameSite=Lax", "Secure", "Path=/realms/my%20realm/", "Max-Age=60"]
+        {
+            assert!(c.contains(part), "{part} missing in {c}");
+        }
+        let plain = build_cookie(false, "r", FLOW_COOKIE, "f".into(), 1800).to_string();
+        assert!(!plain.contains("Secure"), "{plain}");
+        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax"), "{plain}");
     }
 }

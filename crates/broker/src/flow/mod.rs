@@ -198,7 +198,9 @@ impl Broker {
         // A live SSO session answers at once, unless the client wants a fresh login.
         if let Some(sid) = sso_sid.filter(|_| !req.has_prompt("login")) {
             if let Some(sso) = self.sso_session(&realm.name, sid).await? {
-                let fresh_enough = req.max_age.is_none_or(|m| now - sso.auth_time <= m);
+                // OIDC Core 3.1.2.1: re-authenticate when more than max_age has
+                // passed; max_age=0 always does, as Keycloak and most OPs treat it.
+                let fresh_enough = req.max_age.is_none_or(|m| m > 0 && now - sso.auth_time <= m);
                 let hinted_elsewhere = req.idp_hint.as_deref().is_some_and(|h| h != sso.idp);
                 if fresh_enough && !hinted_elsewhere {
                     let resp = self.issue_code(realm, &req, &sso.user_id, sso.auth_time, sid).await?;

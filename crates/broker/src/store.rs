@@ -117,6 +117,8 @@ pub trait Store: Send + Sync {
 
     /// The realm's clients.
     async fn list_clients(&self, realm: &str) -> Result<Vec<ClientRepresentation>, StoreError>;
+    /// A client by its OAuth `client_id`.
+    async fn find_client(&self, realm: &str, client_id: &str) -> Result<Option<ClientRepresentation>, StoreError>;
     /// A client by internal id.
     async fn get_client(&self, realm: &str, id: &str) -> Result<Option<ClientRepresentation>, StoreError>;
     /// Creates a client.

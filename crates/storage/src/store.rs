@@ -500,6 +500,21 @@ impl Store for DbStore {
         .await
     }
 
+    async fn find_client(&self, realm: &str, client_id: &str) -> Res<Option<ClientRepresentation>> {
+        let (realm, client_id) = (realm.to_owned(), client_id.to_owned());
+        self.run(move |c, key| {
+            let row = clients::table
+                .inner_join(realms::table.on(realms::id.eq(clients::realm_id)))
+                .filter(realms::name.eq(&realm).and(clients::client_id.eq(&client_id)))
+                .select(ClientRow::as_select())
+                .first(c)
+                .optional()
+                .map_err(db_err)?;
+            row.map(|r| client_from_row(key, r)).transpose()
+        })
+        .await
+    }
+
     async fn get_client(&self, realm: &str, client: &str) -> Res<Option<ClientRepresentation>> {
         let (realm, client) = (realm.to_owned(), client.to_owned());
         self.run(move |c, key| {

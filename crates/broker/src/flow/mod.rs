@@ -176,8 +176,7 @@ impl Broker {
     }
 
     async fn client_by_id(&self, realm: &str, client_id: &str) -> Result<Option<ClientRepresentation>, AuthError> {
-        let clients = self.store.list_clients(realm).await.map_err(internal)?;
-        Ok(clients.into_iter().find(|c| c.client_id.as_deref() == Some(client_id)))
+        self.store.find_client(realm, client_id).await.map_err(internal)
     }
 
     /// The authorization endpoint: validates the request, then answers from

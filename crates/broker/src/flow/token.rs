@@ -139,10 +139,12 @@ impl Broker {
                 (id.to_owned(), secret.map(str::to_owned))
             }
         };
-        let clients = self.store.list_clients(&realm.name).await.map_err(server_error)?;
-        let client = clients
-            .into_iter()
-            .find(|c| c.client_id.as_deref() == Some(client_id.as_str()) && c.enabled != Some(false))
+        let client = self
+            .store
+            .find_client(&realm.name, &client_id)
+            .await
+            .map_err(server_error)?
+            .filter(|c| c.enabled != Some(false))
             .ok_or_else(|| invalid_client("unknown client"))?;
         let public = client.public_client == Some(true);
         if !public {

@@ -93,6 +93,9 @@ impl Store for FakeStore {
     async fn list_clients(&self, _: &str) -> Result<Vec<ClientRepresentation>, StoreError> {
         Ok(vec![])
     }
+    async fn find_client(&self, _: &str, _: &str) -> Result<Option<ClientRepresentation>, StoreError> {
+        Ok(None)
+    }
     async fn get_client(&self, _: &str, _: &str) -> Result<Option<ClientRepresentation>, StoreError> {
         Ok(None)
     }

@@ -100,7 +100,13 @@ impl Broker {
                 .unwrap_or(OAuthErrorCode::AccessDenied);
             let description =
                 get("error_description").map(str::to_owned).unwrap_or_else(|| format!("{alias}: {error}"));
-            log::info!("realm {:?}: {alias:?} answered {error}: {description}", realm.name);
+            log::warn!(
+                "realm {:?}: identity provider {alias:?} /authorize answered error={error} error_description={description:?}; \
+                 passed to client {:?} as {}",
+                realm.name,
+                req.client_id,
+                serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            );
             return Err(AuthError::Client(req.error(&realm.issuer, OAuthError::new(code, description))));
         }
         let code = get("code").ok_or_else(|| failed(alias, &realm.name, "neither code nor error in the response"))?;
@@ -173,7 +179,16 @@ impl Broker {
         if !status.is_success() {
             let error = body.get("error").and_then(Value::as_str).unwrap_or("?");
             let desc = body.get("error_description").and_then(Value::as_str).unwrap_or("");
-            return Err(failed(&up.alias, &realm.name, format!("token endpoint answered {status}: {error} {desc}")));
+            let hint = if error == "invalid_client" || status.as_u16() == 401 {
+                "; check the provider's clientId, clientSecret and clientAuthMethod"
+            } else {
+                ""
+            };
+            return Err(failed(
+                &up.alias,
+                &realm.name,
+                format!("token endpoint {} answered {status}: error={error} error_description={desc:?}{hint}", up.token_url),
+            ));
         }
         match body {
             Value::Object(m) => Ok(m),

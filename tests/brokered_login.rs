@@ -330,6 +330,32 @@ async fn refusals(db: TestDb) {
     assert_eq!(r.status().as_u16(), 401, "the access token of a reused code is revoked");
     assert!(r.headers().get("www-authenticate").is_some_and(|h| h.to_str().unwrap().contains("invalid_token")));
 
+    // client_secret_post works as well as Basic; two methods at once do not.
+    let (page, verifier3, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let code3 = query_params(&page.url)["code"].clone();
+    let post = [
+        ("grant_type", "authorization_code"),
+        ("code", code3.as_str()),
+        ("redirect_uri", APP_CB),
+        ("code_verifier", verifier3.secret().as_str()),
+        ("client_id", "app"),
+        ("client_secret", APP_SECRET),
+    ];
+    let (s, body) = token_request(&w, &post, Some(("app", APP_SECRET))).await;
+    assert_eq!((s, body["error"].clone()), (400, json!("invalid_request")), "two client authentication methods");
+    let (page, verifier4, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let code4 = query_params(&page.url)["code"].clone();
+    let post = [
+        ("grant_type", "authorization_code"),
+        ("code", code4.as_str()),
+        ("redirect_uri", APP_CB),
+        ("code_verifier", verifier4.secret().as_str()),
+        ("client_id", "app"),
+        ("client_secret", APP_SECRET),
+    ];
+    let (s, body) = token_request(&w, &post, None).await;
+    assert_eq!(s, 200, "client_secret_post: {body}");
+
     // Replayed and forged state at the callback: an error page, nothing issued.
     let other = Browser::new();
     let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "node"), ("prompt", "login")]).await;

@@ -84,6 +84,31 @@ impl ManageConnection for Manager {
     }
 }
 
+/// One writer at a time on SQLite. SQLite allows one write transaction per
+/// file; connections that race for it get SQLITE_BUSY (at once, when a read
+/// transaction tries to become a write one) or sleep in the busy handler.
+/// Taking turns in-process instead keeps writes short and latency flat.
+/// PostgreSQL needs no gate.
+#[derive(Clone, Debug, Default)]
+pub struct WriteGate(Option<std::sync::Arc<std::sync::Mutex<()>>>);
+
+impl WriteGate {
+    /// The gate a database URL needs.
+    pub fn for_url(url: &str) -> Result<Self, StorageError> {
+        Ok(match DatabaseUrl::parse(url)? {
+            DatabaseUrl::Sqlite(_) => Self(Some(std::sync::Arc::new(std::sync::Mutex::new(())))),
+            DatabaseUrl::Postgres(_) => Self(None),
+        })
+    }
+
+    /// Waits for this thread's turn to write (on SQLite); the turn ends when
+    /// the guard drops. A poisoned lock still serialises: the data it guards is
+    /// the database, which keeps its own integrity.
+    pub fn lock(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.0.as_ref().map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
 /// The pool type.
 pub type DbPool = Pool<Manager>;
 /// A pooled connection.

@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use federa_broker::{SessionStore, StoreError};
 
-use crate::db::{Conn, DbPool};
+use crate::db::{Conn, DbPool, WriteGate};
 use crate::rows::SessionRow;
 use crate::schema::session_entries;
 
@@ -30,12 +30,13 @@ fn ttl_ms(ttl: Duration) -> i64 {
 #[derive(Clone)]
 pub struct EmbeddedSessions {
     pool: DbPool,
+    gate: WriteGate,
 }
 
 impl EmbeddedSessions {
-    /// Sessions in the database behind `pool`.
-    pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+    /// Sessions in the database behind `pool`, writing through `gate`.
+    pub fn new(pool: DbPool, gate: WriteGate) -> Self {
+        Self { pool, gate }
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -52,12 +53,30 @@ impl EmbeddedSessions {
         .map_err(backend)?
     }
 
+    async fn run_write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, DieselError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let gate = self.gate.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = gate.lock();
+            let mut c = pool.get().map_err(backend)?;
+            f(&mut c).map_err(backend)
+        })
+        .await
+        .map_err(backend)?
+    }
+
     /// Deletes expired entries; returns how many. Reads never return expired
     /// entries anyway; this only reclaims space.
     pub async fn purge_expired(&self) -> Result<usize, StoreError> {
         let now = now_ms();
-        self.run(move |c| diesel::delete(session_entries::table.filter(session_entries::expires_at.le(now))).execute(c))
-            .await
+        self.run_write(move |c| {
+            diesel::delete(session_entries::table.filter(session_entries::expires_at.le(now))).execute(c)
+        })
+        .await
     }
 }
 
@@ -69,7 +88,7 @@ impl SessionStore for EmbeddedSessions {
 
     async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
         let row = SessionRow { key: key.to_owned(), value: value.to_owned(), expires_at: now_ms() + ttl_ms(ttl) };
-        self.run(move |c| {
+        self.run_write(move |c| {
             c.transaction(|c| {
                 diesel::delete(session_entries::table.filter(session_entries::key.eq(&row.key))).execute(c)?;
                 diesel::insert_into(session_entries::table).values(&row).execute(c)
@@ -83,7 +102,9 @@ impl SessionStore for EmbeddedSessions {
         let now = now_ms();
         let row = SessionRow { key: key.to_owned(), value: value.to_owned(), expires_at: now + ttl_ms(ttl) };
         let pool = self.pool.clone();
+        let gate = self.gate.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = gate.lock();
             let mut c = pool.get().map_err(backend)?;
             let inserted = c.transaction(|c| {
                 // An expired entry counts as absent.
@@ -120,7 +141,7 @@ impl SessionStore for EmbeddedSessions {
     async fn take(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_owned();
         let now = now_ms();
-        self.run(move |c| {
+        self.run_write(move |c| {
             c.transaction(|c| {
                 let value: Option<String> = session_entries::table
                     .filter(session_entries::key.eq(&key).and(session_entries::expires_at.gt(now)))
@@ -139,7 +160,7 @@ impl SessionStore for EmbeddedSessions {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_owned();
-        self.run(move |c| diesel::delete(session_entries::table.filter(session_entries::key.eq(&key))).execute(c))
+        self.run_write(move |c| diesel::delete(session_entries::table.filter(session_entries::key.eq(&key))).execute(c))
             .await
             .map(|_| ())
     }

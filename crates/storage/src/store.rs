@@ -17,7 +17,7 @@ use federa_broker::{Store, StoreError};
 use federa_protocol::Secret;
 
 use crate::crypto::MasterKey;
-use crate::db::{self, Conn, DbPool};
+use crate::db::{self, Conn, DbPool, WriteGate};
 use crate::rows::*;
 use crate::schema::*;
 use crate::sessions::EmbeddedSessions;
@@ -28,6 +28,7 @@ use crate::StorageError;
 pub struct DbStore {
     pool: DbPool,
     key: Arc<MasterKey>,
+    gate: WriteGate,
 }
 
 type Res<T> = Result<T, StoreError>;
@@ -243,7 +244,8 @@ impl DbStore {
     /// Opens the database named by `url` with the master key. Nothing is
     /// migrated yet: call [`DbStore::migrate`].
     pub fn open(url: &str, key: MasterKey) -> Result<Self, StorageError> {
-        Ok(Self { pool: db::pool(url)?, key: Arc::new(key) })
+        let gate = WriteGate::for_url(url)?;
+        Ok(Self { pool: db::pool(url)?, key: Arc::new(key), gate })
     }
 
     /// Runs pending migrations; returns how many ran.
@@ -254,7 +256,7 @@ impl DbStore {
 
     /// The session store kept in this database.
     pub fn embedded_sessions(&self) -> EmbeddedSessions {
-        EmbeddedSessions::new(self.pool.clone())
+        EmbeddedSessions::new(self.pool.clone(), self.gate.clone())
     }
 
     /// Counts the rows of every table, for tests that check nothing changed.
@@ -292,13 +294,31 @@ impl DbStore {
         .map_err(|e| StoreError::Backend(format!("blocking task: {e}")))?
     }
 
+    /// Runs blocking diesel work that writes, one writer at a time on SQLite.
+    async fn run_write<T, F>(&self, f: F) -> Res<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn, &MasterKey) -> Res<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let key = self.key.clone();
+        let gate = self.gate.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = gate.lock();
+            let mut c = pool.get().map_err(|e| StoreError::Backend(format!("database pool: {e}")))?;
+            f(&mut c, &key)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("blocking task: {e}")))?
+    }
+
     /// Runs blocking diesel work in one transaction.
     async fn tx<T, F>(&self, f: F) -> Res<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Conn, &MasterKey) -> Res<T> + Send + 'static,
     {
-        self.run(move |c, key| {
+        self.run_write(move |c, key| {
             let mut out = None;
             let result = c.transaction::<_, TxError, _>(|c| {
                 out = Some(f(c, key).map_err(TxError::Store)?);
@@ -445,7 +465,7 @@ impl Store for DbStore {
     async fn update_realm(&self, realm: &str, repr: &RealmRepresentation) -> Res<()> {
         let realm = realm.to_owned();
         let json = to_json(repr)?;
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let n = diesel::update(realms::table.filter(realms::name.eq(&realm)))
                 .set(realms::repr.eq(json))
                 .execute(c)
@@ -532,7 +552,7 @@ impl Store for DbStore {
 
     async fn create_client(&self, realm: &str, client: &ClientRepresentation) -> Res<()> {
         let (realm, client) = (realm.to_owned(), client.clone());
-        self.run(move |c, key| {
+        self.run_write(move |c, key| {
             let id = realm_id(c, &realm)?;
             diesel::insert_into(clients::table).values(client_row(key, &id, &client)?).execute(c).map_err(db_err)?;
             Ok(())
@@ -542,7 +562,7 @@ impl Store for DbStore {
 
     async fn update_client(&self, realm: &str, client: &ClientRepresentation) -> Res<()> {
         let (realm, client) = (realm.to_owned(), client.clone());
-        self.run(move |c, key| {
+        self.run_write(move |c, key| {
             let id = realm_id(c, &realm)?;
             let row = client_row(key, &id, &client)?;
             let n = diesel::update(clients::table.filter(clients::realm_id.eq(&id).and(clients::id.eq(&row.id))))
@@ -559,7 +579,7 @@ impl Store for DbStore {
 
     async fn delete_client(&self, realm: &str, client: &str) -> Res<()> {
         let (realm, client) = (realm.to_owned(), client.to_owned());
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let id = realm_id(c, &realm)?;
             diesel::delete(clients::table.filter(clients::realm_id.eq(&id).and(clients::id.eq(&client))))
                 .execute(c)
@@ -601,7 +621,7 @@ impl Store for DbStore {
 
     async fn create_idp(&self, realm: &str, idp: &IdentityProviderRepresentation) -> Res<()> {
         let (realm, idp) = (realm.to_owned(), idp.clone());
-        self.run(move |c, key| {
+        self.run_write(move |c, key| {
             let id = realm_id(c, &realm)?;
             diesel::insert_into(identity_providers::table)
                 .values(idp_row(key, &id, &idp)?)
@@ -614,7 +634,7 @@ impl Store for DbStore {
 
     async fn update_idp(&self, realm: &str, idp: &IdentityProviderRepresentation) -> Res<()> {
         let (realm, idp) = (realm.to_owned(), idp.clone());
-        self.run(move |c, key| {
+        self.run_write(move |c, key| {
             let id = realm_id(c, &realm)?;
             let row = idp_row(key, &id, &idp)?;
             let n = diesel::update(
@@ -703,7 +723,7 @@ impl Store for DbStore {
 
     async fn create_mapper(&self, realm: &str, m: &IdentityProviderMapperRepresentation) -> Res<()> {
         let (realm, m) = (realm.to_owned(), m.clone());
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let id = realm_id(c, &realm)?;
             diesel::insert_into(idp_mappers::table).values(mapper_row(&id, &m)?).execute(c).map_err(db_err)?;
             Ok(())
@@ -713,7 +733,7 @@ impl Store for DbStore {
 
     async fn update_mapper(&self, realm: &str, m: &IdentityProviderMapperRepresentation) -> Res<()> {
         let (realm, m) = (realm.to_owned(), m.clone());
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let id = realm_id(c, &realm)?;
             let row = mapper_row(&id, &m)?;
             let n = diesel::update(
@@ -732,7 +752,7 @@ impl Store for DbStore {
 
     async fn delete_mapper(&self, realm: &str, alias: &str, mapper: &str) -> Res<()> {
         let (realm, alias, mapper) = (realm.to_owned(), alias.to_owned(), mapper.to_owned());
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let id = realm_id(c, &realm)?;
             diesel::delete(idp_mappers::table.filter(
                 idp_mappers::realm_id.eq(&id).and(idp_mappers::idp_alias.eq(&alias)).and(idp_mappers::id.eq(&mapper)),
@@ -761,7 +781,7 @@ impl Store for DbStore {
 
     async fn create_role(&self, realm: &str, role: &RoleRepresentation) -> Res<()> {
         let (realm, role) = (realm.to_owned(), role.clone());
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let id = realm_id(c, &realm)?;
             diesel::insert_into(realm_roles::table).values(role_row(&id, &role)).execute(c).map_err(db_err)?;
             Ok(())
@@ -813,7 +833,7 @@ impl Store for DbStore {
 
     async fn create_user(&self, realm: &str, user: &UserRepresentation) -> Res<()> {
         let (realm, user) = (realm.to_owned(), user.clone());
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let id = realm_id(c, &realm)?;
             diesel::insert_into(users::table).values(user_row(&id, &user)?).execute(c).map_err(db_err)?;
             Ok(())
@@ -823,7 +843,7 @@ impl Store for DbStore {
 
     async fn update_user(&self, realm: &str, user: &UserRepresentation) -> Res<()> {
         let (realm, user) = (realm.to_owned(), user.clone());
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let id = realm_id(c, &realm)?;
             let row = user_row(&id, &user)?;
             let n = diesel::update(users::table.filter(users::realm_id.eq(&id).and(users::id.eq(&row.id))))
@@ -931,7 +951,7 @@ impl Store for DbStore {
     ) -> Res<()> {
         let (realm, user, link) = (realm.to_owned(), user.to_owned(), link.clone());
         let token = token.map(Secret::duplicate);
-        self.run(move |c, key| {
+        self.run_write(move |c, key| {
             let id = realm_id(c, &realm)?;
             diesel::insert_into(federated_identities::table)
                 .values(link_row(key, &id, &user, &link, token.as_ref())?)
@@ -944,7 +964,7 @@ impl Store for DbStore {
 
     async fn delete_link(&self, realm: &str, user: &str, alias: &str) -> Res<()> {
         let (realm, user, alias) = (realm.to_owned(), user.to_owned(), alias.to_owned());
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             let id = realm_id(c, &realm)?;
             diesel::delete(
                 federated_identities::table.filter(
@@ -1016,7 +1036,7 @@ impl Store for DbStore {
 
     async fn audit(&self, e: AuditEvent) -> Res<()> {
         let details = to_json(&e.details)?;
-        self.run(move |c, _| {
+        self.run_write(move |c, _| {
             diesel::insert_into(audit_events::table)
                 .values(AuditRow {
                     id: uuid::Uuid::new_v4().to_string(),

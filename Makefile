@@ -30,5 +30,8 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-bench:
-	@echo "benchmarks arrive with brokered sign-in (docs/PERFORMANCE.md)"
+# Builds the release binary, then runs the benchmark harness (bench/) against
+# it on this machine and writes docs/PERFORMANCE.md (a few minutes).
+bench: test-deps
+	$(CARGO) build --release -p federa
+	$(CARGO) run --release -p federa-bench -- --federa target/release/federa --out docs/PERFORMANCE.md

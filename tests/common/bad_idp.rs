@@ -5,6 +5,12 @@
 //! It has one user ([`SUB`], `mallory`, `mallory@bad.test`) and one client,
 //! signs everyone in at once (`/authorize` redirects straight back with a
 //! code) and keeps its codes and access tokens in memory.
+//!
+//! Opt-in, for benchmarks that need a new user per sign-in: an `/authorize`
+//! request carrying a non-empty `login_hint` signs in the account named by it
+//! instead (`sub` = [`HINTED_SUB_PREFIX`] + hint, `preferred_username` = the
+//! hint, `email` = hint + [`HINTED_EMAIL_DOMAIN`]), in the ID token and at
+//! userinfo. Without `login_hint`, it is the one user as before.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -29,6 +35,10 @@ pub const USERNAME: &str = "mallory";
 pub const EMAIL: &str = "mallory@bad.test";
 /// Its `name`.
 pub const NAME: &str = "Mallory Bad";
+/// The prefix of the subject of an account named by a `login_hint`.
+pub const HINTED_SUB_PREFIX: &str = "u-";
+/// The domain (with its `@`) of the email of an account named by a `login_hint`.
+pub const HINTED_EMAIL_DOMAIN: &str = "@bad.test";
 /// The subject the userinfo endpoint answers in
 /// [`Misbehaviour::UserinfoSubMismatch`].
 pub const OTHER_SUB: &str = "bad-sub-2";
@@ -115,6 +125,34 @@ struct CodeGrant {
     code_challenge: Option<String>,
     scope: String,
     expires: u64,
+    /// The `login_hint` of the authorization request, when not empty.
+    login_hint: Option<String>,
+}
+
+/// An access token: its expiry and the `login_hint` of its code.
+struct IssuedToken {
+    expires: u64,
+    login_hint: Option<String>,
+}
+
+/// Who a sign-in is for: the one user, or the account a `login_hint` names.
+struct Account {
+    sub: String,
+    username: String,
+    email: String,
+}
+
+impl Account {
+    fn for_hint(login_hint: Option<&str>) -> Account {
+        match login_hint {
+            Some(hint) => Account {
+                sub: format!("{HINTED_SUB_PREFIX}{hint}"),
+                username: hint.to_owned(),
+                email: format!("{hint}{HINTED_EMAIL_DOMAIN}"),
+            },
+            None => Account { sub: SUB.to_owned(), username: USERNAME.to_owned(), email: EMAIL.to_owned() },
+        }
+    }
 }
 
 /// The process's RSA key: generated once (it is slow), published in every
@@ -145,8 +183,8 @@ struct Shared {
     mode: AtomicU8,
     token_requests: AtomicUsize,
     codes: Mutex<HashMap<String, CodeGrant>>,
-    /// Access token → expiry.
-    tokens: Mutex<HashMap<String, u64>>,
+    /// Access token → expiry and account.
+    tokens: Mutex<HashMap<String, IssuedToken>>,
     es256: josekit::jws::alg::ecdsa::EcdsaJwsSigner,
     /// The encoded ES256 JWS header, with the kid.
     es256_header: String,
@@ -220,19 +258,19 @@ impl Shared {
     }
 
     /// The ID token for a code, as the mode has it.
-    fn id_token(&self, mode: Misbehaviour, nonce: Option<&str>) -> String {
+    fn id_token(&self, mode: Misbehaviour, nonce: Option<&str>, account: &Account) -> String {
         let t = now();
         let mut claims = IdClaims {
             iss: &self.issuer,
-            sub: SUB,
+            sub: &account.sub,
             aud: &self.client_id,
             exp: t + TOKEN_TTL,
             iat: t,
             auth_time: t,
             nonce,
-            preferred_username: USERNAME,
+            preferred_username: &account.username,
             name: NAME,
-            email: EMAIL,
+            email: &account.email,
             email_verified: true,
         };
         match mode {
@@ -346,6 +384,7 @@ async fn authorize(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse 
             code_challenge: q.get("code_challenge").cloned(),
             scope: q.get("scope").cloned().unwrap_or_else(|| "openid".to_owned()),
             expires: t + CODE_TTL,
+            login_hint: q.get("login_hint").filter(|h| !h.is_empty()).cloned(),
         };
         let mut codes = shared.codes.lock().unwrap();
         if codes.len() >= 4096 {
@@ -404,11 +443,13 @@ async fn token(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) ->
     {
         let mut tokens = shared.tokens.lock().unwrap();
         if tokens.len() >= 4096 {
-            tokens.retain(|_, exp| *exp > t);
+            tokens.retain(|_, issued| issued.expires > t);
         }
-        tokens.insert(access_token.clone(), t + TOKEN_TTL);
+        tokens
+            .insert(access_token.clone(), IssuedToken { expires: t + TOKEN_TTL, login_hint: grant.login_hint.clone() });
     }
-    let id_token = (mode != Misbehaviour::NoIdToken).then(|| shared.id_token(mode, grant.nonce.as_deref()));
+    let account = Account::for_hint(grant.login_hint.as_deref());
+    let id_token = (mode != Misbehaviour::NoIdToken).then(|| shared.id_token(mode, grant.nonce.as_deref(), &account));
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -429,18 +470,23 @@ async fn userinfo(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
-    let valid = bearer.is_some_and(|t| shared.tokens.lock().unwrap().get(t).is_some_and(|exp| *exp > now()));
-    if !valid {
+    // The account of a valid token (`Some(login_hint)`), else `None`.
+    let valid = bearer.and_then(|t| {
+        let tokens = shared.tokens.lock().unwrap();
+        tokens.get(t).filter(|issued| issued.expires > now()).map(|issued| issued.login_hint.clone())
+    });
+    let Some(login_hint) = valid else {
         return HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""))
             .finish();
-    }
-    let sub = if shared.mode() == Misbehaviour::UserinfoSubMismatch { OTHER_SUB } else { SUB };
+    };
+    let account = Account::for_hint(login_hint.as_deref());
+    let sub = if shared.mode() == Misbehaviour::UserinfoSubMismatch { OTHER_SUB } else { account.sub.as_str() };
     HttpResponse::Ok().json(UserInfo {
         sub,
-        preferred_username: USERNAME,
+        preferred_username: &account.username,
         name: NAME,
-        email: EMAIL,
+        email: &account.email,
         email_verified: true,
     })
 }
@@ -769,6 +815,51 @@ mod tests {
         assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
         assert_eq!(idp.mode(), Misbehaviour::TokenEndpointError);
         assert_eq!(idp.token_requests(), 11);
+    }
+
+    #[tokio::test]
+    async fn login_hint_names_a_new_account() {
+        let idp = BadIdp::start(Misbehaviour::None, "rp", "rp-secret");
+        let claims = |jwt: &str| -> serde_json::Value {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1).unwrap()).unwrap()).unwrap()
+        };
+        let c = code(&idp, "&login_hint=bench-7").await;
+        let (status, tokens) = exchange(&idp, &c, &[]).await;
+        assert_eq!(status, 200, "{tokens}");
+        let id = claims(tokens["id_token"].as_str().unwrap());
+        assert_eq!(id["sub"], "u-bench-7");
+        assert_eq!(id["preferred_username"], "bench-7");
+        assert_eq!(id["email"], "bench-7@bad.test");
+        let info: serde_json::Value = reqwest::Client::new()
+            .get(idp.url("/userinfo"))
+            .bearer_auth(tokens["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["sub"], "u-bench-7");
+        assert_eq!(info["preferred_username"], "bench-7");
+        assert_eq!(info["email"], "bench-7@bad.test");
+
+        // Without a hint (or with an empty one): the one user, as before.
+        for extra in ["", "&login_hint="] {
+            let c = code(&idp, extra).await;
+            let (_, tokens) = exchange(&idp, &c, &[]).await;
+            let id = claims(tokens["id_token"].as_str().unwrap());
+            assert_eq!((id["sub"].as_str(), id["preferred_username"].as_str()), (Some(SUB), Some(USERNAME)));
+            let info: serde_json::Value = reqwest::Client::new()
+                .get(idp.url("/userinfo"))
+                .bearer_auth(tokens["access_token"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!((info["sub"].as_str(), info["email"].as_str()), (Some(SUB), Some(EMAIL)));
+        }
     }
 
     #[test]

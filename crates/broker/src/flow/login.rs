@@ -187,7 +187,10 @@ impl Broker {
             return Err(failed(
                 &up.alias,
                 &realm.name,
-                format!("token endpoint {} answered {status}: error={error} error_description={desc:?}{hint}", up.token_url),
+                format!(
+                    "token endpoint {} answered {status}: error={error} error_description={desc:?}{hint}",
+                    up.token_url
+                ),
             ));
         }
         match body {

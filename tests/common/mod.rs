@@ -108,9 +108,11 @@ pub fn state_with(
 ) -> actix_web::web::Data<AppState> {
     let store: Arc<dyn federa_broker::Store> = Arc::new(store.clone());
     let http = reqwest::Client::new();
+    let admin = AdminService::new(store.clone());
+    let epoch = admin.config_epoch();
     actix_web::web::Data::new(AppState {
-        admin: AdminService::new(store.clone()),
-        broker: federa_broker::flow::Broker::new(store, sessions.clone(), http.clone(), public_url),
+        admin,
+        broker: federa_broker::flow::Broker::new(store, sessions.clone(), http.clone(), public_url, epoch),
         themes: Arc::new(federa_web::pages::Themes::load(None).unwrap()),
         sessions,
         admin_token: federa_protocol::Secret::new(ADMIN_TOKEN),

@@ -46,6 +46,7 @@ pub enum ImportOutcome {
 pub struct AdminService {
     store: Arc<dyn Store>,
     clock: fn() -> i64,
+    epoch: crate::flow::cache::ConfigEpoch,
 }
 
 fn now() -> i64 {
@@ -77,7 +78,12 @@ pub fn mask_client(mut c: ClientRepresentation) -> ClientRepresentation {
 impl AdminService {
     /// An admin service over a store.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, clock: now }
+        Self { store, clock: now, epoch: Default::default() }
+    }
+
+    /// The configuration epoch, bumped by every write; sign-in caches watch it.
+    pub fn config_epoch(&self) -> crate::flow::cache::ConfigEpoch {
+        self.epoch.clone()
     }
 
     /// The store, for the parts of Federa that read it directly.
@@ -86,6 +92,8 @@ impl AdminService {
     }
 
     async fn audit(&self, realm: Option<&str>, kind: &str, resource: String) {
+        // Every successful write ends here: caches of configuration go stale.
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let event = AuditEvent {
             realm: realm.map(str::to_owned),
             kind: kind.to_owned(),

@@ -180,7 +180,7 @@ pub fn serve(settings: Settings, migrate: bool) -> Result<(), String> {
             None => format!("http://{bound}"),
         };
         let themes = Arc::new(Themes::load(None).map_err(|e| format!("themes: {e}"))?);
-        let broker = Broker::new(store, sessions.clone(), http.clone(), &public_url);
+        let broker = Broker::new(store, sessions.clone(), http.clone(), &public_url, admin.config_epoch());
         let state = web::Data::new(AppState {
             admin,
             broker,

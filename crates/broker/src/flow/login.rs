@@ -78,7 +78,7 @@ impl Broker {
             ));
         }
         let req: AuthRequest = self.take_json(&state::flow_key(&st.flow_id)).await?.ok_or_else(expired)?;
-        let idp = self.store.get_idp(&realm.name, alias).await.map_err(internal)?.ok_or_else(expired)?;
+        let idp = self.idp(&realm.name, alias).await.map_err(internal)?.ok_or_else(expired)?;
         let up = self.upstreams.resolve(&self.http, &idp).await.map_err(|e| failed(alias, &realm.name, e))?;
 
         // RFC 9207: an `iss` that is there must be the upstream's; one that

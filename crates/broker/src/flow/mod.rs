@@ -4,6 +4,7 @@
 //! instance can serve any step and a restart loses nothing.
 
 pub mod authorize;
+pub mod cache;
 mod keys;
 mod login;
 pub mod state;
@@ -99,6 +100,14 @@ pub struct Broker {
     public_url: String,
     keys: Arc<KeyCache>,
     upstreams: Arc<upstream::UpstreamCache>,
+    config: Arc<ConfigCache>,
+}
+
+/// Realm configuration read on every request, cached for a few seconds.
+struct ConfigCache {
+    realms: cache::TtlCache<String, RealmInfo>,
+    clients: cache::TtlCache<(String, String), ClientRepresentation>,
+    idps: cache::TtlCache<String, Vec<IdentityProviderRepresentation>>,
 }
 
 fn now() -> i64 {
@@ -134,11 +143,14 @@ pub fn visible_providers(idps: &[IdentityProviderRepresentation]) -> Vec<Provide
 
 impl Broker {
     /// A broker over the stores, with an HTTP client for upstream calls.
+    /// `epoch` is the admin service's ([`crate::AdminService::config_epoch`]),
+    /// so that its writes reach the sign-in caches at once.
     pub fn new(
         store: Arc<dyn Store>,
         sessions: Arc<dyn SessionStore>,
         http: reqwest::Client,
         public_url: &str,
+        epoch: cache::ConfigEpoch,
     ) -> Self {
         Self {
             store,
@@ -147,6 +159,11 @@ impl Broker {
             public_url: public_url.trim_end_matches('/').to_owned(),
             keys: Arc::new(KeyCache::default()),
             upstreams: Arc::new(upstream::UpstreamCache::default()),
+            config: Arc::new(ConfigCache {
+                realms: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
+                clients: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
+                idps: cache::TtlCache::new(cache::CONFIG_TTL, epoch),
+            }),
         }
     }
 
@@ -157,11 +174,52 @@ impl Broker {
 
     /// The realm, when it exists and is enabled.
     pub async fn realm(&self, realm: &str) -> Result<Option<RealmInfo>, crate::StoreError> {
+        if let Some(info) = self.config.realms.get(&realm.to_owned()) {
+            return Ok(Some(info));
+        }
         let Some(r) = self.store.get_realm(realm).await? else { return Ok(None) };
         if r.repr.enabled == Some(false) {
             return Ok(None);
         }
-        Ok(Some(self.realm_info(realm, &r.repr)))
+        let info = self.realm_info(realm, &r.repr);
+        self.config.realms.insert(realm.to_owned(), info.clone());
+        Ok(Some(info))
+    }
+
+    /// A client by `client_id`, from the cache or the store.
+    pub(crate) async fn find_client(
+        &self,
+        realm: &str,
+        client_id: &str,
+    ) -> Result<Option<ClientRepresentation>, crate::StoreError> {
+        let key = (realm.to_owned(), client_id.to_owned());
+        if let Some(c) = self.config.clients.get(&key) {
+            return Ok(Some(c));
+        }
+        let found = self.store.find_client(realm, client_id).await?;
+        if let Some(c) = &found {
+            self.config.clients.insert(key, c.clone());
+        }
+        Ok(found)
+    }
+
+    /// The realm's identity providers, from the cache or the store.
+    pub(crate) async fn idps(&self, realm: &str) -> Result<Vec<IdentityProviderRepresentation>, crate::StoreError> {
+        if let Some(list) = self.config.idps.get(&realm.to_owned()) {
+            return Ok(list);
+        }
+        let list = self.store.list_idps(realm).await?;
+        self.config.idps.insert(realm.to_owned(), list.clone());
+        Ok(list)
+    }
+
+    /// One identity provider by alias.
+    pub(crate) async fn idp(
+        &self,
+        realm: &str,
+        alias: &str,
+    ) -> Result<Option<IdentityProviderRepresentation>, crate::StoreError> {
+        Ok(self.idps(realm).await?.into_iter().find(|p| p.alias.as_deref() == Some(alias)))
     }
 
     fn realm_info(&self, realm: &str, r: &RealmRepresentation) -> RealmInfo {
@@ -176,7 +234,7 @@ impl Broker {
     }
 
     async fn client_by_id(&self, realm: &str, client_id: &str) -> Result<Option<ClientRepresentation>, AuthError> {
-        self.store.find_client(realm, client_id).await.map_err(internal)
+        self.find_client(realm, client_id).await.map_err(internal)
     }
 
     /// The authorization endpoint: validates the request, then answers from
@@ -208,7 +266,7 @@ impl Broker {
             }
         }
 
-        let idps = self.store.list_idps(&realm.name).await.map_err(internal)?;
+        let idps = self.idps(&realm.name).await.map_err(internal)?;
         let chosen = match &req.idp_hint {
             Some(hint) => {
                 let found = idps.iter().find(|p| p.alias.as_deref() == Some(hint.as_str()) && p.enabled != Some(false));
@@ -279,15 +337,10 @@ impl Broker {
             ));
         }
         let req: AuthRequest = self.get_json(&state::flow_key(flow_id)).await?.ok_or_else(expired)?;
-        let idp = self
-            .store
-            .get_idp(&realm.name, alias)
-            .await
-            .map_err(internal)?
-            .filter(|p| p.enabled != Some(false))
-            .ok_or_else(|| {
-                AuthError::page("Unknown identity provider", format!("There is no identity provider {alias:?}."))
-            })?;
+        let idp =
+            self.idp(&realm.name, alias).await.map_err(internal)?.filter(|p| p.enabled != Some(false)).ok_or_else(
+                || AuthError::page("Unknown identity provider", format!("There is no identity provider {alias:?}.")),
+            )?;
         self.upstream_url(realm, &idp, &req, flow_id).await
     }
 

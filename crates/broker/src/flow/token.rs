@@ -140,7 +140,6 @@ impl Broker {
             }
         };
         let client = self
-            .store
             .find_client(&realm.name, &client_id)
             .await
             .map_err(server_error)?

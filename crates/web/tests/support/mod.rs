@@ -278,6 +278,7 @@ impl Fixture {
                 self.sessions.clone(),
                 reqwest::Client::new(),
                 PUBLIC_URL,
+                Default::default(),
             ),
             themes: std::sync::Arc::new(federa_web::pages::Themes::load(None).expect("the default theme loads")),
         }

@@ -1202,8 +1202,13 @@ async fn main() {
          followed by hand. Code minters send the one signed-in user's `FEDERA_SESSION` cookie; exchangers send \
          none.\n"
     );
-    let _ = writeln!(doc, "## Where the time goes\n");
-    let _ = writeln!(doc, "See the profile notes below.");
+    // The profile notes are written by hand from `perf` runs; a new run keeps them.
+    const NOTES: &str = "## Where the time goes";
+    let kept = std::fs::read_to_string(&args.out)
+        .ok()
+        .and_then(|old| old.find(NOTES).map(|i| old[i..].to_owned()))
+        .unwrap_or_else(|| format!("{NOTES}\n\nNo profile notes yet.\n"));
+    doc.push_str(&kept);
 
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).unwrap();

@@ -376,6 +376,28 @@ async fn refusals(db: TestDb) {
     assert_eq!(forged_page.status, 400);
     assert!(!forged_page.url.starts_with(APP_CB));
 
+    // RFC 9207: an authorization response whose iss is not the upstream's is refused.
+    let mixup = Browser::new();
+    let endpoint = format!("{}/realms/{REALM}/broker/node/endpoint", w.fed.base);
+    let (page, _, _, _) = start(&w, &mixup, &app, &endpoint, &[("kc_idp_hint", "node")]).await;
+    let mut answer = url::Url::parse(&page.url).unwrap();
+    assert_eq!(
+        query_params(answer.as_str()).get("iss").map(String::as_str),
+        Some(w.node.issuer.as_str()),
+        "oidc-provider sends iss"
+    );
+    let pairs: Vec<(String, String)> = answer
+        .query_pairs()
+        .map(|(k, v)| {
+            let value = if k == "iss" { "https://attacker.test".to_owned() } else { v.into_owned() };
+            (k.into_owned(), value)
+        })
+        .collect();
+    answer.query_pairs_mut().clear().extend_pairs(pairs);
+    let refused = mixup.navigate(answer.as_str(), APP_CB).await;
+    assert_eq!(refused.status, 400, "a mixed-up iss: {:#?}", refused.hops);
+    assert!(!refused.url.starts_with(APP_CB));
+
     // An upstream refusal reaches the app as the same OAuth error, with state and iss.
     let denied = Browser::new();
     let (page, _, _, csrf) =

@@ -93,13 +93,24 @@ pub struct UpstreamError {
 }
 
 /// Caches of upstream discovery documents and key sets.
-#[derive(Default)]
 pub struct UpstreamCache {
     metadata: Mutex<HashMap<String, (Instant, Option<ProviderMetadata>)>>,
     jwks: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
+    refetch_interval: Duration,
+}
+
+impl Default for UpstreamCache {
+    fn default() -> Self {
+        Self::with_refetch_interval(JWKS_REFETCH_INTERVAL)
+    }
 }
 
 impl UpstreamCache {
+    /// Caches whose key sets are fetched again for an unknown kid at most once per `interval`.
+    pub fn with_refetch_interval(interval: Duration) -> Self {
+        Self { metadata: Mutex::default(), jwks: Mutex::default(), refetch_interval: interval }
+    }
+
     /// The discovery document at `url`, from the cache or fetched.
     async fn metadata(&self, http: &reqwest::Client, url: &str) -> Option<ProviderMetadata> {
         if let Ok(cache) = self.metadata.lock() {
@@ -221,7 +232,7 @@ impl UpstreamCache {
         if let Ok(cache) = self.jwks.lock() {
             if let Some((at, set)) = cache.get(url) {
                 let fresh = at.elapsed() < METADATA_TTL;
-                let may_refetch = at.elapsed() >= JWKS_REFETCH_INTERVAL;
+                let may_refetch = at.elapsed() >= self.refetch_interval;
                 if fresh && !(refresh_for_kid && may_refetch) {
                     return Ok(set.clone());
                 }
@@ -239,5 +250,57 @@ impl UpstreamCache {
             cache.insert(url.to_owned(), (Instant::now(), set.clone()));
         }
         Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A one-route HTTP server answering a JWKS, counting its requests.
+    fn jwks_server() -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"a","y":"b"}]}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refetches_at_most_once_per_interval() {
+        let http = reqwest::Client::new();
+        let (url, hits) = jwks_server();
+
+        let cache = UpstreamCache::default();
+        let set = cache.jwks(&http, &url, false).await.unwrap();
+        assert_eq!(set["keys"][0]["kid"], "k1");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        cache.jwks(&http, &url, false).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "a known key set is served from the cache");
+        cache.jwks(&http, &url, true).await.unwrap();
+        cache.jwks(&http, &url, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "unknown kids within the interval do not refetch");
+
+        let eager = UpstreamCache::with_refetch_interval(Duration::ZERO);
+        eager.jwks(&http, &url, false).await.unwrap();
+        eager.jwks(&http, &url, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "an unknown kid after the interval refetches");
     }
 }

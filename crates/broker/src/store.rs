@@ -192,6 +192,15 @@ pub trait Store: Send + Sync {
         link: &FederatedIdentityRepresentation,
         token: Option<&Secret>,
     ) -> Result<(), StoreError>;
+    /// Creates a user already linked to an upstream account, in one
+    /// transaction (a sign-in's just-in-time user).
+    async fn create_linked_user(
+        &self,
+        realm: &str,
+        user: &UserRepresentation,
+        link: &FederatedIdentityRepresentation,
+        token: Option<&Secret>,
+    ) -> Result<(), StoreError>;
     /// Removes a link.
     async fn delete_link(&self, realm: &str, user_id: &str, alias: &str) -> Result<(), StoreError>;
     /// The user linked to an upstream subject.

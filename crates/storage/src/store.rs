@@ -962,6 +962,28 @@ impl Store for DbStore {
         .await
     }
 
+    async fn create_linked_user(
+        &self,
+        realm: &str,
+        user: &UserRepresentation,
+        link: &FederatedIdentityRepresentation,
+        token: Option<&Secret>,
+    ) -> Res<()> {
+        let (realm, user, link) = (realm.to_owned(), user.clone(), link.clone());
+        let token = token.map(Secret::duplicate);
+        self.tx(move |c, key| {
+            let id = realm_id(c, &realm)?;
+            diesel::insert_into(users::table).values(user_row(&id, &user)?).execute(c).map_err(db_err)?;
+            let user_id = user.id.clone().unwrap_or_default();
+            diesel::insert_into(federated_identities::table)
+                .values(link_row(key, &id, &user_id, &link, token.as_ref())?)
+                .execute(c)
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn delete_link(&self, realm: &str, user: &str, alias: &str) -> Res<()> {
         let (realm, user, alias) = (realm.to_owned(), user.to_owned(), alias.to_owned());
         self.run_write(move |c, _| {

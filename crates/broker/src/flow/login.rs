@@ -77,7 +77,7 @@ impl Broker {
                 "This sign-in was started in another browser or has expired. Go back to the application and try again.",
             ));
         }
-        let req: AuthRequest = self.take_json(&state::flow_key(&st.flow_id)).await?.ok_or_else(expired)?;
+        let req: AuthRequest = st.request;
         let idp = self.idp(&realm.name, alias).await.map_err(internal)?.ok_or_else(expired)?;
         let up = self.upstreams.resolve(&self.http, &idp).await.map_err(|e| failed(alias, &realm.name, e))?;
 
@@ -310,7 +310,14 @@ impl Broker {
             validate::user(&mut user, "", now() * 1000).map_err(|e| failed(&up.alias, &realm.name, e))?;
         }
         let user_id = user.id.clone().unwrap_or_default();
-        match self.store.create_user(&realm.name, &user).await {
+        let link = FederatedIdentityRepresentation {
+            identity_provider: Some(up.alias.clone()),
+            user_id: Some(subject.to_owned()),
+            user_name: s("preferred_username"),
+            ..Default::default()
+        };
+        let token = token_json.map(Secret::new);
+        match self.store.create_linked_user(&realm.name, &user, &link, token.as_ref()).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
                 // Either the same person signing in twice at once (their link
@@ -331,20 +338,6 @@ impl Broker {
                 ));
             }
             Err(e) => return Err(internal(e)),
-        }
-        let link = FederatedIdentityRepresentation {
-            identity_provider: Some(up.alias.clone()),
-            user_id: Some(subject.to_owned()),
-            user_name: s("preferred_username"),
-            ..Default::default()
-        };
-        let token = token_json.map(Secret::new);
-        if let Err(e) = self.store.create_link(&realm.name, &user_id, &link, token.as_ref()).await {
-            let _ = self.store.delete_user(&realm.name, &user_id).await;
-            if let Some(u) = self.store.find_user_by_link(&realm.name, &up.alias, subject).await.map_err(internal)? {
-                return Ok(u.id.unwrap_or_default());
-            }
-            return Err(internal(e));
         }
         log::info!("realm {:?}: created user {username:?} from {:?}", realm.name, up.alias);
         Ok(user_id)

@@ -304,8 +304,9 @@ impl Broker {
         }
 
         let flow_id = random_token();
-        self.put_json(&state::flow_key(&flow_id), &req, FLOW_TTL).await?;
         match chosen {
+            // Straight upstream: the request travels inside the upstream
+            // state, so no separate flow entry is written.
             Some(idp) => {
                 let url = self.upstream_url(realm, &idp, &req, &flow_id).await?;
                 Ok(AuthorizeOutcome::Upstream { url, flow_id })
@@ -314,11 +315,16 @@ impl Broker {
                 "No sign-in method",
                 "This realm has no identity provider to sign in with. An administrator must add one.",
             )),
-            None => Ok(AuthorizeOutcome::Choose {
-                flow_id,
-                providers: visible,
-                client_name: client.and_then(|c| c.name).filter(|n| !n.is_empty()),
-            }),
+            None => {
+                // The login page's links name this flow; it stays until it
+                // expires, so the person may go back and pick another provider.
+                self.put_json(&state::flow_key(&flow_id), &req, FLOW_TTL).await?;
+                Ok(AuthorizeOutcome::Choose {
+                    flow_id,
+                    providers: visible,
+                    client_name: client.and_then(|c| c.name).filter(|n| !n.is_empty()),
+                })
+            }
         }
     }
 
@@ -364,6 +370,7 @@ impl Broker {
         let nonce = up.nonce.then(random_token);
         let verifier = up.pkce.map(|_| random_token());
         let st = UpstreamState {
+            request: req.clone(),
             flow_id: flow_id.to_owned(),
             realm: realm.name.clone(),
             alias: up.alias.clone(),

@@ -43,7 +43,9 @@ pub fn sso_key(realm: &str, sid: &str) -> String {
 /// An upstream authorization request in flight.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpstreamState {
-    /// The sign-in flow it serves.
+    /// The client's authorization request it serves.
+    pub request: super::authorize::AuthRequest,
+    /// The sign-in flow it serves (the browser's `FEDERA_FLOW` cookie).
     pub flow_id: String,
     /// The realm.
     pub realm: String,

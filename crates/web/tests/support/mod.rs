@@ -185,6 +185,15 @@ impl Store for FakeStore {
     ) -> Result<(), StoreError> {
         self.write()
     }
+    async fn create_linked_user(
+        &self,
+        _: &str,
+        _: &UserRepresentation,
+        _: &FederatedIdentityRepresentation,
+        _: Option<&Secret>,
+    ) -> Result<(), StoreError> {
+        self.write()
+    }
     async fn delete_link(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
         self.write()
     }

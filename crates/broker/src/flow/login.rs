@@ -213,26 +213,19 @@ impl Broker {
             .jwks_url
             .as_deref()
             .ok_or_else(|| failed(&up.alias, &realm.name, "no jwksUrl configured or discovered"))?;
-        let exp = Expectations {
-            issuer,
-            client_id: &up.client_id,
-            nonce,
-            allowed_algs: id_token::DEFAULT_ALGS,
-            client_secret: None,
-            now: now(),
-            clock_skew: up.clock_skew,
-            max_age: None,
-        };
         let jwks =
             self.upstreams.jwks(&self.http, jwks_url, false).await.map_err(|e| failed(&up.alias, &realm.name, e))?;
-        match id_token::verify(token, &jwks, &exp) {
+        let checked = verify_off_worker(token, jwks, issuer, &up.client_id, nonce, up.clock_skew).await;
+        match checked.map_err(internal)? {
             Err(IdTokenError::UnknownKey(_)) => {
                 let jwks = self
                     .upstreams
                     .jwks(&self.http, jwks_url, true)
                     .await
                     .map_err(|e| failed(&up.alias, &realm.name, e))?;
-                id_token::verify(token, &jwks, &exp)
+                verify_off_worker(token, jwks, issuer, &up.client_id, nonce, up.clock_skew)
+                    .await
+                    .map_err(internal)?
                     .map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}")))
             }
             other => other.map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}"))),
@@ -342,4 +335,32 @@ impl Broker {
         log::info!("realm {:?}: created user {username:?} from {:?}", realm.name, up.alias);
         Ok(user_id)
     }
+}
+
+/// Verifies an upstream ID token on the blocking pool: a signature check is
+/// tens to hundreds of microseconds of CPU, too long for an async worker.
+async fn verify_off_worker(
+    token: &str,
+    jwks: Value,
+    issuer: &str,
+    client_id: &str,
+    nonce: Option<&str>,
+    clock_skew: i64,
+) -> Result<Result<federa_protocol::VerifiedIdToken, IdTokenError>, tokio::task::JoinError> {
+    let (token, issuer, client_id, nonce) =
+        (token.to_owned(), issuer.to_owned(), client_id.to_owned(), nonce.map(str::to_owned));
+    tokio::task::spawn_blocking(move || {
+        let exp = Expectations {
+            issuer: &issuer,
+            client_id: &client_id,
+            nonce: nonce.as_deref(),
+            allowed_algs: id_token::DEFAULT_ALGS,
+            client_secret: None,
+            now: now(),
+            clock_skew,
+            max_age: None,
+        };
+        id_token::verify(&token, &jwks, &exp)
+    })
+    .await
 }

@@ -33,6 +33,7 @@ type Client =
 /// Federa with a realm brokering the node upstream (and, optionally, a second one).
 struct World {
     fed: RunningFedera,
+    store: federa_storage::DbStore,
     node: NodeIdp,
     http: openidconnect::reqwest::Client,
     _db: TestDb,
@@ -71,6 +72,10 @@ impl World {
 async fn world(db: TestDb) -> World {
     let store = db.store();
     let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    world_with(db, store, sessions).await
+}
+
+async fn world_with(db: TestDb, store: federa_storage::DbStore, sessions: Arc<dyn SessionStore>) -> World {
     let fed = RunningFedera::start(&store, sessions);
     let callback = format!("{}/realms/{REALM}/broker/node/endpoint", fed.base);
     let node = NodeIdp::start(json!([{
@@ -83,7 +88,7 @@ async fn world(db: TestDb) -> World {
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let w = World { fed, node, http, _db: db };
+    let w = World { fed, node, http, store, _db: db };
     let realm = json!({
         "realm": REALM,
         "displayName": "End to end",
@@ -554,6 +559,61 @@ async fn signing_algorithms(db: TestDb) {
     assert_eq!(r["defaultSignatureAlgorithm"], "RS256");
 }
 
+/// The same brokered sign-in with the session store on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_sessions_on_redis() {
+    let Some(redis) = federa_tests::redis_sessions("sign_in_with_sessions_on_redis").await else { return };
+    let db = TestDb::sqlite();
+    let store = db.store();
+    let w = world_with(db, store, Arc::new(redis)).await;
+    let browser = Browser::new();
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let (page, verifier, nonce, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
+    let tokens = app
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&w.http)
+        .await
+        .unwrap();
+    let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
+    // SSO works from the session kept on Redis too.
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
+    assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)));
+}
+
+/// A restart between the upstream redirect and the callback loses nothing:
+/// every step's state is in the stores, none in the instance.
+async fn restart_mid_sign_in(db: TestDb) {
+    let w = world(db).await;
+    let browser = Browser::new();
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    // Stop at the upstream, before the browser goes there.
+    let (page, verifier, nonce, _) = start(&w, &browser, &app, &w.node.issuer, &[("kc_idp_hint", "node")]).await;
+    assert!(page.url.starts_with(&w.node.issuer), "{:#?}", page.hops);
+    let addr = w.fed.base.trim_start_matches("http://").to_owned();
+    let World { fed, node, http, store, _db } = w;
+    fed.shutdown().await;
+    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    let fed = RunningFedera::start_at(&store, sessions, &addr);
+    let w = World { fed, node, http, store, _db };
+
+    let page = browser.navigate(&page.url, APP_CB).await;
+    let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
+    let tokens = app
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&w.http)
+        .await
+        .unwrap();
+    let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
+    assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -579,3 +639,4 @@ on_both!(refusals);
 on_both!(misbehaving_upstreams);
 on_both!(session_and_request_options);
 on_both!(signing_algorithms);
+on_both!(restart_mid_sign_in);

@@ -179,7 +179,12 @@ pub struct RunningFedera {
 impl RunningFedera {
     /// Starts Federa over `store` and `sessions` in a thread of its own.
     pub fn start(store: &DbStore, sessions: Arc<dyn SessionStore>) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at(store, sessions, "127.0.0.1:0")
+    }
+
+    /// Starts Federa on a given address (to restart an instance in place).
+    pub fn start_at(store: &DbStore, sessions: Arc<dyn SessionStore>, addr: &str) -> Self {
+        let listener = std::net::TcpListener::bind(addr).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = state_with(store, sessions, &base);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -204,6 +209,11 @@ impl RunningFedera {
         });
         let handle = rx.recv().unwrap();
         Self { base, state, handle }
+    }
+
+    /// Stops the server and waits until it has stopped.
+    pub async fn shutdown(self) {
+        self.handle.stop(true).await;
     }
 
     /// The admin API base.

@@ -56,6 +56,8 @@ pub struct Settings {
     pub keys: KeySettings,
     /// The `[realms]` section.
     pub realms: RealmSettings,
+    /// The `[themes]` section.
+    pub themes: ThemeSettings,
     /// The `[log]` section.
     pub log: LogSettings,
 }
@@ -161,6 +163,15 @@ impl KeySettings {
 pub struct RealmSettings {
     /// The folder of realm files loaded at start (`realms.import_dir`), if any.
     pub import_dir: Option<PathBuf>,
+}
+
+/// The `[themes]` section.
+#[derive(Debug, Default)]
+pub struct ThemeSettings {
+    /// A folder of login themes (`themes.dir`), each a folder of handlebars
+    /// templates overriding the built-in `default` theme's; a realm picks one
+    /// by its `loginTheme`.
+    pub dir: Option<PathBuf>,
 }
 
 /// The `[log]` section.
@@ -329,6 +340,8 @@ enum Field {
     KeysMasterKeyFile,
     /// `realms.import_dir`.
     RealmsImportDir,
+    /// `themes.dir`.
+    ThemesDir,
     /// `log.level`.
     LogLevel,
     /// `log.format`.
@@ -336,7 +349,7 @@ enum Field {
 }
 
 /// The number of settings, for the fixed-size table in [`Values`].
-const FIELD_COUNT: usize = 11;
+const FIELD_COUNT: usize = 12;
 
 impl Field {
     /// Every setting, in the order of [`Field`]'s discriminants.
@@ -350,6 +363,7 @@ impl Field {
         Field::KeysMasterKey,
         Field::KeysMasterKeyFile,
         Field::RealmsImportDir,
+        Field::ThemesDir,
         Field::LogLevel,
         Field::LogFormat,
     ];
@@ -366,6 +380,7 @@ impl Field {
             Field::KeysMasterKey => ("keys", "master_key"),
             Field::KeysMasterKeyFile => ("keys", "master_key_file"),
             Field::RealmsImportDir => ("realms", "import_dir"),
+            Field::ThemesDir => ("themes", "dir"),
             Field::LogLevel => ("log", "level"),
             Field::LogFormat => ("log", "format"),
         }
@@ -852,6 +867,10 @@ fn resolve(
 
     if let Some((text, origin)) = take(Field::RealmsImportDir, problems) {
         settings.realms.import_dir = path_value(text, &origin, &Field::RealmsImportDir.key(), problems);
+    }
+
+    if let Some((text, origin)) = take(Field::ThemesDir, problems) {
+        settings.themes.dir = path_value(text, &origin, &Field::ThemesDir.key(), problems);
     }
 
     if let Some((text, origin)) = take(Field::LogLevel, problems) {

@@ -58,6 +58,10 @@ pub fn warn_ignored(path: &str, realm: &str, ignored: &[String]) {
 
 /// `federa check-config`: the settings already loaded; now every realm file.
 pub fn check(settings: &Settings) -> Result<(), String> {
+    if let Some(dir) = &settings.themes.dir {
+        // Loading renders every page of every theme, so a broken template is found here.
+        federa_web::pages::Themes::load(Some(dir)).map_err(|e| format!("themes.dir {}: {e}", dir.display()))?;
+    }
     let Some(dir) = &settings.realms.import_dir else {
         println!("configuration OK");
         return Ok(());

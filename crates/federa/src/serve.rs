@@ -179,7 +179,7 @@ pub fn serve(settings: Settings, migrate: bool) -> Result<(), String> {
             Some(_) => settings.public_url(),
             None => format!("http://{bound}"),
         };
-        let themes = Arc::new(Themes::load(None).map_err(|e| format!("themes: {e}"))?);
+        let themes = Arc::new(Themes::load(settings.themes.dir.as_deref()).map_err(|e| format!("themes.dir: {e}"))?);
         let broker = Broker::new(store, sessions.clone(), http.clone(), &public_url, admin.config_epoch());
         let state = web::Data::new(AppState {
             admin,

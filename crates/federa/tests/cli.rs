@@ -259,3 +259,51 @@ fn check_config_lists_every_problem_with_file_and_line() {
     assert!(err.contains("bad.json") && err.contains("identityProviders[0].config.tokenUrl"), "{err}");
     assert!(err.contains("broken.json:3"), "{err}");
 }
+
+#[test]
+fn a_realm_picks_its_login_theme_from_the_themes_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let themes = dir.path().join("themes");
+    std::fs::create_dir_all(themes.join("acme")).unwrap();
+    let default_login =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../themes/default/login.hbs")).unwrap();
+    let acme_login = default_login.replace("<h1>Sign in</h1>", "<h1>Sign in to ACME-THEME-MARKER</h1>");
+    assert_ne!(acme_login, default_login);
+    std::fs::write(themes.join("acme").join("login.hbs"), acme_login).unwrap();
+
+    let t = "theme-test-token-789";
+    let mut cmd = federa(dir.path());
+    cmd.env("FEDERA_THEMES_DIR", &themes).env("FEDERA_ADMIN_TOKEN", t);
+    let server = Server::start(cmd);
+    let idp = |alias: &str| {
+        serde_json::json!({"alias": alias, "providerId": "oidc",
+            "config": {"clientId": "c", "authorizationUrl": "https://up.test/auth", "tokenUrl": "https://up.test/token"}})
+    };
+    for (realm, theme) in [("branded", Some("acme")), ("plain", None)] {
+        let mut body = serde_json::json!({
+            "realm": realm,
+            "clients": [{"clientId": "app", "secret": "s3cret-app", "redirectUris": ["http://app.test/cb"]}],
+            "identityProviders": [idp("one"), idp("two")]
+        });
+        if let Some(theme) = theme {
+            body["loginTheme"] = serde_json::json!(theme);
+        }
+        assert_eq!(server.send(reqwest::Method::POST, "/admin/realms", t, body).0, 201);
+        let page = reqwest::blocking::get(format!(
+            "{}/realms/{realm}/protocol/openid-connect/auth?client_id=app&redirect_uri=http%3A%2F%2Fapp.test%2Fcb&response_type=code&scope=openid",
+            server.base
+        ))
+        .unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        let html = page.text().unwrap();
+        assert_eq!(html.contains("ACME-THEME-MARKER"), theme.is_some(), "{realm}: {html}");
+        assert!(html.contains("data-idp=\"one\"") && html.contains("data-idp=\"two\""), "{html}");
+    }
+    server.stop();
+
+    // check-config loads the themes, so a broken one is reported before start.
+    std::fs::write(themes.join("acme").join("login.hbs"), "{{#if}}").unwrap();
+    let out = federa(dir.path()).arg("check-config").env("FEDERA_THEMES_DIR", &themes).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("themes.dir"), "{}", String::from_utf8_lossy(&out.stderr));
+}

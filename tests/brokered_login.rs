@@ -403,6 +403,25 @@ async fn refusals(db: TestDb) {
     assert_eq!(refused.status, 400, "a mixed-up iss: {:#?}", refused.hops);
     assert!(!refused.url.starts_with(APP_CB));
 
+    // A form_post answer without the flow cookie (a cross-site POST drops
+    // SameSite=Lax cookies) is re-posted by Federa's own page, same-site; a
+    // browser that never started the flow is then refused.
+    let endpoint_url = format!("{}/realms/{REALM}/broker/node/endpoint", w.fed.base);
+    let r = reqwest::Client::new()
+        .post(&endpoint_url)
+        .form(&[("code", "c0de"), ("state", "st4te"), ("iss", w.node.issuer.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let form = federa_tests::browser::auto_form(&r.text().await.unwrap()).expect("a self-posting page");
+    assert_eq!(form.action, endpoint_url);
+    assert_eq!((form.field("code"), form.field("state")), (Some("c0de"), Some("st4te")));
+    assert_eq!(form.field("federa_resubmit"), Some("1"));
+    let again: Vec<(String, String)> = form.fields.clone();
+    let r = reqwest::Client::new().post(&endpoint_url).form(&again).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400, "the re-posted answer of an unknown flow is refused, not re-posted again");
+
     // An upstream refusal reaches the app as the same OAuth error, with state and iss.
     let denied = Browser::new();
     let (page, _, _, csrf) =

@@ -333,14 +333,34 @@ async fn endpoint_get(
     callback(req, st, realm, alias, query.into_inner()).await
 }
 
+/// The field marking a callback that Federa's own page re-posted.
+const RESUBMIT_FIELD: &str = "federa_resubmit";
+
 async fn endpoint_post(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
     form: web::Form<BTreeMap<String, String>>,
 ) -> HttpResponse {
-    let (realm, alias) = path.into_inner();
-    callback(req, st, realm, alias, form.into_inner()).await
+    let (realm_name, alias) = path.into_inner();
+    let mut params = form.into_inner();
+    let resubmitted = params.remove(RESUBMIT_FIELD).is_some();
+    if req.cookie(FLOW_COOKIE).is_none() && !resubmitted {
+        // A form_post answer arrives as a cross-site POST, which carries no
+        // SameSite=Lax cookie. Federa's own page posts the same fields again,
+        // now same-site, so the browser's flow cookie comes along and the
+        // state's binding to this browser can still be checked.
+        let realm = match realm_or_page(&st, &realm_name).await {
+            Ok(r) => r,
+            Err(resp) => return resp,
+        };
+        let action = format!("{}{}", st.public_url, req.path());
+        let mut fields: Vec<(String, String)> = params.into_iter().collect();
+        fields.push((RESUBMIT_FIELD.to_owned(), "1".to_owned()));
+        let resp = ClientResponse { redirect_uri: action, response_mode: ResponseMode::FormPost, params: fields };
+        return respond(&st, &realm, &resp);
+    }
+    callback(req, st, realm_name, alias, params).await
 }
 
 /// `/broker/{alias}/endpoint`: the upstream's answer.

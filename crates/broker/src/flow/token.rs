@@ -209,16 +209,14 @@ impl Broker {
             }
             (None, None) => {}
         }
-        let user = self
-            .store
-            .get_user(&realm.name, &grant.user_id)
-            .await
+        // The user and the session are independent reads: made at once.
+        let sso_key = state::sso_key(&realm.name, &grant.sid);
+        let (user, sso) = tokio::join!(self.store.get_user(&realm.name, &grant.user_id), self.sessions.get(&sso_key));
+        let user = user
             .map_err(server_error)?
             .filter(|u| u.enabled != Some(false))
             .ok_or_else(|| refuse(OAuthErrorCode::InvalidGrant, "the user no longer exists or is disabled"))?;
-        let sso: Option<String> =
-            self.sessions.get(&state::sso_key(&realm.name, &grant.sid)).await.map_err(server_error)?;
-        if sso.is_none() {
+        if sso.map_err(server_error)?.is_none() {
             return Err(refuse(OAuthErrorCode::InvalidGrant, "the session that issued the code has ended"));
         }
 
@@ -250,11 +248,14 @@ impl Broker {
         if let Some(n) = &grant.nonce {
             id.insert("nonce".into(), json!(n));
         }
-        let (access_token, id_token) = sign_pair(keys, access, id).await?;
-
+        // The code's use is recorded while the tokens are signed: a reuse
+        // must find it, whatever the signing takes.
         let used = serde_json::to_string(&UsedCode { jti }).map_err(server_error)?;
         let ttl = Duration::from_secs(u64::try_from(realm.token_lifespan).unwrap_or(300) + 60);
-        self.sessions.put(&state::used_code_key(&realm.name, code), &used, ttl).await.map_err(server_error)?;
+        let used_key = state::used_code_key(&realm.name, code);
+        let (signed, recorded) = tokio::join!(sign_pair(keys, access, id), self.sessions.put(&used_key, &used, ttl));
+        recorded.map_err(server_error)?;
+        let (access_token, id_token) = signed?;
         Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: realm.token_lifespan, id_token, scope })
     }
 

@@ -173,6 +173,20 @@ async fn full_login_with_hint(db: TestDb) {
     }
     assert_eq!(header_of(tokens.access_token().secret())["typ"], "at+jwt", "RFC 9068 access token");
 
+    // The tokens' sid names the session without being its cookie, and an ID
+    // token is not accepted as an access token.
+    let cookie = browser.cookies(&format!("{}/realms/{REALM}/", w.fed.base)).unwrap_or_default();
+    let sid = raw_id["sid"].as_str().unwrap();
+    assert!(cookie.contains("FEDERA_SESSION="), "{cookie}");
+    assert!(!cookie.contains(sid), "a token must not carry the session cookie");
+    let r = reqwest::Client::new()
+        .get(format!("{}/protocol/openid-connect/userinfo", w.issuer()))
+        .bearer_auth(id_token.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "an ID token at userinfo");
+
     let info: CoreUserInfoClaims =
         app.user_info(tokens.access_token().clone(), None).unwrap().request_async(&w.http).await.unwrap();
     assert_eq!(info.subject(), claims.subject());
@@ -432,6 +446,17 @@ async fn refusals(db: TestDb) {
     assert_eq!(p.get("state").map(String::as_str), Some(csrf.secret().as_str()));
     assert_eq!(p.get("iss").map(String::as_str), Some(w.issuer().as_str()));
     assert!(!p.contains_key("code"));
+
+    // A link-only provider signs nobody in, hinted or not.
+    let idp_path = format!("/{REALM}/identity-provider/instances/node");
+    let (_, mut idp) = w.admin(reqwest::Method::GET, &idp_path, Value::Null).await;
+    idp["linkOnly"] = json!(true);
+    assert_eq!(w.admin(reqwest::Method::PUT, &idp_path, idp).await.0, 204);
+    let users_before = w.users().await.len();
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "{:#?}", page.hops);
+    assert!(!query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
+    assert_eq!(w.users().await.len(), users_before);
 }
 
 async fn misbehaving_upstreams(db: TestDb) {

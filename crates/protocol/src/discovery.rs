@@ -77,9 +77,8 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
         "token_endpoint": format!("{base}/token"),
         "userinfo_endpoint": format!("{base}/userinfo"),
         "jwks_uri": format!("{base}/certs"),
-        "end_session_endpoint": format!("{base}/logout"),
-        "revocation_endpoint": format!("{base}/revoke"),
-        "introspection_endpoint": format!("{base}/token/introspect"),
+        // Logout, revocation and introspection are advertised once they are
+        // served; a client must not be told of endpoints that answer 404.
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code"],
@@ -90,8 +89,6 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": CLAIMS_SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
-        "backchannel_logout_supported": true,
-        "backchannel_logout_session_supported": true,
         "frontchannel_logout_supported": false,
         "request_parameter_supported": false,
         "claims_parameter_supported": false,
@@ -113,9 +110,9 @@ mod tests {
         assert_eq!(doc["token_endpoint"], format!("{base}/token"));
         assert_eq!(doc["userinfo_endpoint"], format!("{base}/userinfo"));
         assert_eq!(doc["jwks_uri"], format!("{base}/certs"));
-        assert_eq!(doc["end_session_endpoint"], format!("{base}/logout"));
-        assert_eq!(doc["revocation_endpoint"], format!("{base}/revoke"));
-        assert_eq!(doc["introspection_endpoint"], format!("{base}/token/introspect"));
+        for unserved in ["end_session_endpoint", "revocation_endpoint", "introspection_endpoint"] {
+            assert!(doc.get(unserved).is_none(), "{unserved} is not served yet");
+        }
         assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["RS256"]));
         assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(doc["response_modes_supported"], json!(["query", "form_post"]));
@@ -137,7 +134,7 @@ mod tests {
         assert_eq!(parsed.issuer, ISSUER);
         assert_eq!(parsed.id_token_signing_alg_values_supported, vec!["EdDSA"]);
         assert!(parsed.authorization_response_iss_parameter_supported);
-        assert!(parsed.backchannel_logout_supported);
+        assert!(!parsed.backchannel_logout_supported);
     }
 
     #[test]

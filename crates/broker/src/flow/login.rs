@@ -78,7 +78,14 @@ impl Broker {
             ));
         }
         let req: AuthRequest = st.request;
-        let idp = self.idp(&realm.name, alias).await.map_err(internal)?.ok_or_else(expired)?;
+        if req.realm != realm.name {
+            return Err(expired());
+        }
+        let idp =
+            self.idp(&realm.name, alias).await.map_err(internal)?.filter(super::can_sign_in).ok_or_else(|| {
+                log::warn!("realm {:?}: callback of {alias:?}, which is disabled, link-only or gone", realm.name);
+                expired()
+            })?;
         let up = self.upstreams.resolve(&self.http, &idp).await.map_err(|e| failed(alias, &realm.name, e))?;
 
         // RFC 9207: an `iss` that is there must be the upstream's; one that
@@ -101,7 +108,7 @@ impl Broker {
             let description =
                 get("error_description").map(str::to_owned).unwrap_or_else(|| format!("{alias}: {error}"));
             log::warn!(
-                "realm {:?}: identity provider {alias:?} /authorize answered error={error} error_description={description:?}; \
+                "realm {:?}: identity provider {alias:?} /authorize answered error={error:?} error_description={description:?}; \
                  passed to client {:?} as {}",
                 realm.name,
                 req.client_id,
@@ -116,7 +123,9 @@ impl Broker {
             .get("id_token")
             .and_then(Value::as_str)
             .ok_or_else(|| failed(alias, &realm.name, "the token response has no id_token"))?;
-        let verified = self.verify_id_token(&up, realm, id_token, st.nonce.as_deref()).await?;
+        // A client's max_age that travelled upstream is checked against the upstream's auth_time.
+        let max_age = req.max_age.filter(|_| up.pass_max_age);
+        let verified = self.verify_id_token(&up, realm, id_token, st.nonce.as_deref(), max_age).await?;
         let mut claims = verified.claims().clone();
         if let Some(url) = &up.userinfo_url {
             let access = tokens.get("access_token").and_then(Value::as_str).unwrap_or_default();
@@ -133,10 +142,13 @@ impl Broker {
 
         let sid = random_token();
         let now = now();
-        let sso = SsoSession { user_id: user_id.clone(), auth_time: now, idp: alias.to_owned() };
+        // The user authenticated when the upstream says, not when its answer arrived.
+        let auth_time =
+            verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0).map_or(now, |t| t.min(now));
+        let sso = SsoSession { user_id: user_id.clone(), auth_time, idp: alias.to_owned() };
         let max = u64::try_from(realm.sso_max).unwrap_or(36_000);
         self.put_json(&state::sso_key(&realm.name, &sid), &sso, std::time::Duration::from_secs(max)).await?;
-        let response = self.issue_code(realm, &req, &user_id, now, &sid).await?;
+        let response = self.issue_code(realm, &req, &user_id, auth_time, &sid).await?;
         Ok(CallbackOutcome { response, sid, max_age: realm.sso_max })
     }
 
@@ -188,7 +200,7 @@ impl Broker {
                 &up.alias,
                 &realm.name,
                 format!(
-                    "token endpoint {} answered {status}: error={error} error_description={desc:?}{hint}",
+                    "token endpoint {} answered {status}: error={error:?} error_description={desc:?}{hint}",
                     up.token_url
                 ),
             ));
@@ -205,6 +217,7 @@ impl Broker {
         realm: &RealmInfo,
         token: &str,
         nonce: Option<&str>,
+        max_age: Option<i64>,
     ) -> Result<federa_protocol::VerifiedIdToken, AuthError> {
         let issuer = up.issuer.as_deref().ok_or_else(|| {
             failed(&up.alias, &realm.name, "no issuer is configured or discovered, so ID tokens cannot be checked")
@@ -215,7 +228,7 @@ impl Broker {
             .ok_or_else(|| failed(&up.alias, &realm.name, "no jwksUrl configured or discovered"))?;
         let jwks =
             self.upstreams.jwks(&self.http, jwks_url, false).await.map_err(|e| failed(&up.alias, &realm.name, e))?;
-        let checked = verify_off_worker(token, jwks, issuer, &up.client_id, nonce, up.clock_skew).await;
+        let checked = verify_off_worker(token, jwks, issuer, &up.client_id, nonce, up.clock_skew, max_age).await;
         match checked.map_err(internal)? {
             Err(IdTokenError::UnknownKey(_)) => {
                 let jwks = self
@@ -223,7 +236,7 @@ impl Broker {
                     .jwks(&self.http, jwks_url, true)
                     .await
                     .map_err(|e| failed(&up.alias, &realm.name, e))?;
-                verify_off_worker(token, jwks, issuer, &up.client_id, nonce, up.clock_skew)
+                verify_off_worker(token, jwks, issuer, &up.client_id, nonce, up.clock_skew, max_age)
                     .await
                     .map_err(internal)?
                     .map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}")))
@@ -256,6 +269,28 @@ impl Broker {
         }
     }
 
+    /// An email address another user of the realm already has is kept, but
+    /// never as verified: otherwise any upstream could hand out a verified
+    /// copy of someone else's address, and apps that match accounts by
+    /// email would let its holder in.
+    async fn unverify_shared_email(&self, realm: &RealmInfo, user: &mut UserRepresentation) -> Result<(), AuthError> {
+        let Some(email) = user.email.clone() else { return Ok(()) };
+        if user.email_verified != Some(true) {
+            return Ok(());
+        }
+        let q = crate::store::UserQuery { email: Some(email.clone()), first: 0, max: 20, ..Default::default() };
+        let others = self.store.search_users(&realm.name, &q).await.map_err(internal)?;
+        if others.iter().any(|o| o.email.as_deref() == Some(email.as_str()) && o.id != user.id) {
+            log::warn!(
+                "realm {:?}: {email:?} already belongs to another user; {:?} gets it unverified",
+                realm.name,
+                user.username
+            );
+            user.email_verified = Some(false);
+        }
+        Ok(())
+    }
+
     /// Finds the user linked to the upstream subject, or creates them; applies the sync mode.
     async fn sync_user(
         &self,
@@ -286,6 +321,7 @@ impl Broker {
             }
             if up.sync_mode == SyncMode::Force {
                 apply(&mut user);
+                self.unverify_shared_email(realm, &mut user).await?;
                 if validate::user(&mut user, "", 0).is_ok() {
                     self.store.update_user(&realm.name, &user).await.map_err(internal)?;
                 }
@@ -302,6 +338,7 @@ impl Broker {
             user.email_verified = Some(false);
             validate::user(&mut user, "", now() * 1000).map_err(|e| failed(&up.alias, &realm.name, e))?;
         }
+        self.unverify_shared_email(realm, &mut user).await?;
         let user_id = user.id.clone().unwrap_or_default();
         let link = FederatedIdentityRepresentation {
             identity_provider: Some(up.alias.clone()),
@@ -346,6 +383,7 @@ async fn verify_off_worker(
     client_id: &str,
     nonce: Option<&str>,
     clock_skew: i64,
+    max_age: Option<i64>,
 ) -> Result<Result<federa_protocol::VerifiedIdToken, IdTokenError>, tokio::task::JoinError> {
     let (token, issuer, client_id, nonce) =
         (token.to_owned(), issuer.to_owned(), client_id.to_owned(), nonce.map(str::to_owned));
@@ -358,7 +396,7 @@ async fn verify_off_worker(
             client_secret: None,
             now: now(),
             clock_skew,
-            max_age: None,
+            max_age,
         };
         id_token::verify(&token, &jwks, &exp)
     })

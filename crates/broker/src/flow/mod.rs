@@ -124,11 +124,16 @@ pub fn path_segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
 }
 
+/// Whether a provider may sign people in: enabled and not for account linking only.
+pub fn can_sign_in(p: &IdentityProviderRepresentation) -> bool {
+    p.enabled != Some(false) && p.link_only != Some(true)
+}
+
 /// The providers a login page may show: enabled, not hidden, not link-only, by `guiOrder` then alias.
 pub fn visible_providers(idps: &[IdentityProviderRepresentation]) -> Vec<ProviderChoice> {
     let mut v: Vec<(i64, ProviderChoice)> = idps
         .iter()
-        .filter(|p| p.enabled != Some(false) && p.link_only != Some(true))
+        .filter(|p| can_sign_in(p))
         .filter(|p| p.config.get("hideOnLoginPage").is_none_or(|h| h != "true"))
         .map(|p| {
             let alias = p.alias.clone().unwrap_or_default();
@@ -269,7 +274,7 @@ impl Broker {
         let idps = self.idps(&realm.name).await.map_err(internal)?;
         let chosen = match &req.idp_hint {
             Some(hint) => {
-                let found = idps.iter().find(|p| p.alias.as_deref() == Some(hint.as_str()) && p.enabled != Some(false));
+                let found = idps.iter().find(|p| p.alias.as_deref() == Some(hint.as_str()) && can_sign_in(p));
                 match found {
                     Some(p) => Some(p.clone()),
                     None => {
@@ -343,10 +348,12 @@ impl Broker {
             ));
         }
         let req: AuthRequest = self.get_json(&state::flow_key(flow_id)).await?.ok_or_else(expired)?;
-        let idp =
-            self.idp(&realm.name, alias).await.map_err(internal)?.filter(|p| p.enabled != Some(false)).ok_or_else(
-                || AuthError::page("Unknown identity provider", format!("There is no identity provider {alias:?}.")),
-            )?;
+        if req.realm != realm.name {
+            return Err(expired());
+        }
+        let idp = self.idp(&realm.name, alias).await.map_err(internal)?.filter(can_sign_in).ok_or_else(|| {
+            AuthError::page("Unknown identity provider", format!("There is no identity provider {alias:?}."))
+        })?;
         self.upstream_url(realm, &idp, &req, flow_id).await
     }
 
@@ -401,7 +408,7 @@ impl Broker {
             }
             let prompt = if req.has_prompt("none") && up.accepts_prompt_none {
                 Some("none".to_owned())
-            } else if req.has_prompt("login") {
+            } else if req.has_prompt("login") || req.max_age == Some(0) {
                 Some("login".to_owned())
             } else {
                 up.prompt.clone()
@@ -455,7 +462,7 @@ impl Broker {
             code_challenge: req.code_challenge.clone(),
             scopes: req.scopes.clone(),
             auth_time,
-            sid: sid.to_owned(),
+            sid: state::public_sid(sid),
         };
         self.put_json(&state::code_key(&realm.name, &code), &grant, CODE_TTL).await?;
         let mut params = vec![("code".to_owned(), code)];

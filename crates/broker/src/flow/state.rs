@@ -35,9 +35,22 @@ pub fn revoked_key(realm: &str, jti: &str) -> String {
     format!("revoked:{realm}:{jti}")
 }
 
-/// The store key of an SSO session.
-pub fn sso_key(realm: &str, sid: &str) -> String {
-    format!("sso:{realm}:{}", digest(sid))
+/// The public id of an SSO session: the `sid` claim of its tokens. It is a
+/// digest of the browser's session cookie, so a token never carries the
+/// cookie itself (which would let any client or API that sees a token sign
+/// in as the user elsewhere).
+pub fn public_sid(cookie_sid: &str) -> String {
+    digest(cookie_sid)
+}
+
+/// The store key of an SSO session, from the browser's cookie.
+pub fn sso_key(realm: &str, cookie_sid: &str) -> String {
+    sso_key_public(realm, &public_sid(cookie_sid))
+}
+
+/// The store key of an SSO session, from its public id (a token's `sid`).
+pub fn sso_key_public(realm: &str, public_sid: &str) -> String {
+    format!("sso:{realm}:{public_sid}")
 }
 
 /// An upstream authorization request in flight.
@@ -74,7 +87,7 @@ pub struct CodeGrant {
     pub scopes: Vec<String>,
     /// When the user authenticated.
     pub auth_time: i64,
-    /// The SSO session.
+    /// The SSO session's public id (never the cookie value).
     pub sid: String,
 }
 

@@ -210,7 +210,7 @@ impl Broker {
             (None, None) => {}
         }
         // The user and the session are independent reads: made at once.
-        let sso_key = state::sso_key(&realm.name, &grant.sid);
+        let sso_key = state::sso_key_public(&realm.name, &grant.sid);
         let (user, sso) = tokio::join!(self.store.get_user(&realm.name, &grant.user_id), self.sessions.get(&sso_key));
         let user = user
             .map_err(server_error)?
@@ -248,14 +248,12 @@ impl Broker {
         if let Some(n) = &grant.nonce {
             id.insert("nonce".into(), json!(n));
         }
-        // The code's use is recorded while the tokens are signed: a reuse
-        // must find it, whatever the signing takes.
+        // The code's use is recorded before the tokens exist, so that a reuse
+        // racing this exchange finds what to revoke.
         let used = serde_json::to_string(&UsedCode { jti }).map_err(server_error)?;
         let ttl = Duration::from_secs(u64::try_from(realm.token_lifespan).unwrap_or(300) + 60);
-        let used_key = state::used_code_key(&realm.name, code);
-        let (signed, recorded) = tokio::join!(sign_pair(keys, access, id), self.sessions.put(&used_key, &used, ttl));
-        recorded.map_err(server_error)?;
-        let (access_token, id_token) = signed?;
+        self.sessions.put(&state::used_code_key(&realm.name, code), &used, ttl).await.map_err(server_error)?;
+        let (access_token, id_token) = sign_pair(keys, access, id).await?;
         Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: realm.token_lifespan, id_token, scope })
     }
 
@@ -277,6 +275,11 @@ impl Broker {
             log::error!("userinfo: {e}");
             BearerError::Internal
         })?;
+        // RFC 9068 section 4: only a token typed at+jwt is an access token;
+        // an ID token of this realm is refused here whatever its claims.
+        if jws_typ(token).as_deref() != Some("at+jwt") {
+            return Err(BearerError::Invalid("the token is not an access token".into()));
+        }
         let claims =
             verify_own(token, &keys.public).map_err(|_| BearerError::Invalid("the token is not valid".into()))?;
         let s = |k: &str| claims.get(k).and_then(Value::as_str);
@@ -294,7 +297,7 @@ impl Broker {
         }
         let sid = s("sid").unwrap_or_default();
         let session: Option<String> =
-            self.sessions.get(&state::sso_key(&realm.name, sid)).await.map_err(|_| BearerError::Internal)?;
+            self.sessions.get(&state::sso_key_public(&realm.name, sid)).await.map_err(|_| BearerError::Internal)?;
         if session.and_then(|s| serde_json::from_str::<SsoSession>(&s).ok()).is_none() {
             return Err(BearerError::Invalid("the session of this token has ended".into()));
         }
@@ -312,6 +315,15 @@ impl Broker {
         out.extend(user_claims(&user, &scopes));
         Ok(out)
     }
+}
+
+/// The `typ` of a compact JWS header, unverified (the signature is checked next).
+fn jws_typ(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("typ").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Signs the access token and the ID token (with its `at_hash`) off the async

@@ -187,7 +187,7 @@ impl Broker {
             failed(&up.alias, &realm.name, format!("token endpoint {} cannot be reached: {e}", up.token_url))
         })?;
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let body: Value = super::upstream::read_json(resp).await.unwrap_or(Value::Null);
         if !status.is_success() {
             let error = body.get("error").and_then(Value::as_str).unwrap_or("?");
             let desc = body.get("error_description").and_then(Value::as_str).unwrap_or("");
@@ -263,7 +263,7 @@ impl Broker {
         if !resp.status().is_success() {
             return Err(failed(&up.alias, &realm.name, format!("userinfo {url} answered {}", resp.status())));
         }
-        match resp.json::<Value>().await {
+        match super::upstream::read_json::<Value>(resp).await {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(failed(&up.alias, &realm.name, format!("userinfo {url} did not answer a JSON object"))),
         }

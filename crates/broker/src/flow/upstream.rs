@@ -20,6 +20,25 @@ const FAILURE_TTL: Duration = Duration::from_secs(30);
 /// The shortest time between two JWKS fetches caused by unknown kids.
 const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The largest upstream answer Federa reads (discovery, JWKS, token,
+/// userinfo): a hostile or broken upstream cannot make it buffer more.
+pub const MAX_UPSTREAM_BODY: usize = 1 << 20;
+
+/// Reads an upstream answer as JSON, refusing bodies over [`MAX_UPSTREAM_BODY`].
+pub async fn read_json<T: serde::de::DeserializeOwned>(mut resp: reqwest::Response) -> Result<T, String> {
+    if resp.content_length().is_some_and(|l| l > MAX_UPSTREAM_BODY as u64) {
+        return Err(format!("the answer is larger than {MAX_UPSTREAM_BODY} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_UPSTREAM_BODY {
+            return Err(format!("the answer is larger than {MAX_UPSTREAM_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("the answer is not the expected JSON: {e}"))
+}
+
 /// An upstream provider's settings, resolved from its representation and,
 /// where needed, its discovery document.
 #[derive(Debug, Clone)]
@@ -122,7 +141,7 @@ impl UpstreamCache {
             }
         }
         let fetched = match http.get(url).send().await {
-            Ok(r) if r.status().is_success() => match r.json::<ProviderMetadata>().await {
+            Ok(r) if r.status().is_success() => match read_json::<ProviderMetadata>(r).await {
                 Ok(m) => Some(m),
                 Err(e) => {
                     log::warn!("discovery document {url} cannot be read: {e}");
@@ -242,7 +261,7 @@ impl UpstreamCache {
         if !resp.status().is_success() {
             return Err(format!("JWKS {url} answered {}", resp.status()));
         }
-        let set: serde_json::Value = resp.json().await.map_err(|e| format!("JWKS {url} is not JSON: {e}"))?;
+        let set: serde_json::Value = read_json(resp).await.map_err(|e| format!("JWKS {url}: {e}"))?;
         if !set.get("keys").is_some_and(serde_json::Value::is_array) {
             return Err(format!("JWKS {url} has no keys array"));
         }
@@ -262,6 +281,11 @@ mod tests {
 
     /// A one-route HTTP server answering a JWKS, counting its requests.
     fn jwks_server() -> (String, Arc<AtomicUsize>) {
+        serve(r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"a","y":"b"}]}"#.to_owned())
+    }
+
+    /// A one-route HTTP server answering `body`, counting its requests.
+    fn serve(body: String) -> (String, Arc<AtomicUsize>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/jwks", listener.local_addr().unwrap());
         let hits = Arc::new(AtomicUsize::new(0));
@@ -272,7 +296,6 @@ mod tests {
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf);
                 counter.fetch_add(1, Ordering::SeqCst);
-                let body = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"a","y":"b"}]}"#;
                 let _ = write!(
                     stream,
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -302,5 +325,13 @@ mod tests {
         eager.jwks(&http, &url, false).await.unwrap();
         eager.jwks(&http, &url, true).await.unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 3, "an unknown kid after the interval refetches");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused() {
+        let padding = "x".repeat(MAX_UPSTREAM_BODY);
+        let (url, _) = serve(format!(r#"{{"keys":[],"pad":"{padding}"}}"#));
+        let err = UpstreamCache::default().jwks(&reqwest::Client::new(), &url, false).await.unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
     }
 }

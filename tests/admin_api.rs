@@ -139,6 +139,12 @@ async fn crud_scenario(db: TestDb) {
     assert_eq!(found.as_array().unwrap().len(), 1);
     let (_, _, found) = call!(app, GET, "/admin/realms/acme/users?email=nobody");
     assert_eq!(found, json!([]));
+    let (_, _, found) = call!(app, GET, "/admin/realms/acme/users?username=ali&exact=true");
+    assert_eq!(found, json!([]), "exact matches whole usernames only");
+    let (_, _, found) = call!(app, GET, "/admin/realms/acme/users?username=Alice&exact=true");
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let (_, _, found) = call!(app, GET, "/admin/realms/acme/users?email=ALICE@acme.test&exact=true");
+    assert_eq!(found.as_array().unwrap().len(), 1);
 
     // Role mappings.
     let (s, _, _) = call!(app, POST, format!("{upath}/role-mappings/realm"), json!([{"name": "staff"}]));

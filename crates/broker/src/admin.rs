@@ -513,7 +513,7 @@ impl AdminService {
     }
 
     async fn username_taken(&self, realm: &str, username: &str, except: Option<&str>) -> Result<bool, BrokerError> {
-        let q = UserQuery { username: Some(username.to_owned()), first: 0, max: i64::MAX, ..Default::default() };
+        let q = UserQuery { username: Some(username.to_owned()), first: 0, max: 2, exact: true, ..Default::default() };
         let found = self.store.search_users(realm, &q).await?;
         Ok(found.iter().any(|u| u.username.as_deref() == Some(username) && u.id.as_deref() != except))
     }

@@ -78,6 +78,9 @@ pub struct UserQuery {
     pub first: i64,
     /// Page size.
     pub max: i64,
+    /// Match username and email exactly (Keycloak's `exact=true`), which the
+    /// database answers from its indexes.
+    pub exact: bool,
 }
 
 /// An audit event.

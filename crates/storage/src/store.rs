@@ -799,10 +799,18 @@ impl Store for DbStore {
             };
             let mut query = users::table.filter(users::realm_id.eq(&id)).into_boxed();
             if let Some(u) = q.username.as_deref().filter(|s| !s.is_empty()) {
-                query = query.filter(users::username.like(like(u)).escape('\\'));
+                query = if q.exact {
+                    query.filter(users::username.eq(u.to_lowercase()))
+                } else {
+                    query.filter(users::username.like(like(u)).escape('\\'))
+                };
             }
             if let Some(e) = q.email.as_deref().filter(|s| !s.is_empty()) {
-                query = query.filter(users::email.like(like(e)).escape('\\'));
+                query = if q.exact {
+                    query.filter(users::email.eq(e.to_lowercase()))
+                } else {
+                    query.filter(users::email.like(like(e)).escape('\\'))
+                };
             }
             let rows: Vec<UserRow> = query
                 .order(users::username)

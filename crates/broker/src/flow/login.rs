@@ -278,7 +278,8 @@ impl Broker {
         if user.email_verified != Some(true) {
             return Ok(());
         }
-        let q = crate::store::UserQuery { email: Some(email.clone()), first: 0, max: 20, ..Default::default() };
+        let q =
+            crate::store::UserQuery { email: Some(email.clone()), first: 0, max: 2, exact: true, ..Default::default() };
         let others = self.store.search_users(&realm.name, &q).await.map_err(internal)?;
         if others.iter().any(|o| o.email.as_deref() == Some(email.as_str()) && o.id != user.id) {
             log::warn!(

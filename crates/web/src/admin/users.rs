@@ -35,6 +35,7 @@ struct SearchParams {
     email: Option<String>,
     first: Option<String>,
     max: Option<String>,
+    exact: Option<String>,
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -57,6 +58,11 @@ impl TryFrom<SearchParams> for UserQuery {
             max: integer("max", p.max.as_deref(), DEFAULT_MAX)?,
             username: non_empty(p.username),
             email: non_empty(p.email),
+            exact: match p.exact.as_deref() {
+                None | Some("" | "false") => false,
+                Some("true") => true,
+                Some(v) => return Err(WebError::invalid("exact", format!("{v:?} must be true or false"))),
+            },
         })
     }
 }

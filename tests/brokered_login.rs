@@ -228,6 +228,18 @@ async fn full_login_with_hint(db: TestDb) {
     let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
+    assert_eq!(w.users().await[0]["emailVerified"], true, "the upstream verified alice's address");
+
+    // An address another user of the realm holds is never stored as verified.
+    let local = json!({"username": "robert", "email": "bob@upstream.test", "emailVerified": true});
+    assert_eq!(w.admin(reqwest::Method::POST, &format!("/{REALM}/users"), local).await.0, 201);
+    let (page, _, _, _) =
+        start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "bob")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    let users = w.users().await;
+    let bob = users.iter().find(|u| u["username"] == "bob").expect("bob was created");
+    assert_eq!(bob["email"], "bob@upstream.test");
+    assert_eq!(bob["emailVerified"], false, "{bob}");
 }
 
 async fn login_through_the_chooser(db: TestDb) {

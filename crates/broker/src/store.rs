@@ -196,14 +196,16 @@ pub trait Store: Send + Sync {
         token: Option<&Secret>,
     ) -> Result<(), StoreError>;
     /// Creates a user already linked to an upstream account, in one
-    /// transaction (a sign-in's just-in-time user).
+    /// transaction (a sign-in's just-in-time user). An email address another
+    /// user of the realm has is stored unverified; the answer says whether
+    /// that happened.
     async fn create_linked_user(
         &self,
         realm: &str,
         user: &UserRepresentation,
         link: &FederatedIdentityRepresentation,
         token: Option<&Secret>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Removes a link.
     async fn delete_link(&self, realm: &str, user_id: &str, alias: &str) -> Result<(), StoreError>;
     /// The user linked to an upstream subject.

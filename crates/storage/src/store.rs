@@ -812,13 +812,14 @@ impl Store for DbStore {
                     query.filter(users::email.like(like(e)).escape('\\'))
                 };
             }
-            let rows: Vec<UserRow> = query
-                .order(users::username)
-                .offset(q.first)
-                .limit(q.max)
-                .select(UserRow::as_select())
-                .load(c)
-                .map_err(db_err)?;
+            // An exact lookup is answered from the (realm, email) or (realm,
+            // username) index; ordering it would let SQLite walk the username
+            // index instead, row by row.
+            if !q.exact {
+                query = query.order(users::username);
+            }
+            let rows: Vec<UserRow> =
+                query.offset(q.first).limit(q.max).select(UserRow::as_select()).load(c).map_err(db_err)?;
             rows.into_iter().map(user_from_row).collect()
         })
         .await
@@ -976,18 +977,30 @@ impl Store for DbStore {
         user: &UserRepresentation,
         link: &FederatedIdentityRepresentation,
         token: Option<&Secret>,
-    ) -> Res<()> {
-        let (realm, user, link) = (realm.to_owned(), user.clone(), link.clone());
+    ) -> Res<bool> {
+        let (realm, mut user, link) = (realm.to_owned(), user.clone(), link.clone());
         let token = token.map(Secret::duplicate);
         self.tx(move |c, key| {
             let id = realm_id(c, &realm)?;
+            let mut unverified = false;
+            if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
+                let taken: i64 = users::table
+                    .filter(users::realm_id.eq(&id).and(users::email.eq(&email)))
+                    .count()
+                    .get_result(c)
+                    .map_err(db_err)?;
+                if taken > 0 {
+                    user.email_verified = Some(false);
+                    unverified = true;
+                }
+            }
             diesel::insert_into(users::table).values(user_row(&id, &user)?).execute(c).map_err(db_err)?;
             let user_id = user.id.clone().unwrap_or_default();
             diesel::insert_into(federated_identities::table)
                 .values(link_row(key, &id, &user_id, &link, token.as_ref())?)
                 .execute(c)
                 .map_err(db_err)?;
-            Ok(())
+            Ok(unverified)
         })
         .await
     }

@@ -339,7 +339,6 @@ impl Broker {
             user.email_verified = Some(false);
             validate::user(&mut user, "", now() * 1000).map_err(|e| failed(&up.alias, &realm.name, e))?;
         }
-        self.unverify_shared_email(realm, &mut user).await?;
         let user_id = user.id.clone().unwrap_or_default();
         let link = FederatedIdentityRepresentation {
             identity_provider: Some(up.alias.clone()),
@@ -349,7 +348,15 @@ impl Broker {
         };
         let token = token_json.map(Secret::new);
         match self.store.create_linked_user(&realm.name, &user, &link, token.as_ref()).await {
-            Ok(()) => {}
+            Ok(unverified) => {
+                if unverified {
+                    log::warn!(
+                        "realm {:?}: {:?} already belongs to another user; {username:?} gets it unverified",
+                        realm.name,
+                        user.email
+                    );
+                }
+            }
             Err(StoreError::Conflict(_)) => {
                 // Either the same person signing in twice at once (their link
                 // now exists), or another account already has the username.

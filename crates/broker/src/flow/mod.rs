@@ -101,8 +101,6 @@ pub struct Broker {
     keys: Arc<KeyCache>,
     upstreams: Arc<upstream::UpstreamCache>,
     config: Arc<ConfigCache>,
-    /// One slot per core for token signing, shared by the instance's workers.
-    signing: Arc<tokio::sync::Semaphore>,
 }
 
 /// Realm configuration read on every request, cached for a few seconds.
@@ -171,9 +169,6 @@ impl Broker {
                 clients: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
                 idps: cache::TtlCache::new(cache::CONFIG_TTL, epoch),
             }),
-            signing: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(2),
-            )),
         }
     }
 

@@ -191,8 +191,8 @@ impl Store for FakeStore {
         _: &UserRepresentation,
         _: &FederatedIdentityRepresentation,
         _: Option<&Secret>,
-    ) -> Result<(), StoreError> {
-        self.write()
+    ) -> Result<bool, StoreError> {
+        self.write().map(|()| false)
     }
     async fn delete_link(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
         self.write()

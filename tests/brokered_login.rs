@@ -115,6 +115,23 @@ fn header_of(jwt: &str) -> Value {
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
 }
 
+/// Exchanges a code with the client library (client authentication, PKCE)
+/// and returns the token response.
+async fn redeem(
+    w: &World,
+    client: &Client,
+    code: String,
+    verifier: openidconnect::PkceCodeVerifier,
+) -> openidconnect::core::CoreTokenResponse {
+    client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&w.http)
+        .await
+        .unwrap()
+}
+
 /// Signs in through the app with `extra` parameters and returns the callback
 /// parameters, the verifier and the nonce.
 async fn start(
@@ -150,13 +167,7 @@ async fn full_login_with_hint(db: TestDb) {
     assert_eq!(p.get("state").map(String::as_str), Some(csrf.secret().as_str()));
     assert_eq!(p.get("iss").map(String::as_str), Some(w.issuer().as_str()), "RFC 9207 iss");
 
-    let tokens = app
-        .exchange_code(AuthorizationCode::new(p["code"].clone()))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&w.http)
-        .await
-        .unwrap();
+    let tokens = redeem(&w, &app, p["code"].clone(), verifier).await;
     let id_token = tokens.id_token().unwrap();
     let claims = id_token.claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.issuer().as_str(), w.issuer());
@@ -212,13 +223,7 @@ async fn full_login_with_hint(db: TestDb) {
     assert!(page.url.starts_with(SPA_CB), "{:#?}", page.hops);
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "SSO went upstream again: {:#?}", page.hops);
     let code = query_params(&page.url)["code"].clone();
-    let tokens = spa
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&w.http)
-        .await
-        .unwrap();
+    let tokens = redeem(&w, &spa, code, verifier).await;
     let spa_claims = tokens.id_token().unwrap().claims(&spa.id_token_verifier(), &nonce).unwrap();
     assert_eq!(spa_claims.subject(), claims.subject(), "the same user");
     assert_eq!(w.users().await.len(), 1);
@@ -262,13 +267,7 @@ async fn login_through_the_chooser(db: TestDb) {
     let page = browser.navigate(&found[node_at].0, APP_CB).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let code = query_params(&page.url)["code"].clone();
-    let tokens = app
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&w.http)
-        .await
-        .unwrap();
+    let tokens = redeem(&w, &app, code, verifier).await;
     let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
 
@@ -595,13 +594,7 @@ async fn signing_algorithms(db: TestDb) {
         .set_redirect_uri(RedirectUrl::new(APP_CB.into()).unwrap());
         let (page, verifier, nonce, _) = start(&w, &Browser::new(), &client, APP_CB, &[]).await;
         let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{alg}: {:#?}", page.hops));
-        let tokens = client
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&w.http)
-            .await
-            .unwrap();
+        let tokens = redeem(&w, &client, code, verifier).await;
         let id_token = tokens.id_token().unwrap();
         assert_eq!(header_of(&id_token.to_string())["alg"], alg);
         id_token
@@ -626,13 +619,7 @@ async fn sign_in_with_sessions_on_redis() {
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
     let (page, verifier, nonce, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
-    let tokens = app
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&w.http)
-        .await
-        .unwrap();
+    let tokens = redeem(&w, &app, code, verifier).await;
     let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
     // SSO works from the session kept on Redis too.
@@ -659,13 +646,7 @@ async fn restart_mid_sign_in(db: TestDb) {
 
     let page = browser.navigate(&page.url, APP_CB).await;
     let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
-    let tokens = app
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&w.http)
-        .await
-        .unwrap();
+    let tokens = redeem(&w, &app, code, verifier).await;
     let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
 }

@@ -345,6 +345,14 @@ async fn refusals(db: TestDb) {
         ("redirect_uri", APP_CB),
         ("code_verifier", verifier2.secret().as_str()),
     ];
+    let r = reqwest::Client::new()
+        .post(format!("{}/protocol/openid-connect/token", w.issuer()))
+        .json(&json!({"grant_type": "authorization_code", "code": code2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request", "a JSON token request");
     let (s, body) = token_request(&w, &good, Some(("app", "not-the-secret"))).await;
     assert_eq!((s, body["error"].clone()), (401, json!("invalid_client")));
     let (s, body) = token_request(&w, &good, Some(("app", APP_SECRET))).await;

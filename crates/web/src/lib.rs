@@ -46,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(json_config())
         .app_data(web::PayloadConfig::new(JSON_LIMIT))
         .app_data(query_config())
+        .app_data(form_config())
         .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
         .route("/metrics", web::get().to(metrics::metrics))
@@ -57,6 +58,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// with serde's message, which names the line and column (or the missing field).
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default().limit(JSON_LIMIT).error_handler(json_error)
+}
+
+/// Form bodies (the token endpoint's, form_post answers) that cannot be read
+/// answer 400 with an RFC 6749 section 5.2 body.
+pub fn form_config() -> web::FormConfig {
+    web::FormConfig::default().limit(64 * 1024).error_handler(|e, _| {
+        let body = serde_json::json!({
+            "error": "invalid_request",
+            "error_description": format!("the body must be application/x-www-form-urlencoded: {e}"),
+        });
+        actix_web::error::InternalError::from_response(e, actix_web::HttpResponse::BadRequest().json(body)).into()
+    })
 }
 
 /// Query strings that cannot be read answer 400 with a JSON body.

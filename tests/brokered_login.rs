@@ -135,7 +135,6 @@ async fn redeem(
 /// Signs in through the app with `extra` parameters and returns the callback
 /// parameters, the verifier and the nonce.
 async fn start(
-    w: &World,
     browser: &Browser,
     client: &Client,
     redirect: &str,
@@ -152,7 +151,6 @@ async fn start(
     }
     let (url, csrf, nonce) = req.url();
     let page = browser.navigate(url.as_str(), redirect).await;
-    let _ = w;
     (page, verifier, nonce, csrf)
 }
 
@@ -160,7 +158,7 @@ async fn full_login_with_hint(db: TestDb) {
     let w = world(db).await;
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
-    let (page, verifier, nonce, csrf) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, verifier, nonce, csrf) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "ended at {} after {:#?}", page.url, page.hops);
     assert!(page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "went upstream: {:#?}", page.hops);
     let p = query_params(&page.url);
@@ -219,7 +217,7 @@ async fn full_login_with_hint(db: TestDb) {
 
     // SSO: a second client of the realm signs in without going upstream.
     let spa = w.client("spa", None, SPA_CB).await;
-    let (page, verifier, nonce, _) = start(&w, &browser, &spa, SPA_CB, &[]).await;
+    let (page, verifier, nonce, _) = start(&browser, &spa, SPA_CB, &[]).await;
     assert!(page.url.starts_with(SPA_CB), "{:#?}", page.hops);
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "SSO went upstream again: {:#?}", page.hops);
     let code = query_params(&page.url)["code"].clone();
@@ -230,7 +228,7 @@ async fn full_login_with_hint(db: TestDb) {
 
     // A second login of the same upstream account finds the user through the link.
     let other = Browser::new();
-    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&other, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
     assert_eq!(w.users().await[0]["emailVerified"], true, "the upstream verified alice's address");
@@ -238,8 +236,7 @@ async fn full_login_with_hint(db: TestDb) {
     // An address another user of the realm holds is never stored as verified.
     let local = json!({"username": "robert", "email": "bob@upstream.test", "emailVerified": true});
     assert_eq!(w.admin(reqwest::Method::POST, &format!("/{REALM}/users"), local).await.0, 201);
-    let (page, _, _, _) =
-        start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "bob")]).await;
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "bob")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let users = w.users().await;
     let bob = users.iter().find(|u| u["username"] == "bob").expect("bob was created");
@@ -257,7 +254,7 @@ async fn login_through_the_chooser(db: TestDb) {
 
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
-    let (page, verifier, nonce, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let (page, verifier, nonce, _) = start(&browser, &app, APP_CB, &[]).await;
     assert_eq!(page.status, 200, "the chooser page: {:#?}", page.hops);
     let found = links(&page.body);
     let names: Vec<&str> = found.iter().map(|(_, t)| t.as_str()).collect();
@@ -273,7 +270,7 @@ async fn login_through_the_chooser(db: TestDb) {
 
     // The second provider works too, with its own user.
     let other = Browser::new();
-    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "partner")]).await;
+    let (page, _, _, _) = start(&other, &app, APP_CB, &[("kc_idp_hint", "partner")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert!(query_params(&page.url).contains_key("code"));
     assert_eq!(w.users().await.len(), 2);
@@ -317,7 +314,7 @@ async fn refusals(db: TestDb) {
     // A successful login, then the token-endpoint refusals.
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
-    let (page, verifier, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, verifier, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     let code = query_params(&page.url)["code"].clone();
     let wrong = [
         ("grant_type", "authorization_code"),
@@ -337,7 +334,7 @@ async fn refusals(db: TestDb) {
     assert_eq!(token_request(&w, &right, Some(("app", APP_SECRET))).await.0, 400);
 
     // A fresh login (SSO, no upstream) for the rest.
-    let (page, verifier2, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let (page, verifier2, _, _) = start(&browser, &app, APP_CB, &[]).await;
     let code2 = query_params(&page.url)["code"].clone();
     let good = [
         ("grant_type", "authorization_code"),
@@ -369,7 +366,7 @@ async fn refusals(db: TestDb) {
     assert!(r.headers().get("www-authenticate").is_some_and(|h| h.to_str().unwrap().contains("invalid_token")));
 
     // client_secret_post works as well as Basic; two methods at once do not.
-    let (page, verifier3, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let (page, verifier3, _, _) = start(&browser, &app, APP_CB, &[]).await;
     let code3 = query_params(&page.url)["code"].clone();
     let post = [
         ("grant_type", "authorization_code"),
@@ -381,7 +378,7 @@ async fn refusals(db: TestDb) {
     ];
     let (s, body) = token_request(&w, &post, Some(("app", APP_SECRET))).await;
     assert_eq!((s, body["error"].clone()), (400, json!("invalid_request")), "two client authentication methods");
-    let (page, verifier4, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let (page, verifier4, _, _) = start(&browser, &app, APP_CB, &[]).await;
     let code4 = query_params(&page.url)["code"].clone();
     let post = [
         ("grant_type", "authorization_code"),
@@ -396,7 +393,7 @@ async fn refusals(db: TestDb) {
 
     // Replayed and forged state at the callback: an error page, nothing issued.
     let other = Browser::new();
-    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "node"), ("prompt", "login")]).await;
+    let (page, _, _, _) = start(&other, &app, APP_CB, &[("kc_idp_hint", "node"), ("prompt", "login")]).await;
     let callback = page.hops.iter().find(|h| h.contains("/broker/node/endpoint")).expect("the callback hop").clone();
     let replay = other.navigate(&callback, APP_CB).await;
     assert_eq!(replay.status, 400, "replayed state: {:#?}", replay.hops);
@@ -417,7 +414,7 @@ async fn refusals(db: TestDb) {
     // RFC 9207: an authorization response whose iss is not the upstream's is refused.
     let mixup = Browser::new();
     let endpoint = format!("{}/realms/{REALM}/broker/node/endpoint", w.fed.base);
-    let (page, _, _, _) = start(&w, &mixup, &app, &endpoint, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&mixup, &app, &endpoint, &[("kc_idp_hint", "node")]).await;
     let mut answer = url::Url::parse(&page.url).unwrap();
     assert_eq!(
         query_params(answer.as_str()).get("iss").map(String::as_str),
@@ -457,8 +454,7 @@ async fn refusals(db: TestDb) {
 
     // An upstream refusal reaches the app as the same OAuth error, with state and iss.
     let denied = Browser::new();
-    let (page, _, _, csrf) =
-        start(&w, &denied, &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "denied")]).await;
+    let (page, _, _, csrf) = start(&denied, &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "denied")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let p = query_params(&page.url);
     assert_eq!(p.get("error").map(String::as_str), Some("access_denied"), "{p:?}");
@@ -472,7 +468,7 @@ async fn refusals(db: TestDb) {
     idp["linkOnly"] = json!(true);
     assert_eq!(w.admin(reqwest::Method::PUT, &idp_path, idp).await.0, 204);
     let users_before = w.users().await.len();
-    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "{:#?}", page.hops);
     assert!(!query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), users_before);
@@ -492,7 +488,7 @@ async fn misbehaving_upstreams(db: TestDb) {
         bad.set_mode(mode);
         let before = bad.token_requests();
         let browser = Browser::new();
-        let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "bad")]).await;
+        let (page, _, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "bad")]).await;
         assert_eq!(page.status, 400, "{mode:?}: an error page, got {:#?}", page.hops);
         assert!(!page.url.starts_with(APP_CB), "{mode:?}: nothing may reach the app: {:#?}", page.hops);
         assert!(page.body.contains("<html"), "{mode:?}: a themed page");
@@ -502,7 +498,7 @@ async fn misbehaving_upstreams(db: TestDb) {
     // The same upstream, behaving, signs the user in: the refusals were about the misbehaviour.
     bad.set_mode(Misbehaviour::None);
     let browser = Browser::new();
-    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "bad")]).await;
+    let (page, _, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "bad")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
 }
@@ -513,7 +509,7 @@ async fn session_and_request_options(db: TestDb) {
     let browser = Browser::new();
 
     // prompt=none without a session: login_required, at the app, nothing upstream.
-    let (page, _, _, csrf) = start(&w, &browser, &app, APP_CB, &[("prompt", "none")]).await;
+    let (page, _, _, csrf) = start(&browser, &app, APP_CB, &[("prompt", "none")]).await;
     let p = query_params(&page.url);
     assert_eq!(p.get("error").map(String::as_str), Some("login_required"), "{:#?}", page.hops);
     assert_eq!(p.get("state").map(String::as_str), Some(csrf.secret().as_str()));
@@ -521,24 +517,24 @@ async fn session_and_request_options(db: TestDb) {
 
     // Sign in without a hint: the realm's only visible provider is chosen
     // without a page. The session cookie is scoped to the realm.
-    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let (page, _, _, _) = start(&browser, &app, APP_CB, &[]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert!(page.hops[1].starts_with(&w.node.issuer), "straight upstream: {:#?}", page.hops);
     let cookies = browser.cookies(&format!("{}/realms/{REALM}/", w.fed.base)).unwrap_or_default();
     assert!(cookies.contains("FEDERA_SESSION="), "{cookies}");
 
     // prompt=none with a session: a code, without going upstream.
-    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("prompt", "none")]).await;
+    let (page, _, _, _) = start(&browser, &app, APP_CB, &[("prompt", "none")]).await;
     assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)));
 
     // max_age=0: the session is too old by definition, so the user goes upstream again.
-    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("max_age", "0"), ("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&browser, &app, APP_CB, &[("max_age", "0"), ("kc_idp_hint", "node")]).await;
     assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
     assert!(page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "max_age=0 re-authenticates: {:#?}", page.hops);
 
     // response_mode=form_post: an auto-submitting form POSTs code, state and iss to the app.
-    let (page, _, _, csrf) = start(&w, &browser, &app, APP_CB, &[("response_mode", "form_post")]).await;
+    let (page, _, _, csrf) = start(&browser, &app, APP_CB, &[("response_mode", "form_post")]).await;
     assert_eq!(page.url, APP_CB, "{:#?}", page.hops);
     let form = federa_tests::browser::auto_form(&page.body).expect("a form_post page");
     assert_eq!(form.action, APP_CB);
@@ -553,7 +549,7 @@ async fn session_and_request_options(db: TestDb) {
     assert!(upstream_last.is_string(), "the upstream's family_name was copied: {users:?}");
     let user_path = format!("/{REALM}/users/{id}");
     assert_eq!(w.admin(reqwest::Method::PUT, &user_path, json!({"lastName": "Local"})).await.0, 204);
-    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB));
     let (_, u) = w.admin(reqwest::Method::GET, &user_path, Value::Null).await;
     assert_eq!(u["lastName"], upstream_last, "FORCE restores the upstream's value");
@@ -564,7 +560,7 @@ async fn session_and_request_options(db: TestDb) {
     idp["config"]["syncMode"] = json!("IMPORT");
     assert_eq!(w.admin(reqwest::Method::PUT, &idp_path, idp).await.0, 204);
     assert_eq!(w.admin(reqwest::Method::PUT, &user_path, json!({"lastName": "Local"})).await.0, 204);
-    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let (_, u) = w.admin(reqwest::Method::GET, &user_path, Value::Null).await;
     assert_eq!(u["lastName"], "Local", "IMPORT keeps the local value");
@@ -600,7 +596,7 @@ async fn signing_algorithms(db: TestDb) {
             Some(ClientSecret::new(APP_SECRET.into())),
         )
         .set_redirect_uri(RedirectUrl::new(APP_CB.into()).unwrap());
-        let (page, verifier, nonce, _) = start(&w, &Browser::new(), &client, APP_CB, &[]).await;
+        let (page, verifier, nonce, _) = start(&Browser::new(), &client, APP_CB, &[]).await;
         let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{alg}: {:#?}", page.hops));
         let tokens = redeem(&w, &client, code, verifier).await;
         let id_token = tokens.id_token().unwrap();
@@ -625,13 +621,13 @@ async fn sign_in_with_sessions_on_redis() {
     let w = world_with(db, store, Arc::new(redis)).await;
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
-    let (page, verifier, nonce, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, verifier, nonce, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
     let tokens = redeem(&w, &app, code, verifier).await;
     let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
     // SSO works from the session kept on Redis too.
-    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
+    let (page, _, _, _) = start(&browser, &app, APP_CB, &[]).await;
     assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)));
 }
@@ -643,7 +639,7 @@ async fn restart_mid_sign_in(db: TestDb) {
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
     // Stop at the upstream, before the browser goes there.
-    let (page, verifier, nonce, _) = start(&w, &browser, &app, &w.node.issuer, &[("kc_idp_hint", "node")]).await;
+    let (page, verifier, nonce, _) = start(&browser, &app, &w.node.issuer, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(&w.node.issuer), "{:#?}", page.hops);
     let addr = w.fed.base.trim_start_matches("http://").to_owned();
     let World { fed, node, http, store, _db } = w;

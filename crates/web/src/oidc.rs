@@ -63,8 +63,7 @@ fn build_cookie(secure: bool, realm: &str, name: &str, value: String, max_age: i
         .finish()
 }
 
-fn common<'a>(st: &'a AppState, realm: Option<&'a RealmInfo>, static_base: &'a str) -> Common<'a> {
-    let _ = st;
+fn common<'a>(realm: Option<&'a RealmInfo>, static_base: &'a str) -> Common<'a> {
     Common { realm_display_name: realm.map(|r| r.display_name.as_str()).unwrap_or("Federa"), locale: "en", static_base }
 }
 
@@ -94,7 +93,7 @@ fn error_page(st: &AppState, realm: Option<&RealmInfo>, status: u16, title: &str
     let base = static_base(st, realm);
     let support_id = random_token()[..12].to_owned();
     log::info!("error page {support_id}: {title}: {message}");
-    let page = ErrorPage { common: common(st, realm, &base), title, message, support_id: Some(&support_id) };
+    let page = ErrorPage { common: common(realm, &base), title, message, support_id: Some(&support_id) };
     let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     match st.themes.render_error(theme(realm), &page) {
         Ok(body) => html(HttpResponse::build(status), body),
@@ -128,7 +127,7 @@ fn respond(st: &AppState, realm: &RealmInfo, resp: &ClientResponse) -> HttpRespo
             let fields: Vec<FormField<'_>> =
                 resp.params.iter().map(|(name, value)| FormField { name, value }).collect();
             let page = FormPostPage {
-                common: common(st, Some(realm), &base),
+                common: common(Some(realm), &base),
                 action: &resp.redirect_uri,
                 fields: &fields,
                 script_nonce: &nonce,
@@ -275,7 +274,7 @@ async fn authorize(
                 .collect();
             let base = static_base(&st, Some(&realm));
             let page = LoginPage {
-                common: common(&st, Some(&realm), &base),
+                common: common(Some(&realm), &base),
                 providers: &buttons,
                 client_name: client_name.as_deref(),
             };

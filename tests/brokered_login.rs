@@ -231,7 +231,11 @@ async fn full_login_with_hint(db: TestDb) {
     let (page, _, _, _) = start(&other, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
-    assert_eq!(w.users().await[0]["emailVerified"], true, "the upstream verified alice's address");
+    assert_eq!(
+        w.users().await[0]["emailVerified"],
+        false,
+        "the upstream verified alice's address, but this provider is not trusted for email (trustEmail off)"
+    );
 
     // An address another user of the realm holds is never stored as verified.
     let local = json!({"username": "robert", "email": "bob@upstream.test", "emailVerified": true});

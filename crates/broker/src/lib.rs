@@ -6,6 +6,7 @@ pub mod admin;
 pub mod error;
 pub mod flow;
 pub mod keys;
+pub mod model;
 pub mod repr;
 pub mod store;
 pub mod validate;

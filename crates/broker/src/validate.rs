@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use federa_protocol::{ClientAuthMethod, PkceMethod, SyncMode};
 use url::Url;
 
 use crate::error::BrokerError;
@@ -17,33 +16,6 @@ pub const MASK: &str = "**********";
 
 /// The signature algorithms a realm may choose for its tokens.
 pub const REALM_ALGORITHMS: &[&str] = &["RS256", "ES256", "EdDSA"];
-
-/// Identity-provider config keys that must hold an absolute http(s) URL when set.
-const URL_KEYS: &[&str] =
-    &["issuer", "authorizationUrl", "tokenUrl", "userInfoUrl", "logoutUrl", "jwksUrl", "metadataDescriptorUrl"];
-
-/// Identity-provider config keys that hold `true` or `false`.
-const BOOL_KEYS: &[&str] = &[
-    "validateSignature",
-    "useJwksUrl",
-    "backchannelSupported",
-    "disableUserInfo",
-    "disableNonce",
-    "isAccessTokenJWT",
-    "pkceEnabled",
-    "filteredByClaim",
-    "passMaxAge",
-    "uiLocales",
-    "loginHint",
-    "hideOnLoginPage",
-    "acceptsPromptNoneForwardFromClient",
-];
-
-/// Identity-provider config keys that hold an integer.
-const INT_KEYS: &[&str] = &["guiOrder", "allowedClockSkew"];
-
-/// The `prompt` values an upstream request may carry (OIDC Core section 3.1.2.1).
-const PROMPTS: &[&str] = &["", "none", "login", "consent", "select_account", "unspecified"];
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> BrokerError {
     BrokerError::invalid(field, message)
@@ -138,17 +110,12 @@ pub fn client(c: &mut ClientRepresentation, prefix: &str) -> Result<(), BrokerEr
     }
     if c.public_client == Some(true) || c.bearer_only == Some(true) {
         c.secret = None;
-    } else if c.secret.as_deref().is_none_or(|s| s.is_empty() || s == MASK) {
+    } else if c.client_authenticator_type.as_deref() == Some("client-secret")
+        && c.secret.as_deref().is_none_or(|s| s.is_empty() || s == MASK)
+    {
         c.secret = Some(crate::keys::random_secret());
     }
     Ok(())
-}
-
-fn opt_bool(field: String, v: &str) -> Result<(), BrokerError> {
-    match v {
-        "" | "true" | "false" => Ok(()),
-        _ => Err(invalid(field, format!("{v:?} must be \"true\" or \"false\""))),
-    }
 }
 
 /// Validates an upstream identity provider and fills defaults.
@@ -168,50 +135,8 @@ pub fn identity_provider(p: &mut IdentityProviderRepresentation, prefix: &str) -
         p.internal_id = Some(uuid::Uuid::new_v4().to_string());
     }
     p.enabled.get_or_insert(true);
-    let cfg = &p.config;
-    let field = |k: &str| format!("{prefix}config.{k}");
-    for key in URL_KEYS {
-        if let Some(v) = cfg.get(*key).filter(|v| !v.is_empty()) {
-            check_http_url(&field(key), v)?;
-        }
-    }
-    for key in BOOL_KEYS {
-        if let Some(v) = cfg.get(*key) {
-            opt_bool(field(key), v)?;
-        }
-    }
-    for key in INT_KEYS {
-        if let Some(v) = cfg.get(*key).filter(|v| !v.is_empty()) {
-            v.trim().parse::<i64>().map_err(|_| invalid(field(key), format!("{v:?} must be an integer")))?;
-        }
-    }
-    if let Some(v) = cfg.get("syncMode").filter(|v| !v.is_empty()) {
-        v.parse::<SyncMode>().map_err(|e| invalid(field("syncMode"), e.to_string()))?;
-    }
-    if let Some(v) = cfg.get("clientAuthMethod").filter(|v| !v.is_empty()) {
-        v.parse::<ClientAuthMethod>().map_err(|e| invalid(field("clientAuthMethod"), e.to_string()))?;
-    }
-    if let Some(v) = cfg.get("pkceMethod").filter(|v| !v.is_empty()) {
-        v.parse::<PkceMethod>().map_err(|e| invalid(field("pkceMethod"), e.to_string()))?;
-    }
-    if let Some(v) = cfg.get("prompt") {
-        if !PROMPTS.contains(&v.as_str()) {
-            return Err(invalid(field("prompt"), format!("{v:?} is not one of none, login, consent, select_account")));
-        }
-    }
-    let has = |k: &str| cfg.get(k).is_some_and(|v| !v.is_empty());
-    if !has("clientId") {
-        return Err(invalid(field("clientId"), "is required"));
-    }
-    let explicit = has("authorizationUrl") && has("tokenUrl");
-    let discoverable = has("metadataDescriptorUrl") || has("issuer");
-    if !explicit && !discoverable {
-        let missing = if has("authorizationUrl") { "tokenUrl" } else { "authorizationUrl" };
-        return Err(invalid(
-            field(missing),
-            "is required unless metadataDescriptorUrl or issuer lets Federa discover the endpoints",
-        ));
-    }
+    // Every config key is parsed, typed and checked in one place: the model.
+    crate::model::Upstream::from_repr(p, prefix)?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use federa_broker::admin::prepare_realm;
+use federa_broker::model::Notice;
 use federa_broker::repr::RealmRepresentation;
 use federa_broker::{validate, RealmSource};
 use sha2::Digest as _;
@@ -20,6 +21,8 @@ pub struct RealmFile {
     pub repr: RealmRepresentation,
     /// SHA-256 of the file's bytes, hex.
     pub digest: String,
+    /// Settings it holds that Federa stores but does not honour yet.
+    pub notices: Vec<Notice>,
 }
 
 /// Reads and parses one realm file; errors name the file and, for JSON
@@ -33,8 +36,13 @@ pub fn read(path: &Path) -> Result<RealmFile, String> {
     let mut value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("{shown}:{}: {e}", e.line()))?;
     validate::expand_env(&mut value, &|name| std::env::var(name).ok()).map_err(|e| format!("{shown}: {e}"))?;
-    let repr = serde_json::from_value(value).map_err(|e| format!("{shown}: {e}"))?;
-    Ok(RealmFile { path: shown, repr, digest: hex::encode(sha2::Sha256::digest(&bytes)) })
+    let repr: RealmRepresentation = serde_json::from_value(value).map_err(|e| format!("{shown}: {e}"))?;
+    let notices = federa_broker::model::realm_notices(&repr);
+    let name = repr.realm.clone().unwrap_or_default();
+    for n in &notices {
+        log::warn!("{shown}: realm {name:?}: {n}");
+    }
+    Ok(RealmFile { path: shown, repr, digest: hex::encode(sha2::Sha256::digest(&bytes)), notices })
 }
 
 /// The `*.json` files of a folder, sorted by name.
@@ -72,6 +80,10 @@ pub fn check(settings: &Settings) -> Result<(), String> {
         match read(path) {
             Err(e) => problems.push(e),
             Ok(file) => {
+                let name = file.repr.realm.clone().unwrap_or_default();
+                for n in &file.notices {
+                    println!("{}: realm {name:?}: no effect yet: {n}", file.path);
+                }
                 let source = RealmSource::File { path: file.path.clone(), digest: file.digest.clone() };
                 let mut ignored = Vec::new();
                 if let Err(e) = prepare_realm(file.repr, &source, &mut ignored, 0) {

@@ -169,6 +169,14 @@ pub fn verify_own(token: &str, keys: &[Value]) -> Result<Map<String, Value>, Jwt
     Ok(jws.claims)
 }
 
+/// The `typ` of a compact JWS's header, read without verifying anything, so
+/// an endpoint can refuse a token of the wrong kind (RFC 9068 section 4:
+/// an access token is `at+jwt`) before spending a signature check on it.
+pub fn peek_typ(token: &str) -> Option<String> {
+    let header = decode_header(token.split('.').next()?).ok()?;
+    header.get("typ").and_then(Value::as_str).map(str::to_owned)
+}
+
 /// The algorithm Federa signs with for a key that does not name one.
 fn implied_alg(key: &Value) -> Option<&'static str> {
     match (key.get("kty").and_then(Value::as_str), key.get("crv").and_then(Value::as_str)) {

@@ -97,6 +97,19 @@ impl ResponseError for WebError {
     }
 }
 
+/// The status of a token endpoint error (RFC 6749 section 5.2): 401 for a
+/// client that failed to authenticate, 500 for Federa's own failure, else 400.
+pub fn token_error_status(code: federa_protocol::OAuthErrorCode) -> actix_web::http::StatusCode {
+    use actix_web::http::StatusCode;
+    use federa_protocol::OAuthErrorCode as C;
+    match code {
+        C::InvalidClient => StatusCode::UNAUTHORIZED,
+        C::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        C::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -401,15 +401,14 @@ async fn token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(federa_broker::flow::token::parse_basic);
+        .and_then(federa_broker::flow::client_auth::parse_basic);
     match st.broker.token(&realm, &form, basic).await {
         Ok(tokens) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))
             .json(tokens),
-        Err(TokenError { status, error, basic }) => {
-            let status =
-                actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+        Err(TokenError { error, basic }) => {
+            let status = crate::error::token_error_status(error.error);
             let mut b = HttpResponse::build(status);
             b.insert_header((header::CACHE_CONTROL, "no-store"));
             if status == actix_web::http::StatusCode::UNAUTHORIZED && basic {

@@ -8,7 +8,14 @@ use std::collections::BTreeMap;
 use federa_protocol::{pkce, OAuthError, OAuthErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::repr::ClientRepresentation;
+use std::sync::Arc;
+
+use crate::model::{Client, Upstream};
+
+/// The longest value Federa keeps of a parameter it stores while the user
+/// signs in (`state`, `nonce`, `login_hint`, forwarded parameters): a pending
+/// flow lives 30 minutes, so what one request may make the store hold is bounded.
+pub const MAX_PARAM_BYTES: usize = 2048;
 
 /// How the response reaches the client (OAuth 2.0 Multiple Response Types,
 /// Form Post Response Mode).
@@ -51,7 +58,8 @@ pub struct AuthRequest {
     pub ui_locales: Option<String>,
     /// `kc_idp_hint` or `idp_hint`.
     pub idp_hint: Option<String>,
-    /// Every other parameter, for an identity provider's `forwardParameters`.
+    /// The parameters some identity provider of the realm forwards
+    /// (`forwardParameters`); every other parameter is dropped.
     pub extra: BTreeMap<String, String>,
 }
 
@@ -168,13 +176,16 @@ const KNOWN: &[&str] = &[
 
 /// Checks an authorization request against the client it names.
 ///
-/// `client` is the realm's client with that `client_id`, if any. Errors before
-/// the redirect URI is proven are pages; after, they go to the client.
+/// `client` is the realm's client with that `client_id`, if any; `idps` the
+/// realm's providers, whose `forwardParameters` say which other parameters
+/// are kept. Errors before the redirect URI is proven are pages; after, they
+/// go to the client.
 pub fn validate(
     realm: &str,
     issuer: &str,
     params: &BTreeMap<String, String>,
-    client: Option<&ClientRepresentation>,
+    client: Option<&Client>,
+    idps: &[Arc<Upstream>],
 ) -> Result<AuthRequest, AuthError> {
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let client_id = get("client_id").ok_or_else(|| {
@@ -183,13 +194,12 @@ pub fn validate(
             "The application did not say who it is (the client_id parameter is missing).",
         )
     })?;
-    let client = client.filter(|c| c.enabled != Some(false) && c.bearer_only != Some(true)).ok_or_else(|| {
+    let client = client.filter(|c| c.enabled && !c.bearer_only).ok_or_else(|| {
         AuthError::page("Unknown application", format!("No application {client_id:?} is registered in this realm."))
     })?;
     let redirect_uri = get("redirect_uri")
         .ok_or_else(|| AuthError::page("Invalid request", "The application did not give a redirect_uri."))?;
-    let registered = client.redirect_uris.as_deref().unwrap_or_default();
-    if !registered.iter().any(|r| r == redirect_uri) {
+    if !client.redirect_uris.iter().any(|r| r == redirect_uri) {
         return Err(AuthError::page(
             "Invalid redirect URI",
             format!("The redirect URI {redirect_uri:?} is not registered for the application {client_id:?}."),
@@ -225,7 +235,7 @@ pub fn validate(
         None => return Err(fail(OAuthErrorCode::InvalidRequest, "response_type is required")),
         Some(_) => return Err(fail(OAuthErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
     }
-    if client.standard_flow_enabled == Some(false) {
+    if !client.standard_flow {
         return Err(fail(
             OAuthErrorCode::UnauthorizedClient,
             "the authorization code flow is disabled for this client",
@@ -251,7 +261,7 @@ pub fn validate(
             Some(c.to_owned())
         }
     };
-    if client.public_client == Some(true) && code_challenge.is_none() {
+    if client.is_public() && code_challenge.is_none() {
         return Err(fail(
             OAuthErrorCode::InvalidRequest,
             "PKCE (code_challenge with S256) is required for public clients",
@@ -274,8 +284,27 @@ pub fn validate(
             _ => return Err(fail(OAuthErrorCode::InvalidRequest, "max_age must be a non-negative integer")),
         },
     };
-    let extra =
-        params.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    for name in ["state", "nonce", "login_hint", "ui_locales", "kc_idp_hint", "idp_hint"] {
+        if get(name).is_some_and(|v| v.len() > MAX_PARAM_BYTES) {
+            return Err(fail(
+                OAuthErrorCode::InvalidRequest,
+                &format!("{name} is longer than {MAX_PARAM_BYTES} bytes"),
+            ));
+        }
+    }
+    // Only what a provider of the realm forwards is kept: an unknown
+    // parameter would otherwise sit in the session store for the whole flow.
+    let mut extra = BTreeMap::new();
+    for (k, v) in params {
+        let forwarded = !KNOWN.contains(&k.as_str()) && idps.iter().any(|p| p.forward_parameters.contains(k));
+        if !forwarded {
+            continue;
+        }
+        if v.len() > MAX_PARAM_BYTES {
+            return Err(fail(OAuthErrorCode::InvalidRequest, &format!("{k} is longer than {MAX_PARAM_BYTES} bytes")));
+        }
+        extra.insert(k.clone(), v.clone());
+    }
     Ok(AuthRequest {
         realm: realm.to_owned(),
         client_id: client_id.to_owned(),
@@ -300,13 +329,26 @@ mod tests {
 
     const ISS: &str = "https://federa.test/realms/r";
 
-    fn client(public: bool) -> ClientRepresentation {
-        ClientRepresentation {
+    fn client(public: bool) -> Client {
+        Client::from_repr(&crate::repr::ClientRepresentation {
             client_id: Some("app".into()),
             public_client: Some(public),
             redirect_uris: Some(vec!["https://app.test/cb".into()]),
             ..Default::default()
+        })
+    }
+
+    /// A provider that forwards `acr_values`.
+    fn idps() -> Vec<Arc<Upstream>> {
+        let mut p = crate::repr::IdentityProviderRepresentation {
+            alias: Some("corp".into()),
+            provider_id: Some("oidc".into()),
+            ..Default::default()
+        };
+        for (k, v) in [("clientId", "f"), ("issuer", "https://idp.test"), ("forwardParameters", "acr_values")] {
+            p.config.insert(k.into(), v.into());
         }
+        vec![Arc::new(Upstream::from_repr(&p, "").unwrap())]
     }
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -367,22 +409,42 @@ mod tests {
         ];
         for (overrides, public, expected) in cases {
             let c = client(*public);
-            let got = error_code(validate("r", ISS, &params(overrides), Some(&c)));
+            let got = error_code(validate("r", ISS, &params(overrides), Some(&c), &idps()));
             assert_eq!(&got, expected, "{overrides:?} public={public}");
         }
-        assert_eq!(error_code(validate("r", ISS, &params(&[]), None)), "page");
+        assert_eq!(error_code(validate("r", ISS, &params(&[]), None, &idps())), "page");
     }
 
     #[test]
     fn keeps_what_the_flow_needs() {
         let c = client(false);
-        let p = params(&[("kc_idp_hint", "corp"), ("max_age", "60"), ("nonce", "n"), ("acr_values", "gold")]);
-        let r = validate("r", ISS, &p, Some(&c)).unwrap();
+        let p = params(&[
+            ("kc_idp_hint", "corp"),
+            ("max_age", "60"),
+            ("nonce", "n"),
+            ("acr_values", "gold"),
+            ("junk", "x"),
+        ]);
+        let r = validate("r", ISS, &p, Some(&c), &idps()).unwrap();
+        assert!(!r.extra.contains_key("junk"), "a parameter no provider forwards is not kept");
         assert_eq!(r.idp_hint.as_deref(), Some("corp"));
         assert_eq!(r.max_age, Some(60));
         assert_eq!(r.nonce.as_deref(), Some("n"));
         assert_eq!(r.extra.get("acr_values").map(String::as_str), Some("gold"));
         assert!(!r.extra.contains_key("kc_idp_hint"));
+    }
+
+    #[test]
+    fn stored_values_are_bounded() {
+        let c = client(false);
+        let long = "x".repeat(MAX_PARAM_BYTES + 1);
+        for name in ["state", "nonce", "login_hint", "acr_values"] {
+            let r = validate("r", ISS, &params(&[(name, &long)]), Some(&c), &idps());
+            let Err(AuthError::Client(resp)) = r else { panic!("{name}: expected an error to the client") };
+            assert_eq!(resp.params[0], ("error".to_owned(), "invalid_request".to_owned()), "{name}");
+        }
+        let fine = "x".repeat(MAX_PARAM_BYTES);
+        assert!(validate("r", ISS, &params(&[("acr_values", &fine)]), Some(&c), &idps()).is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::authorize::{AuthError, AuthRequest, ClientResponse};
 use super::state::{self, SsoSession, UpstreamState};
 use super::upstream::Upstream;
 use super::{expired, internal, now, random_token, Broker, RealmInfo};
+use crate::model::FirstLogin;
 use crate::repr::{FederatedIdentityRepresentation, UserRepresentation};
 use crate::store::StoreError;
 use crate::validate;
@@ -82,10 +83,11 @@ impl Broker {
             return Err(expired());
         }
         let idp =
-            self.idp(&realm.name, alias).await.map_err(internal)?.filter(super::can_sign_in).ok_or_else(|| {
+            self.idp(&realm.name, alias).await.map_err(internal)?.filter(|p| p.can_sign_in()).ok_or_else(|| {
                 log::warn!("realm {:?}: callback of {alias:?}, which is disabled, link-only or gone", realm.name);
                 expired()
             })?;
+        super::refuse_unsupported(&realm.name, &idp)?;
         let up = self.upstreams.resolve(&self.http, &idp).await.map_err(|e| failed(alias, &realm.name, e))?;
 
         // RFC 9207: an `iss` that is there must be the upstream's; one that
@@ -146,10 +148,9 @@ impl Broker {
         let auth_time =
             verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0).map_or(now, |t| t.min(now));
         let sso = SsoSession { user_id: user_id.clone(), auth_time, idp: alias.to_owned() };
-        let max = u64::try_from(realm.sso_max).unwrap_or(36_000);
-        self.put_json(&state::sso_key(&realm.name, &sid), &sso, std::time::Duration::from_secs(max)).await?;
+        self.put_json(&state::sso_key(&realm.name, &sid), &sso, realm.sso_max).await?;
         let response = self.issue_code(realm, &req, &user_id, auth_time, &sid).await?;
-        Ok(CallbackOutcome { response, sid, max_age: realm.sso_max })
+        Ok(CallbackOutcome { response, sid, max_age: secs(realm.sso_max) })
     }
 
     async fn exchange(
@@ -165,7 +166,7 @@ impl Broker {
         if let Some(v) = verifier {
             form.push(("code_verifier", v));
         }
-        let secret = up.client_secret.as_deref().unwrap_or_default();
+        let secret = up.client_secret.as_ref().map(Secret::expose).unwrap_or_default();
         let mut request = self.http.post(&up.token_url).header("Accept", "application/json");
         match up.auth_method {
             ClientAuthMethod::SecretBasic => {
@@ -228,7 +229,8 @@ impl Broker {
             .ok_or_else(|| failed(&up.alias, &realm.name, "no jwksUrl configured or discovered"))?;
         let jwks =
             self.upstreams.jwks(&self.http, jwks_url, false).await.map_err(|e| failed(&up.alias, &realm.name, e))?;
-        let checked = verify_off_worker(token, jwks, issuer, &up.client_id, nonce, up.clock_skew, max_age).await;
+        let skew = secs(up.clock_skew);
+        let checked = verify_off_worker(token, jwks, issuer, &up.client_id, nonce, skew, max_age).await;
         match checked.map_err(internal)? {
             Err(IdTokenError::UnknownKey(_)) => {
                 let jwks = self
@@ -236,7 +238,7 @@ impl Broker {
                     .jwks(&self.http, jwks_url, true)
                     .await
                     .map_err(|e| failed(&up.alias, &realm.name, e))?;
-                verify_off_worker(token, jwks, issuer, &up.client_id, nonce, up.clock_skew, max_age)
+                verify_off_worker(token, jwks, issuer, &up.client_id, nonce, skew, max_age)
                     .await
                     .map_err(internal)?
                     .map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}")))
@@ -302,7 +304,7 @@ impl Broker {
         token_json: Option<String>,
     ) -> Result<String, AuthError> {
         let s = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
-        let email_verified = up.trust_email || claims.get("email_verified").and_then(Value::as_bool).unwrap_or(false);
+        let email_verified = email_verified(up.trust_email, claims);
         let apply = |u: &mut UserRepresentation| {
             u.email = s("email").map(|e| e.to_lowercase());
             u.email_verified = Some(u.email.is_some() && email_verified);
@@ -328,6 +330,27 @@ impl Broker {
                 }
             }
             return Ok(user.id.unwrap_or_default());
+        }
+        match &up.first_login {
+            FirstLogin::CreateUser => {}
+            policy => {
+                let flow = match policy {
+                    FirstLogin::Unknown(f) => f.clone(),
+                    _ => "federa-known-users".to_owned(),
+                };
+                log::warn!(
+                    "realm {:?}: first sign-in of {:?} subject {subject:?} refused: firstBrokerLoginFlowAlias {flow:?} is not supported yet",
+                    realm.name,
+                    up.alias
+                );
+                return Err(AuthError::page(
+                    "Sign-in not permitted",
+                    format!(
+                        "Your account is not known here, and the first-login flow {flow:?} configured for {} lets no new account in. Ask your administrator.",
+                        up.display_name
+                    ),
+                ));
+            }
         }
         let username = s("preferred_username").unwrap_or_else(|| subject.to_owned());
         let mut user =
@@ -382,6 +405,20 @@ impl Broker {
     }
 }
 
+/// Whether an upstream's email address is stored as verified (INTERFACE
+/// section 3, Keycloak's meaning): only when the provider is trusted for
+/// email (`trustEmail`) and does not itself say `email_verified: false`.
+/// Without `trustEmail`, an upstream's `email_verified: true` is not enough:
+/// any upstream user could claim any address.
+pub(crate) fn email_verified(trust_email: bool, claims: &Map<String, Value>) -> bool {
+    trust_email && claims.get("email_verified").and_then(Value::as_bool) != Some(false)
+}
+
+/// Whole seconds of a duration, for claims and cookies.
+pub(crate) fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Verifies an upstream ID token on the blocking pool: a signature check is
 /// tens to hundreds of microseconds of CPU, too long for an async worker.
 async fn verify_off_worker(
@@ -409,4 +446,27 @@ async fn verify_off_worker(
         id_token::verify(&token, &jwks, &exp)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_email_is_verified_only_by_a_trusted_provider_that_does_not_deny_it() {
+        let claims = |v: Value| match v {
+            Value::Null => Map::new(),
+            v => [("email_verified".to_owned(), v)].into_iter().collect(),
+        };
+        let cases = [
+            (false, Value::Bool(true), false),
+            (false, Value::Null, false),
+            (true, Value::Bool(true), true),
+            (true, Value::Null, true),
+            (true, Value::Bool(false), false),
+        ];
+        for (trust, upstream, expected) in cases {
+            assert_eq!(email_verified(trust, &claims(upstream.clone())), expected, "trustEmail={trust} {upstream}");
+        }
+    }
 }

@@ -1,19 +1,22 @@
-//! The token endpoint's authorization_code grant (RFC 6749 section 4.1.3,
-//! RFC 7636 section 4.6), Federa's ID tokens (OIDC Core section 2) and JWT
-//! access tokens (RFC 9068), userinfo (OIDC Core section 5.3) and the JWKS.
+//! The token endpoint: one handler per grant (authorization_code, RFC 6749
+//! section 4.1.3 and RFC 7636 section 4.6) after client authentication
+//! (`client_auth`), Federa's ID tokens (OIDC Core section 2) and JWT access
+//! tokens (RFC 9068), and the JWKS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use federa_protocol::jwt::{half_hash, verify_own};
-use federa_protocol::{pkce, OAuthError, OAuthErrorCode, PkceMethod, Secret};
+use federa_protocol::jwt::half_hash;
+use federa_protocol::{pkce, OAuthError, OAuthErrorCode, PkceMethod};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::keys::RealmKeys;
-use super::state::{self, CodeGrant, SsoSession, UsedCode};
+use super::login::secs;
+use super::state::{self, CodeGrant, UsedCode};
 use super::{now, random_token, Broker, RealmInfo};
+use crate::model::Client;
 use crate::repr::UserRepresentation;
 
 /// A successful token response (RFC 6749 section 5.1).
@@ -31,35 +34,36 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// A refused token request: the RFC 6749 section 5.2 body and its status.
+/// A refused token request: the RFC 6749 section 5.2 body. The web layer
+/// alone turns its code into a status (401 for `invalid_client`, 500 for
+/// `server_error`, else 400).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenError {
-    /// 400, or 401 for client authentication failures.
-    pub status: u16,
     /// The body.
     pub error: OAuthError,
     /// Whether the client tried HTTP Basic (the 401 then names the scheme).
     pub basic: bool,
 }
 
+impl TokenError {
+    /// A refusal with `code`.
+    pub fn new(code: OAuthErrorCode, msg: &str) -> Self {
+        Self { error: OAuthError::new(code, msg), basic: false }
+    }
+
+    /// An internal failure: logged here, never described to the client.
+    pub fn server(e: impl std::fmt::Display) -> Self {
+        log::error!("token endpoint: {e}");
+        Self::new(OAuthErrorCode::ServerError, "internal error")
+    }
+}
+
 fn refuse(code: OAuthErrorCode, msg: &str) -> TokenError {
-    TokenError { status: 400, error: OAuthError::new(code, msg), basic: false }
+    TokenError::new(code, msg)
 }
 
 fn server_error(e: impl std::fmt::Display) -> TokenError {
-    log::error!("token endpoint: {e}");
-    TokenError { status: 500, error: OAuthError::new(OAuthErrorCode::ServerError, "internal error"), basic: false }
-}
-
-/// A refused bearer token at userinfo (RFC 6750 section 3.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BearerError {
-    /// No token was sent.
-    Missing,
-    /// The token is not valid here.
-    Invalid(String),
-    /// Federa failed.
-    Internal,
+    TokenError::server(e)
 }
 
 /// The claims of a user that the scopes allow (OIDC Core section 5.4).
@@ -90,83 +94,34 @@ pub fn user_claims(user: &UserRepresentation, scopes: &[String]) -> Map<String, 
     c
 }
 
-/// Splits `Authorization: Basic` into client id and secret, each form-urldecoded (RFC 6749 section 2.3.1).
-pub fn parse_basic(header: &str) -> Option<(String, String)> {
-    use base64::Engine as _;
-    let (scheme, rest) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (id, secret) = text.split_once(':')?;
-    let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-    Some((dec(id)?, dec(secret)?))
-}
-
 impl Broker {
-    /// The token endpoint.
+    /// The token endpoint: client authentication, then the grant's handler.
     pub async fn token(
         &self,
         realm: &RealmInfo,
         form: &BTreeMap<String, String>,
         basic: Option<(String, String)>,
     ) -> Result<TokenResponse, TokenError> {
+        let creds = super::client_auth::credentials(form, basic)?;
+        let client = self.authenticate_client(realm, &creds).await?;
+        match form.get("grant_type").map(String::as_str).filter(|g| !g.is_empty()) {
+            Some("authorization_code") => self.authorization_code_grant(realm, &client, form).await,
+            None => Err(refuse(OAuthErrorCode::InvalidRequest, "grant_type is required")),
+            Some(_) => Err(refuse(OAuthErrorCode::UnsupportedGrantType, "only authorization_code is supported")),
+        }
+    }
+
+    /// The authorization_code grant (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
+    async fn authorization_code_grant(
+        &self,
+        realm: &RealmInfo,
+        client: &Client,
+        form: &BTreeMap<String, String>,
+    ) -> Result<TokenResponse, TokenError> {
         let get = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
-        let used_basic = basic.is_some();
-        let invalid_client = |msg: &str| TokenError {
-            status: 401,
-            error: OAuthError::new(OAuthErrorCode::InvalidClient, msg),
-            basic: used_basic,
-        };
-
-        // Client authentication: exactly one method (RFC 6749 section 2.3).
-        let (client_id, presented) = match (&basic, get("client_secret")) {
-            (Some(_), Some(_)) => {
-                return Err(refuse(OAuthErrorCode::InvalidRequest, "use one client authentication method"))
-            }
-            (Some((id, secret)), None) => {
-                if get("client_id").is_some_and(|c| c != id) {
-                    return Err(refuse(
-                        OAuthErrorCode::InvalidRequest,
-                        "client_id differs from the authenticated client",
-                    ));
-                }
-                (id.clone(), Some(secret.clone()))
-            }
-            (None, secret) => {
-                let id = get("client_id").ok_or_else(|| invalid_client("client authentication is required"))?;
-                (id.to_owned(), secret.map(str::to_owned))
-            }
-        };
-        let client = self
-            .find_client(&realm.name, &client_id)
-            .await
-            .map_err(server_error)?
-            .filter(|c| c.enabled != Some(false))
-            .ok_or_else(|| invalid_client("unknown client"))?;
-        let public = client.public_client == Some(true);
-        if !public {
-            let stored = client.secret.as_deref().map(Secret::new);
-            let ok = match (&stored, &presented) {
-                (Some(s), Some(p)) => s.verify(p),
-                _ => false,
-            };
-            if !ok {
-                log::info!("realm {:?}: client {client_id:?} failed to authenticate", realm.name);
-                return Err(invalid_client("client authentication failed"));
-            }
-        } else if presented.is_some() {
-            return Err(invalid_client("a public client has no secret"));
-        }
-
-        match get("grant_type") {
-            Some("authorization_code") => {}
-            None => return Err(refuse(OAuthErrorCode::InvalidRequest, "grant_type is required")),
-            Some(_) => {
-                return Err(refuse(OAuthErrorCode::UnsupportedGrantType, "only authorization_code is supported"))
-            }
-        }
+        let client_id = client.client_id.as_str();
+        let lifespan = secs(realm.token_lifespan);
+        let revoke_ttl = realm.token_lifespan + Duration::from_secs(60);
         let code = get("code").ok_or_else(|| refuse(OAuthErrorCode::InvalidRequest, "code is required"))?;
         let taken = self.sessions.take(&state::code_key(&realm.name, code)).await.map_err(server_error)?;
         let Some(taken) = taken else {
@@ -174,9 +129,8 @@ impl Broker {
             let used_key = state::used_code_key(&realm.name, code);
             if let Some(used) = self.sessions.take(&used_key).await.map_err(server_error)? {
                 if let Ok(used) = serde_json::from_str::<UsedCode>(&used) {
-                    let ttl = Duration::from_secs(u64::try_from(realm.token_lifespan).unwrap_or(300) + 60);
                     self.sessions
-                        .put(&state::revoked_key(&realm.name, &used.jti), "1", ttl)
+                        .put(&state::revoked_key(&realm.name, &used.jti), "1", revoke_ttl)
                         .await
                         .map_err(server_error)?;
                     log::warn!(
@@ -228,7 +182,7 @@ impl Broker {
         access.insert("iss".into(), json!(realm.issuer));
         access.insert("sub".into(), json!(grant.user_id));
         access.insert("aud".into(), json!(client_id));
-        access.insert("exp".into(), json!(now + realm.token_lifespan));
+        access.insert("exp".into(), json!(now + lifespan));
         access.insert("iat".into(), json!(now));
         access.insert("jti".into(), json!(jti));
         access.insert("client_id".into(), json!(client_id));
@@ -241,7 +195,7 @@ impl Broker {
         id.insert("sub".into(), json!(grant.user_id));
         id.insert("aud".into(), json!(client_id));
         id.insert("azp".into(), json!(client_id));
-        id.insert("exp".into(), json!(now + realm.token_lifespan));
+        id.insert("exp".into(), json!(now + lifespan));
         id.insert("iat".into(), json!(now));
         id.insert("auth_time".into(), json!(grant.auth_time));
         id.insert("sid".into(), json!(grant.sid));
@@ -251,10 +205,9 @@ impl Broker {
         // The code's use is recorded before the tokens exist, so that a reuse
         // racing this exchange finds what to revoke.
         let used = serde_json::to_string(&UsedCode { jti }).map_err(server_error)?;
-        let ttl = Duration::from_secs(u64::try_from(realm.token_lifespan).unwrap_or(300) + 60);
-        self.sessions.put(&state::used_code_key(&realm.name, code), &used, ttl).await.map_err(server_error)?;
+        self.sessions.put(&state::used_code_key(&realm.name, code), &used, revoke_ttl).await.map_err(server_error)?;
         let (access_token, id_token) = sign_pair(keys, access, id).await?;
-        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: realm.token_lifespan, id_token, scope })
+        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token, scope })
     }
 
     /// The realm's public keys as a JWK Set.
@@ -267,63 +220,6 @@ impl Broker {
     pub async fn signing_alg(&self, realm: &str) -> Result<String, crate::StoreError> {
         Ok(self.keys.get(self.store.as_ref(), realm).await?.signer.alg().to_owned())
     }
-
-    /// Userinfo: the claims of the access token's user that its scopes allow.
-    pub async fn userinfo(&self, realm: &RealmInfo, bearer: Option<&str>) -> Result<Map<String, Value>, BearerError> {
-        let token = bearer.ok_or(BearerError::Missing)?;
-        let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(|e| {
-            log::error!("userinfo: {e}");
-            BearerError::Internal
-        })?;
-        // RFC 9068 section 4: only a token typed at+jwt is an access token;
-        // an ID token of this realm is refused here whatever its claims.
-        if jws_typ(token).as_deref() != Some("at+jwt") {
-            return Err(BearerError::Invalid("the token is not an access token".into()));
-        }
-        let claims =
-            verify_own(token, &keys.public).map_err(|_| BearerError::Invalid("the token is not valid".into()))?;
-        let s = |k: &str| claims.get(k).and_then(Value::as_str);
-        if s("iss") != Some(realm.issuer.as_str()) || s("client_id").is_none() {
-            return Err(BearerError::Invalid("the token is not an access token of this realm".into()));
-        }
-        if claims.get("exp").and_then(Value::as_i64).is_none_or(|e| e <= now()) {
-            return Err(BearerError::Invalid("the token has expired".into()));
-        }
-        let jti = s("jti").unwrap_or_default();
-        let revoked =
-            self.sessions.get(&state::revoked_key(&realm.name, jti)).await.map_err(|_| BearerError::Internal)?;
-        if revoked.is_some() {
-            return Err(BearerError::Invalid("the token was revoked".into()));
-        }
-        let sid = s("sid").unwrap_or_default();
-        let session: Option<String> =
-            self.sessions.get(&state::sso_key_public(&realm.name, sid)).await.map_err(|_| BearerError::Internal)?;
-        if session.and_then(|s| serde_json::from_str::<SsoSession>(&s).ok()).is_none() {
-            return Err(BearerError::Invalid("the session of this token has ended".into()));
-        }
-        let sub = s("sub").unwrap_or_default();
-        let user = self
-            .store
-            .get_user(&realm.name, sub)
-            .await
-            .map_err(|_| BearerError::Internal)?
-            .filter(|u| u.enabled != Some(false))
-            .ok_or_else(|| BearerError::Invalid("the user no longer exists".into()))?;
-        let scopes: Vec<String> = s("scope").unwrap_or_default().split(' ').map(str::to_owned).collect();
-        let mut out = Map::new();
-        out.insert("sub".into(), json!(sub));
-        out.extend(user_claims(&user, &scopes));
-        Ok(out)
-    }
-}
-
-/// The `typ` of a compact JWS header, unverified (the signature is checked next).
-fn jws_typ(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let header = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("typ").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Signs the access token and the ID token (with its `at_hash`) off the async
@@ -348,15 +244,6 @@ async fn sign_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        use base64::Engine as _;
-        let h = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("my%20app:s%3Acret"));
-        assert_eq!(parse_basic(&h), Some(("my app".into(), "s:cret".into())));
-        assert_eq!(parse_basic("Bearer x"), None);
-        assert_eq!(parse_basic("Basic !!!"), None);
-    }
 
     #[test]
     fn claims_follow_scopes() {

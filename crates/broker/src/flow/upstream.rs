@@ -4,13 +4,13 @@
 //! at most once per interval).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use federa_protocol::discovery::ProviderMetadata;
-use federa_protocol::{ClientAuthMethod, PkceMethod, SyncMode};
+use federa_protocol::PkceMethod;
 
-use crate::repr::IdentityProviderRepresentation;
+use crate::model;
 
 /// How long a discovery document or JWKS is trusted before it is read again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
@@ -39,20 +39,13 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(mut resp: reqwest::Respon
     serde_json::from_slice(&body).map_err(|e| format!("the answer is not the expected JSON: {e}"))
 }
 
-/// An upstream provider's settings, resolved from its representation and,
-/// where needed, its discovery document.
+/// An upstream provider's model with its endpoints resolved from its
+/// configuration and, where needed, its discovery document. It derefs to the
+/// model, so `up.alias` reads the configured setting.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// The alias.
-    pub alias: String,
-    /// The name on the login page.
-    pub display_name: String,
-    /// Federa's client id there.
-    pub client_id: String,
-    /// Federa's client secret there.
-    pub client_secret: Option<String>,
-    /// How Federa authenticates at the token endpoint.
-    pub auth_method: ClientAuthMethod,
+    /// The configured provider.
+    pub cfg: Arc<model::Upstream>,
     /// The authorization endpoint.
     pub authorization_url: String,
     /// The token endpoint.
@@ -63,42 +56,17 @@ pub struct Upstream {
     pub jwks_url: Option<String>,
     /// The issuer its ID tokens must name.
     pub issuer: Option<String>,
-    /// The scope to ask for.
-    pub scope: String,
     /// The PKCE method, when PKCE is used.
     pub pkce: Option<PkceMethod>,
-    /// A fixed `prompt` to send.
-    pub prompt: Option<String>,
-    /// Whether a client's `prompt=none` may be forwarded.
-    pub accepts_prompt_none: bool,
-    /// Whether to send a nonce.
-    pub nonce: bool,
-    /// The sync mode.
-    pub sync_mode: SyncMode,
-    /// Parameters of the client's request to forward.
-    pub forward_parameters: Vec<String>,
-    /// Seconds of clock skew tolerated.
-    pub clock_skew: i64,
-    /// Forward `max_age`.
-    pub pass_max_age: bool,
-    /// Forward `ui_locales`.
-    pub pass_ui_locales: bool,
-    /// Forward `login_hint`.
-    pub pass_login_hint: bool,
-    /// Trust its email addresses as verified.
-    pub trust_email: bool,
-    /// Keep its tokens.
-    pub store_token: bool,
     /// Whether the upstream says it sends `iss` in responses (RFC 9207).
     pub sends_iss: bool,
 }
 
-fn cfg_bool(idp: &IdentityProviderRepresentation, key: &str) -> bool {
-    idp.config.get(key).is_some_and(|v| v == "true")
-}
-
-fn cfg_str(idp: &IdentityProviderRepresentation, key: &str) -> Option<String> {
-    idp.config.get(key).filter(|v| !v.trim().is_empty()).cloned()
+impl std::ops::Deref for Upstream {
+    type Target = model::Upstream;
+    fn deref(&self) -> &model::Upstream {
+        &self.cfg
+    }
 }
 
 /// Why an upstream cannot be used; the message is for the admin's log.
@@ -163,79 +131,47 @@ impl UpstreamCache {
         fetched
     }
 
-    /// Resolves an identity provider's settings.
-    pub async fn resolve(
-        &self,
-        http: &reqwest::Client,
-        idp: &IdentityProviderRepresentation,
-    ) -> Result<Upstream, UpstreamError> {
-        let alias = idp.alias.clone().unwrap_or_default();
-        let err = |message: String| UpstreamError { alias: alias.clone(), message };
-        let discovery_url = cfg_str(idp, "metadataDescriptorUrl").or_else(|| {
-            cfg_str(idp, "issuer").map(|i| format!("{}/.well-known/openid-configuration", i.trim_end_matches('/')))
-        });
-        let explicit = cfg_str(idp, "authorizationUrl").is_some() && cfg_str(idp, "tokenUrl").is_some();
-        let meta = match &discovery_url {
+    /// Resolves an identity provider's endpoints: configured ones win, the
+    /// rest come from its discovery document.
+    pub async fn resolve(&self, http: &reqwest::Client, idp: &Arc<model::Upstream>) -> Result<Upstream, UpstreamError> {
+        let err = |message: String| UpstreamError { alias: idp.alias.clone(), message };
+        let explicit = idp.authorization_url.is_some() && idp.token_url.is_some();
+        let meta = match &idp.discovery_url {
             Some(url) => self.metadata(http, url).await,
             None => None,
         };
         if !explicit && meta.is_none() {
             return Err(err(format!(
                 "no authorizationUrl/tokenUrl configured and the discovery document {} cannot be read",
-                discovery_url.unwrap_or_default()
+                idp.discovery_url.as_deref().unwrap_or_default()
             )));
         }
-        let pick = |key: &str, from_meta: Option<String>| cfg_str(idp, key).or(from_meta);
+        let pick =
+            |given: &Option<url::Url>, from_meta: Option<String>| given.as_ref().map(url::Url::to_string).or(from_meta);
         let authorization_url =
-            pick("authorizationUrl", meta.as_ref().map(|m| m.authorization_endpoint.clone())).unwrap_or_default();
-        let token_url = pick("tokenUrl", meta.as_ref().and_then(|m| m.token_endpoint.clone()))
+            pick(&idp.authorization_url, meta.as_ref().map(|m| m.authorization_endpoint.clone())).unwrap_or_default();
+        let token_url = pick(&idp.token_url, meta.as_ref().and_then(|m| m.token_endpoint.clone()))
             .ok_or_else(|| err("no token endpoint".into()))?;
-        let userinfo_url = if cfg_bool(idp, "disableUserInfo") {
+        let userinfo_url = if idp.disable_userinfo {
             None
         } else {
-            pick("userInfoUrl", meta.as_ref().and_then(|m| m.userinfo_endpoint.clone()))
+            pick(&idp.userinfo_url, meta.as_ref().and_then(|m| m.userinfo_endpoint.clone()))
         };
-        let jwks_url = pick("jwksUrl", meta.as_ref().map(|m| m.jwks_uri.clone()));
-        let issuer = pick("issuer", meta.as_ref().map(|m| m.issuer.clone()));
-        let pkce = if cfg_bool(idp, "pkceEnabled") {
-            Some(cfg_str(idp, "pkceMethod").and_then(|m| m.parse().ok()).unwrap_or(PkceMethod::S256))
-        } else if meta.as_ref().is_some_and(|m| m.code_challenge_methods_supported.iter().any(|x| x == "S256")) {
-            Some(PkceMethod::S256)
-        } else {
-            None
-        };
-        let auth_method = cfg_str(idp, "clientAuthMethod")
-            .map(|m| m.parse().map_err(|_| err(format!("clientAuthMethod {m:?} is not supported"))))
-            .transpose()?
-            .unwrap_or(ClientAuthMethod::SecretPost);
-        let scope = cfg_str(idp, "defaultScope").unwrap_or_else(|| "openid".into());
-        let scope = if scope.split(' ').any(|s| s == "openid") { scope } else { format!("openid {scope}") };
+        let jwks_url = pick(&idp.jwks_url, meta.as_ref().map(|m| m.jwks_uri.clone()));
+        let issuer = idp.issuer.clone().or_else(|| meta.as_ref().map(|m| m.issuer.clone()));
+        let pkce = idp.pkce.or_else(|| {
+            meta.as_ref()
+                .is_some_and(|m| m.code_challenge_methods_supported.iter().any(|x| x == "S256"))
+                .then_some(PkceMethod::S256)
+        });
         Ok(Upstream {
-            alias: alias.clone(),
-            display_name: idp.display_name.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| alias.clone()),
-            client_id: cfg_str(idp, "clientId").unwrap_or_default(),
-            client_secret: cfg_str(idp, "clientSecret"),
-            auth_method,
+            cfg: idp.clone(),
             authorization_url,
             token_url,
             userinfo_url,
             jwks_url,
             issuer,
-            scope,
             pkce,
-            prompt: cfg_str(idp, "prompt").filter(|p| p != "unspecified"),
-            accepts_prompt_none: cfg_bool(idp, "acceptsPromptNoneForwardFromClient"),
-            nonce: !cfg_bool(idp, "disableNonce"),
-            sync_mode: cfg_str(idp, "syncMode").and_then(|m| m.parse().ok()).unwrap_or(SyncMode::Import),
-            forward_parameters: cfg_str(idp, "forwardParameters")
-                .map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
-                .unwrap_or_default(),
-            clock_skew: cfg_str(idp, "allowedClockSkew").and_then(|s| s.trim().parse().ok()).unwrap_or(0),
-            pass_max_age: cfg_bool(idp, "passMaxAge"),
-            pass_ui_locales: cfg_bool(idp, "uiLocales"),
-            pass_login_hint: cfg_bool(idp, "loginHint"),
-            trust_email: idp.trust_email == Some(true),
-            store_token: idp.store_token == Some(true),
             sends_iss: meta.as_ref().is_some_and(|m| m.authorization_response_iss_parameter_supported),
         })
     }

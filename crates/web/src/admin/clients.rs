@@ -6,7 +6,7 @@ use federa_broker::repr::{ClientRepresentation, CredentialRepresentation};
 use federa_protocol::Secret;
 use serde::Deserialize;
 
-use super::{created, location};
+use super::{created, location, with_notices};
 use crate::auth::Admin;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -41,8 +41,11 @@ async fn create(
     realm: web::Path<String>,
     body: Body<ClientRepresentation>,
 ) -> Result<HttpResponse, WebError> {
-    let id = st.admin.create_client(&realm, body.into_inner()).await?;
-    Ok(created(location(&st, &realm, &["clients", &id])))
+    let repr = body.into_inner();
+    let notices = federa_broker::model::client_notices(&repr);
+    let what = format!("realm {:?} client {:?}", realm.as_str(), repr.client_id.as_deref().unwrap_or_default());
+    let id = st.admin.create_client(&realm, repr).await?;
+    Ok(with_notices(created(location(&st, &realm, &["clients", &id])), &what, &notices))
 }
 
 async fn get(_: Admin, st: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, WebError> {
@@ -57,8 +60,11 @@ async fn update(
     body: Body<ClientRepresentation>,
 ) -> Result<HttpResponse, WebError> {
     let (realm, id) = path.into_inner();
-    st.admin.update_client(&realm, &id, body.into_inner()).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let repr = body.into_inner();
+    let notices = federa_broker::model::client_notices(&repr);
+    let what = format!("realm {realm:?} client {:?}", repr.client_id.as_deref().unwrap_or_default());
+    st.admin.update_client(&realm, &id, repr).await?;
+    Ok(with_notices(HttpResponse::NoContent().finish(), &what, &notices))
 }
 
 async fn delete(

@@ -5,7 +5,7 @@ use crate::body::Body;
 use actix_web::{web, HttpResponse};
 use federa_broker::repr::{IdentityProviderMapperRepresentation, IdentityProviderRepresentation};
 
-use super::{created, location};
+use super::{created, location, with_notices};
 use crate::auth::Admin;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -34,8 +34,11 @@ async fn create(
     realm: web::Path<String>,
     body: Body<IdentityProviderRepresentation>,
 ) -> Result<HttpResponse, WebError> {
-    let alias = st.admin.create_idp(&realm, body.into_inner()).await?;
-    Ok(created(location(&st, &realm, &["identity-provider", "instances", &alias])))
+    let repr = body.into_inner();
+    let notices = federa_broker::model::idp_notices(&repr);
+    let alias = st.admin.create_idp(&realm, repr).await?;
+    let what = format!("realm {:?} identity provider {alias:?}", realm.as_str());
+    Ok(with_notices(created(location(&st, &realm, &["identity-provider", "instances", &alias])), &what, &notices))
 }
 
 async fn get(_: Admin, st: web::Data<AppState>, path: web::Path<(String, String)>) -> Result<HttpResponse, WebError> {
@@ -50,8 +53,11 @@ async fn update(
     body: Body<IdentityProviderRepresentation>,
 ) -> Result<HttpResponse, WebError> {
     let (realm, alias) = path.into_inner();
-    st.admin.update_idp(&realm, &alias, body.into_inner()).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let repr = body.into_inner();
+    let notices = federa_broker::model::idp_notices(&repr);
+    st.admin.update_idp(&realm, &alias, repr).await?;
+    let what = format!("realm {realm:?} identity provider {alias:?}");
+    Ok(with_notices(HttpResponse::NoContent().finish(), &what, &notices))
 }
 
 async fn delete(

@@ -52,6 +52,22 @@ fn location(st: &AppState, realm: &str, rest: &[&str]) -> String {
     url
 }
 
+/// Names, in the answer, each setting that was stored but has no effect yet:
+/// one `Warning: 299 federa "<field>: <what>"` header per setting (RFC 9111
+/// section 5.5's "miscellaneous persistent warning"), so an admin sees at
+/// once what Federa will not do. The status and body stay Keycloak's.
+fn with_notices(mut resp: HttpResponse, what: &str, notices: &[federa_broker::model::Notice]) -> HttpResponse {
+    for n in notices {
+        log::warn!("{what}: {n}");
+        let text = n.to_string().replace('\\', "\\\\").replace('"', "\\\"");
+        let value = format!("299 federa \"{text}\"");
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&value) {
+            resp.headers_mut().append(actix_web::http::header::WARNING, v);
+        }
+    }
+    resp
+}
+
 /// `201 Created` with a `Location` header and no body, as Keycloak answers.
 fn created(location: String) -> HttpResponse {
     HttpResponse::Created().insert_header((LOCATION, location)).finish()

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use federa_broker::repr::{RealmRepresentation, RoleRepresentation};
 use federa_broker::RealmSource;
 
-use super::{created, location};
+use super::{created, location, with_notices};
 use crate::auth::Admin;
 use crate::error::WebError;
 use crate::state::AppState;
@@ -22,11 +22,13 @@ pub(super) async fn create(
     st: web::Data<AppState>,
     body: Body<RealmRepresentation>,
 ) -> Result<HttpResponse, WebError> {
-    let (name, ignored) = st.admin.create_realm(body.into_inner(), RealmSource::Api).await?;
+    let repr = body.into_inner();
+    let notices = federa_broker::model::realm_notices(&repr);
+    let (name, ignored) = st.admin.create_realm(repr, RealmSource::Api).await?;
     if !ignored.is_empty() {
         log::warn!("realm {name}: ignored {} unsupported fields: {}", ignored.len(), ignored.join(", "));
     }
-    Ok(created(location(&st, &name, &[])))
+    Ok(with_notices(created(location(&st, &name, &[])), &format!("realm {name:?}"), &notices))
 }
 
 /// `GET /admin/realms/{realm}`.
@@ -41,8 +43,10 @@ pub(super) async fn update(
     realm: web::Path<String>,
     body: Body<RealmRepresentation>,
 ) -> Result<HttpResponse, WebError> {
-    st.admin.update_realm(&realm, body.into_inner()).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let repr = body.into_inner();
+    let notices = federa_broker::model::realm_notices(&repr);
+    st.admin.update_realm(&realm, repr).await?;
+    Ok(with_notices(HttpResponse::NoContent().finish(), &format!("realm {:?}", realm.as_str()), &notices))
 }
 
 /// `DELETE /admin/realms/{realm}`.

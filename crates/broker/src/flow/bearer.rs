@@ -1,0 +1,98 @@
+//! The one check of Federa's own access tokens (RFC 9068), shared by
+//! userinfo and, later, introspection and revocation: signature by a realm
+//! key, `typ: at+jwt`, the realm's issuer, expiry, not revoked, and a session
+//! that is still alive.
+
+use federa_protocol::jwt::{peek_typ, verify_own};
+use serde_json::{Map, Value};
+
+use super::state::{self, SsoSession};
+use super::{now, Broker, RealmInfo};
+
+/// A refused bearer token (RFC 6750 section 3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerError {
+    /// No token was sent.
+    Missing,
+    /// The token is not valid here.
+    Invalid(String),
+    /// Federa failed.
+    Internal,
+}
+
+/// The claims of an access token that passed every check.
+#[derive(Debug, Clone)]
+pub struct AccessClaims(Map<String, Value>);
+
+impl AccessClaims {
+    /// A string claim.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(Value::as_str)
+    }
+
+    /// The user.
+    pub fn subject(&self) -> &str {
+        self.str("sub").unwrap_or_default()
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> Vec<String> {
+        self.str("scope").unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> BearerError {
+    log::error!("access token check: {e}");
+    BearerError::Internal
+}
+
+impl Broker {
+    /// Checks an access token presented to this realm.
+    pub async fn check_access_token(&self, realm: &RealmInfo, token: &str) -> Result<AccessClaims, BearerError> {
+        // RFC 9068 section 4: only a token typed at+jwt is an access token;
+        // an ID token of this realm is refused here whatever its claims.
+        if peek_typ(token).as_deref() != Some("at+jwt") {
+            return Err(BearerError::Invalid("the token is not an access token".into()));
+        }
+        let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(internal)?;
+        let claims =
+            verify_own(token, &keys.public).map_err(|_| BearerError::Invalid("the token is not valid".into()))?;
+        let claims = AccessClaims(claims);
+        if claims.str("iss") != Some(realm.issuer.as_str()) || claims.str("client_id").is_none() {
+            return Err(BearerError::Invalid("the token is not an access token of this realm".into()));
+        }
+        if claims.0.get("exp").and_then(Value::as_i64).is_none_or(|e| e <= now()) {
+            return Err(BearerError::Invalid("the token has expired".into()));
+        }
+        let jti = claims.str("jti").unwrap_or_default();
+        let sid = claims.str("sid").unwrap_or_default();
+        let (revoked_key, session_key) =
+            (state::revoked_key(&realm.name, jti), state::sso_key_public(&realm.name, sid));
+        let (revoked, session) = tokio::join!(self.sessions.get(&revoked_key), self.sessions.get(&session_key));
+        if revoked.map_err(internal)?.is_some() {
+            return Err(BearerError::Invalid("the token was revoked".into()));
+        }
+        if session.map_err(internal)?.and_then(|s| serde_json::from_str::<SsoSession>(&s).ok()).is_none() {
+            return Err(BearerError::Invalid("the session of this token has ended".into()));
+        }
+        Ok(claims)
+    }
+
+    /// Userinfo (OIDC Core section 5.3): the claims of the access token's
+    /// user that its scopes allow.
+    pub async fn userinfo(&self, realm: &RealmInfo, bearer: Option<&str>) -> Result<Map<String, Value>, BearerError> {
+        let claims = self.check_access_token(realm, bearer.ok_or(BearerError::Missing)?).await?;
+        let sub = claims.subject();
+        let user = self
+            .store
+            .get_user(&realm.name, sub)
+            .await
+            .map_err(internal)?
+            .filter(|u| u.enabled != Some(false))
+            .ok_or_else(|| BearerError::Invalid("the user no longer exists".into()))?;
+        let mut out = Map::new();
+        out.insert("sub".into(), Value::String(sub.to_owned()));
+        out.extend(super::token::user_claims(&user, &claims.scopes()));
+        Ok(out)
+    }
+}

@@ -1,0 +1,105 @@
+//! A downstream client as the flows see it: Keycloak's
+//! `ClientRepresentation` parsed once.
+
+use federa_protocol::Secret;
+
+use super::Notice;
+use crate::repr::ClientRepresentation;
+
+/// How a client authenticates at the token endpoint (Keycloak's
+/// `clientAuthenticatorType`, RFC 6749 section 2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A public client: no authentication, PKCE required.
+    None,
+    /// `client-secret`: HTTP Basic or the form body.
+    Secret,
+    /// `client-jwt`, `client-secret-jwt`, `client-x509`: not supported yet;
+    /// such a client cannot authenticate.
+    Unsupported,
+}
+
+/// A client, validated and typed.
+#[derive(Debug)]
+pub struct Client {
+    /// Its OAuth `client_id`.
+    pub client_id: String,
+    /// Its name for people.
+    pub name: Option<String>,
+    /// Whether it may be used.
+    pub enabled: bool,
+    /// A resource server only: never signs users in.
+    pub bearer_only: bool,
+    /// The authorization code flow is allowed.
+    pub standard_flow: bool,
+    /// How it authenticates.
+    pub auth: ClientAuth,
+    /// Its secret, for [`ClientAuth::Secret`].
+    pub secret: Option<Secret>,
+    /// Registered redirect URIs, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// Settings stored but without effect yet.
+    pub notices: Vec<Notice>,
+}
+
+impl Client {
+    /// Builds the model from a stored (validated) representation.
+    pub fn from_repr(c: &ClientRepresentation) -> Self {
+        let auth = if c.public_client == Some(true) {
+            ClientAuth::None
+        } else {
+            match c.client_authenticator_type.as_deref() {
+                None | Some("client-secret") => ClientAuth::Secret,
+                Some(_) => ClientAuth::Unsupported,
+            }
+        };
+        Self {
+            client_id: c.client_id.clone().unwrap_or_default(),
+            name: c.name.clone().filter(|n| !n.is_empty()),
+            enabled: c.enabled != Some(false),
+            bearer_only: c.bearer_only == Some(true),
+            standard_flow: c.standard_flow_enabled != Some(false),
+            auth,
+            secret: c.secret.as_deref().filter(|s| !s.is_empty()).map(Secret::new),
+            redirect_uris: c.redirect_uris.clone().unwrap_or_default(),
+            notices: notices(c),
+        }
+    }
+
+    /// Whether the public client flag is set.
+    pub fn is_public(&self) -> bool {
+        self.auth == ClientAuth::None
+    }
+}
+
+/// The settings of a client that Federa stores but does not honour yet.
+pub fn notices(c: &ClientRepresentation) -> Vec<Notice> {
+    let mut v = Vec::new();
+    if c.public_client != Some(true) {
+        if let Some(t @ ("client-jwt" | "client-secret-jwt" | "client-x509")) = c.client_authenticator_type.as_deref() {
+            v.push(Notice::new(
+                "clientAuthenticatorType",
+                &format!("{t} is not supported yet: this client cannot authenticate at the token endpoint"),
+            ));
+        }
+    }
+    let on = |f: Option<bool>| f == Some(true);
+    if on(c.implicit_flow_enabled) {
+        v.push(Notice::new("implicitFlowEnabled", "has no effect: Federa serves the authorization code flow only"));
+    }
+    if on(c.direct_access_grants_enabled) {
+        v.push(Notice::new("directAccessGrantsEnabled", "has no effect: Federa holds no passwords"));
+    }
+    if on(c.service_accounts_enabled) {
+        v.push(Notice::new("serviceAccountsEnabled", "has no effect yet (client_credentials is not implemented)"));
+    }
+    if on(c.consent_required) {
+        v.push(Notice::new("consentRequired", "has no effect yet (Federa asks for no consent)"));
+    }
+    for key in ["backchannel.logout.url", "post.logout.redirect.uris"] {
+        if c.attributes.as_ref().and_then(|a| a.get(key)).is_some_and(|u| !u.trim().is_empty()) {
+            v.push(Notice::new(&format!("attributes.{key}"), "has no effect yet (logout is not implemented)"));
+        }
+    }
+    v
+}

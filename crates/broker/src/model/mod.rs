@@ -1,0 +1,210 @@
+//! The typed model the flows read: a realm, its clients and its upstream
+//! providers, each built once from Keycloak's representation when it is
+//! validated or loaded, then cached. Flows never read a string map; adding a
+//! setting means one field here and its parsing beside it.
+
+pub mod client;
+pub mod upstream;
+
+use std::time::Duration;
+
+pub use client::{Client, ClientAuth};
+pub use upstream::{FirstLogin, Upstream};
+
+use crate::repr::{ClientRepresentation, IdentityProviderRepresentation, RealmRepresentation};
+
+/// A setting that Federa stores but that has no effect yet, named for the admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The field, as the admin wrote it (`config.isAccessTokenJWT`).
+    pub field: String,
+    /// What Federa does with it.
+    pub message: String,
+}
+
+impl Notice {
+    /// A notice on `field`.
+    pub fn new(field: &str, message: &str) -> Self {
+        Self { field: field.to_owned(), message: message.to_owned() }
+    }
+
+    /// The same notice under a prefix (`identityProviders[2].`).
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        self.field = format!("{prefix}{}", self.field);
+        self
+    }
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A `prompt` value (OIDC Core section 3.1.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prompt {
+    /// No interaction.
+    None,
+    /// Authenticate again.
+    Login,
+    /// Ask for consent.
+    Consent,
+    /// Let the user pick an account.
+    SelectAccount,
+}
+
+impl Prompt {
+    /// The protocol spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Login => "login",
+            Self::Consent => "consent",
+            Self::SelectAccount => "select_account",
+        }
+    }
+}
+
+impl std::str::FromStr for Prompt {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "none" => Ok(Self::None),
+            "login" => Ok(Self::Login),
+            "consent" => Ok(Self::Consent),
+            "select_account" => Ok(Self::SelectAccount),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The longest lifetime Federa accepts for any realm token or session
+/// setting (ten years): larger values overflow time arithmetic.
+pub const MAX_LIFESPAN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The default access and ID token lifetime.
+pub const DEFAULT_TOKEN_LIFESPAN: Duration = Duration::from_secs(300);
+/// The default SSO session lifetime.
+pub const DEFAULT_SSO_MAX: Duration = Duration::from_secs(10 * 3600);
+
+/// A positive number of seconds as a `Duration`, bounded by [`MAX_LIFESPAN`];
+/// absent, zero or negative gives `default`.
+pub fn lifespan(seconds: Option<i64>, default: Duration) -> Duration {
+    match seconds {
+        Some(s) if s > 0 => Duration::from_secs(s.unsigned_abs()).min(MAX_LIFESPAN),
+        _ => default,
+    }
+}
+
+/// The settings of a realm that Federa stores but does not honour yet.
+pub fn realm_notices(r: &RealmRepresentation) -> Vec<Notice> {
+    let mut v = Vec::new();
+    if r.sso_session_idle_timeout.is_some_and(|t| t > 0) {
+        v.push(Notice::new("ssoSessionIdleTimeout", "has no effect yet (sessions end at ssoSessionMaxLifespan)"));
+    }
+    for (i, c) in r.clients.iter().flatten().enumerate() {
+        v.extend(client::notices(c).into_iter().map(|n| n.prefixed(&format!("clients[{i}]."))));
+    }
+    for (i, p) in r.identity_providers.iter().flatten().enumerate() {
+        v.extend(idp_notices(p).into_iter().map(|n| n.prefixed(&format!("identityProviders[{i}]."))));
+    }
+    v
+}
+
+/// The settings of a client that Federa stores but does not honour yet.
+pub fn client_notices(c: &ClientRepresentation) -> Vec<Notice> {
+    client::notices(c)
+}
+
+/// The settings of a provider that Federa stores but does not honour yet
+/// (nothing when the representation is invalid: validation says why).
+pub fn idp_notices(p: &IdentityProviderRepresentation) -> Vec<Notice> {
+    Upstream::from_repr(p, "").map(|u| u.notices).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idp(pairs: &[(&str, &str)]) -> IdentityProviderRepresentation {
+        let mut p = IdentityProviderRepresentation {
+            alias: Some("corp".into()),
+            provider_id: Some("oidc".into()),
+            ..Default::default()
+        };
+        p.config.insert("clientId".into(), "federa".into());
+        p.config.insert("issuer".into(), "https://idp.test".into());
+        for (k, v) in pairs {
+            p.config.insert((*k).into(), (*v).into());
+        }
+        p
+    }
+
+    #[test]
+    fn typed_fields_come_from_the_strings_once() {
+        let u = Upstream::from_repr(
+            &idp(&[("syncMode", "FORCE"), ("allowedClockSkew", "30"), ("defaultScope", "email"), ("prompt", "login")]),
+            "",
+        )
+        .unwrap();
+        assert_eq!(u.sync_mode, federa_protocol::SyncMode::Force);
+        assert_eq!(u.clock_skew, Duration::from_secs(30));
+        assert_eq!(u.scope, "openid email");
+        assert_eq!(u.prompt, Some(Prompt::Login));
+        assert_eq!(u.discovery_url.as_deref(), Some("https://idp.test/.well-known/openid-configuration"));
+        assert!(u.notices.is_empty() && u.refusal.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_field() {
+        for (key, value) in [
+            ("syncMode", "SOMETIMES"),
+            ("allowedClockSkew", "soon"),
+            ("allowedClockSkew", "-5"),
+            ("allowedClockSkew", "99999999999"),
+            ("pkceEnabled", "yes"),
+            ("clientAuthMethod", "magic"),
+            ("prompt", "always"),
+            ("jwksUrl", "ftp://x"),
+        ] {
+            let err = Upstream::from_repr(&idp(&[(key, value)]), "p.").unwrap_err();
+            assert!(err.to_string().starts_with(&format!("p.config.{key}:")), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn settings_without_effect_are_named_and_trust_changing_ones_refuse() {
+        let u =
+            Upstream::from_repr(&idp(&[("isAccessTokenJWT", "true"), ("backchannelSupported", "true")]), "").unwrap();
+        let fields: Vec<&str> = u.notices.iter().map(|n| n.field.as_str()).collect();
+        assert_eq!(fields, ["config.isAccessTokenJWT", "config.backchannelSupported"]);
+        assert!(u.refusal.is_none(), "reported only: they do not change what is trusted");
+
+        let u = Upstream::from_repr(&idp(&[("clientAuthMethod", "private_key_jwt")]), "").unwrap();
+        assert!(u.refusal.as_deref().is_some_and(|r| r.contains("private_key_jwt")));
+        let u = Upstream::from_repr(&idp(&[("filteredByClaim", "true"), ("claimFilterName", "grp")]), "").unwrap();
+        assert!(u.refusal.as_deref().is_some_and(|r| r.contains("filteredByClaim")));
+    }
+
+    #[test]
+    fn a_client_jwt_client_is_reported_and_cannot_authenticate() {
+        let c = ClientRepresentation {
+            client_id: Some("app".into()),
+            client_authenticator_type: Some("client-jwt".into()),
+            secret: Some("s".into()),
+            ..Default::default()
+        };
+        let m = Client::from_repr(&c);
+        assert_eq!(m.auth, ClientAuth::Unsupported);
+        assert_eq!(m.notices[0].field, "clientAuthenticatorType");
+    }
+
+    #[test]
+    fn lifespans_are_bounded() {
+        assert_eq!(lifespan(Some(i64::MAX), DEFAULT_TOKEN_LIFESPAN), MAX_LIFESPAN);
+        assert_eq!(lifespan(Some(0), DEFAULT_TOKEN_LIFESPAN), DEFAULT_TOKEN_LIFESPAN);
+        assert_eq!(lifespan(Some(-3), DEFAULT_TOKEN_LIFESPAN), DEFAULT_TOKEN_LIFESPAN);
+        assert_eq!(lifespan(Some(60), DEFAULT_TOKEN_LIFESPAN), Duration::from_secs(60));
+    }
+}

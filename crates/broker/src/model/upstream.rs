@@ -1,0 +1,343 @@
+//! An upstream OpenID Provider as the flows see it: every setting of
+//! Keycloak's `IdentityProviderRepresentation` parsed once into a typed
+//! field, and every setting Federa does not honour yet named.
+
+use std::time::Duration;
+
+use federa_protocol::{ClientAuthMethod, PkceMethod, Secret, SyncMode};
+use url::Url;
+
+use super::{Notice, Prompt};
+use crate::error::BrokerError;
+use crate::repr::IdentityProviderRepresentation;
+
+/// The largest `allowedClockSkew` Federa accepts: more would make expiry meaningless.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
+
+/// What happens when an upstream identity signs in for the first time
+/// (`firstBrokerLoginFlowAlias`, INTERFACE section 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstLogin {
+    /// `first broker login` (or absent): create the user.
+    CreateUser,
+    /// `federa-known-users`: only users that already exist; not implemented
+    /// yet, so first sign-ins are refused (fail closed).
+    KnownUsersOnly,
+    /// A flow Federa does not know: first sign-ins are refused, naming it.
+    Unknown(String),
+}
+
+/// An upstream identity provider, validated and typed.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The alias.
+    pub alias: String,
+    /// The name on the login page.
+    pub display_name: String,
+    /// Whether it may be used at all.
+    pub enabled: bool,
+    /// Only for linking accounts, never for signing in.
+    pub link_only: bool,
+    /// Left off the login page (still usable through a hint).
+    pub hide_on_login_page: bool,
+    /// Its place on the login page.
+    pub gui_order: Option<i64>,
+    /// Its email addresses may be stored as verified.
+    pub trust_email: bool,
+    /// Keep its tokens on the federated identity.
+    pub store_token: bool,
+    /// The first-login policy.
+    pub first_login: FirstLogin,
+    /// Federa's client id there.
+    pub client_id: String,
+    /// Federa's client secret there.
+    pub client_secret: Option<Secret>,
+    /// How Federa authenticates at its token endpoint.
+    pub auth_method: ClientAuthMethod,
+    /// `authorizationUrl`, when configured.
+    pub authorization_url: Option<Url>,
+    /// `tokenUrl`, when configured.
+    pub token_url: Option<Url>,
+    /// `userInfoUrl`, when configured.
+    pub userinfo_url: Option<Url>,
+    /// `jwksUrl`, when configured.
+    pub jwks_url: Option<Url>,
+    /// `issuer`, when configured.
+    pub issuer: Option<String>,
+    /// The discovery document: `metadataDescriptorUrl`, else derived from `issuer`.
+    pub discovery_url: Option<String>,
+    /// The scope to ask for (always with `openid`).
+    pub scope: String,
+    /// PKCE when configured (`pkceEnabled`, `pkceMethod`); otherwise used
+    /// when the upstream advertises S256.
+    pub pkce: Option<PkceMethod>,
+    /// A fixed `prompt` to send.
+    pub prompt: Option<Prompt>,
+    /// A client's `prompt=none` may be forwarded.
+    pub accepts_prompt_none: bool,
+    /// Send a nonce.
+    pub nonce: bool,
+    /// How later sign-ins update the user.
+    pub sync_mode: SyncMode,
+    /// Parameters of the client's request to forward.
+    pub forward_parameters: Vec<String>,
+    /// Clock skew tolerated when checking its tokens.
+    pub clock_skew: Duration,
+    /// Forward `max_age`.
+    pub pass_max_age: bool,
+    /// Forward `ui_locales`.
+    pub pass_ui_locales: bool,
+    /// Forward `login_hint`.
+    pub pass_login_hint: bool,
+    /// Skip its userinfo endpoint.
+    pub disable_userinfo: bool,
+    /// Settings stored but without effect yet, for the admin.
+    pub notices: Vec<Notice>,
+    /// Set when a setting changes what is trusted and Federa cannot honour it
+    /// yet: every sign-in through this provider is refused with this reason.
+    pub refusal: Option<String>,
+}
+
+fn bool_key(
+    cfg: &std::collections::BTreeMap<String, String>,
+    field: &dyn Fn(&str) -> String,
+    key: &str,
+) -> Result<Option<bool>, BrokerError> {
+    match cfg.get(key).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(v) => Err(BrokerError::invalid(field(key), format!("{v:?} must be \"true\" or \"false\""))),
+    }
+}
+
+impl Upstream {
+    /// Every `true`/`false` key of the config, so validation refuses other spellings.
+    pub const BOOL_KEYS: &'static [&'static str] = &[
+        "validateSignature",
+        "useJwksUrl",
+        "backchannelSupported",
+        "disableUserInfo",
+        "disableNonce",
+        "isAccessTokenJWT",
+        "pkceEnabled",
+        "filteredByClaim",
+        "passMaxAge",
+        "uiLocales",
+        "loginHint",
+        "hideOnLoginPage",
+        "acceptsPromptNoneForwardFromClient",
+    ];
+
+    /// Builds the model from a representation; `prefix` goes before field
+    /// names in errors (`identityProviders[2].`).
+    pub fn from_repr(p: &IdentityProviderRepresentation, prefix: &str) -> Result<Self, BrokerError> {
+        let field = |k: &str| format!("{prefix}config.{k}");
+        let cfg = &p.config;
+        let s = |k: &str| cfg.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let b = |k: &str| bool_key(cfg, &field, k);
+        let url = |k: &str| -> Result<Option<Url>, BrokerError> {
+            s(k).map(|v| crate::validate::check_http_url(&field(k), v)).transpose()
+        };
+        let alias = p.alias.clone().unwrap_or_default();
+        for key in Self::BOOL_KEYS {
+            b(key)?;
+        }
+        let parse_int = |k: &str| -> Result<Option<i64>, BrokerError> {
+            s(k).map(|v| {
+                v.parse::<i64>().map_err(|_| BrokerError::invalid(field(k), format!("{v:?} must be an integer")))
+            })
+            .transpose()
+        };
+        let gui_order = parse_int("guiOrder")?;
+        let clock_skew = match parse_int("allowedClockSkew")? {
+            None => Duration::ZERO,
+            Some(n) if (0..=MAX_CLOCK_SKEW.as_secs() as i64).contains(&n) => Duration::from_secs(n as u64),
+            Some(n) => {
+                return Err(BrokerError::invalid(
+                    field("allowedClockSkew"),
+                    format!("{n} must be between 0 and {} seconds", MAX_CLOCK_SKEW.as_secs()),
+                ))
+            }
+        };
+        let sync_mode = s("syncMode")
+            .map(|v| v.parse::<SyncMode>().map_err(|e| BrokerError::invalid(field("syncMode"), e.to_string())))
+            .transpose()?
+            .unwrap_or(SyncMode::Import);
+        let auth_method = s("clientAuthMethod")
+            .map(|v| {
+                v.parse::<ClientAuthMethod>()
+                    .map_err(|e| BrokerError::invalid(field("clientAuthMethod"), e.to_string()))
+            })
+            .transpose()?
+            .unwrap_or(ClientAuthMethod::SecretPost);
+        let pkce_method = s("pkceMethod")
+            .map(|v| v.parse::<PkceMethod>().map_err(|e| BrokerError::invalid(field("pkceMethod"), e.to_string())))
+            .transpose()?;
+        let prompt = match cfg.get("prompt").map(String::as_str) {
+            None | Some("" | "unspecified") => None,
+            Some(v) => Some(v.parse::<Prompt>().map_err(|_| {
+                BrokerError::invalid(
+                    field("prompt"),
+                    format!("{v:?} is not one of none, login, consent, select_account"),
+                )
+            })?),
+        };
+        let authorization_url = url("authorizationUrl")?;
+        let token_url = url("tokenUrl")?;
+        let userinfo_url = url("userInfoUrl")?;
+        let jwks_url = url("jwksUrl")?;
+        let issuer = url("issuer")?.and(s("issuer").map(str::to_owned));
+        let metadata = url("metadataDescriptorUrl")?;
+        url("logoutUrl")?;
+        let client_id = s("clientId").map(str::to_owned).unwrap_or_default();
+        if client_id.is_empty() {
+            return Err(BrokerError::invalid(field("clientId"), "is required"));
+        }
+        let explicit = authorization_url.is_some() && token_url.is_some();
+        let discovery_url = metadata.map(|u| u.to_string()).or_else(|| {
+            issuer.as_ref().map(|i| format!("{}/.well-known/openid-configuration", i.trim_end_matches('/')))
+        });
+        if !explicit && discovery_url.is_none() {
+            let missing = if authorization_url.is_some() { "tokenUrl" } else { "authorizationUrl" };
+            return Err(BrokerError::invalid(
+                field(missing),
+                "is required unless metadataDescriptorUrl or issuer lets Federa discover the endpoints",
+            ));
+        }
+        let scope = s("defaultScope").unwrap_or("openid").to_owned();
+        let scope = if scope.split(' ').any(|x| x == "openid") { scope } else { format!("openid {scope}") };
+        let first_login = match p.first_broker_login_flow_alias.as_deref().map(str::trim) {
+            None | Some("" | "first broker login") => FirstLogin::CreateUser,
+            Some("federa-known-users") => FirstLogin::KnownUsersOnly,
+            Some(other) => FirstLogin::Unknown(other.to_owned()),
+        };
+
+        let (notices, refusal) = assess(p, auth_method, &first_login, |k| b(k).ok().flatten(), |k| s(k).is_some());
+        Ok(Self {
+            display_name: p.display_name.clone().filter(|d| !d.trim().is_empty()).unwrap_or_else(|| alias.clone()),
+            alias,
+            enabled: p.enabled != Some(false),
+            link_only: p.link_only == Some(true),
+            hide_on_login_page: b("hideOnLoginPage")? == Some(true),
+            gui_order,
+            trust_email: p.trust_email == Some(true),
+            store_token: p.store_token == Some(true),
+            first_login,
+            client_id,
+            client_secret: s("clientSecret").map(Secret::new),
+            auth_method,
+            authorization_url,
+            token_url,
+            userinfo_url,
+            jwks_url,
+            issuer,
+            discovery_url,
+            scope,
+            pkce: if b("pkceEnabled")? == Some(true) { Some(pkce_method.unwrap_or(PkceMethod::S256)) } else { None },
+            prompt,
+            accepts_prompt_none: b("acceptsPromptNoneForwardFromClient")? == Some(true),
+            nonce: b("disableNonce")? != Some(true),
+            sync_mode,
+            forward_parameters: s("forwardParameters")
+                .map(|v| v.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect())
+                .unwrap_or_default(),
+            clock_skew,
+            pass_max_age: b("passMaxAge")? == Some(true),
+            pass_ui_locales: b("uiLocales")? == Some(true),
+            pass_login_hint: b("loginHint")? == Some(true),
+            disable_userinfo: b("disableUserInfo")? == Some(true),
+            notices,
+            refusal,
+        })
+    }
+
+    /// Whether it may sign people in: enabled, not link-only.
+    pub fn can_sign_in(&self) -> bool {
+        self.enabled && !self.link_only
+    }
+}
+
+/// The settings of a provider that Federa stores but does not honour yet,
+/// and the reason to refuse its sign-ins when one of them changes what is
+/// trusted (ignoring it would let in someone the admin meant to keep out, or
+/// trust a key the admin did not choose).
+fn assess(
+    p: &IdentityProviderRepresentation,
+    auth_method: ClientAuthMethod,
+    first_login: &FirstLogin,
+    flag: impl Fn(&str) -> Option<bool>,
+    set: impl Fn(&str) -> bool,
+) -> (Vec<Notice>, Option<String>) {
+    let mut notices = Vec::new();
+    let mut refusal = None;
+    let mut note = |field: &str, message: &str| notices.push(Notice::new(field, message));
+    if matches!(auth_method, ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::SecretJwt) {
+        note(
+            "config.clientAuthMethod",
+            "private_key_jwt and client_secret_jwt are not supported yet: sign-ins through this provider are refused",
+        );
+        refusal = Some(format!(
+            "clientAuthMethod {} is not supported yet; use client_secret_basic or client_secret_post",
+            auth_method.as_str()
+        ));
+    }
+    if set("clientAssertionSigningAlg") {
+        note("config.clientAssertionSigningAlg", "has no effect yet (no client assertions are sent)");
+    }
+    if flag("filteredByClaim") == Some(true) {
+        note(
+            "config.filteredByClaim",
+            "the essential-claim filter is not applied yet: sign-ins through this provider are refused",
+        );
+        refusal.get_or_insert_with(|| "filteredByClaim (essential claim) is not supported yet".into());
+    } else if set("claimFilterName") || set("claimFilterValue") {
+        note("config.claimFilterName", "has no effect (filteredByClaim is off, and the filter is not implemented yet)");
+    }
+    if flag("validateSignature") == Some(false) {
+        note("config.validateSignature", "false has no effect: Federa always verifies upstream ID-token signatures");
+    }
+    if flag("useJwksUrl") == Some(false) {
+        if set("publicKeySignatureVerifier") {
+            note(
+                "config.publicKeySignatureVerifier",
+                "a static upstream key is not supported yet: sign-ins through this provider are refused",
+            );
+            refusal.get_or_insert_with(|| "a static publicKeySignatureVerifier key is not supported yet".into());
+        } else {
+            note("config.useJwksUrl", "false has no effect: Federa reads the upstream's keys from its JWKS");
+        }
+    } else if set("publicKeySignatureVerifier") || set("publicKeySignatureVerifierKeyId") {
+        note("config.publicKeySignatureVerifier", "has no effect while useJwksUrl is on");
+    }
+    if flag("isAccessTokenJWT") == Some(true) {
+        note("config.isAccessTokenJWT", "has no effect yet (the upstream access token is not read)");
+    }
+    if flag("backchannelSupported") == Some(true) {
+        note("config.backchannelSupported", "has no effect yet (upstream logout is not implemented)");
+    }
+    if set("logoutUrl") {
+        note("config.logoutUrl", "has no effect yet (upstream logout is not implemented)");
+    }
+    if p.add_read_token_role_on_create == Some(true) {
+        note("addReadTokenRoleOnCreate", "has no effect yet (the broker token endpoint is not implemented)");
+    }
+    if p.store_token == Some(true) {
+        note("storeToken", "tokens are stored at the first sign-in only, and cannot be read back yet");
+    }
+    match first_login {
+        FirstLogin::CreateUser => {}
+        FirstLogin::KnownUsersOnly => note(
+            "firstBrokerLoginFlowAlias",
+            "federa-known-users is not implemented yet: first sign-ins are refused, linked users sign in",
+        ),
+        FirstLogin::Unknown(flow) => note(
+            "firstBrokerLoginFlowAlias",
+            &format!("{flow:?} is not a flow Federa knows: first sign-ins are refused, linked users sign in"),
+        ),
+    }
+    if p.post_broker_login_flow_alias.as_deref().is_some_and(|f| !f.trim().is_empty()) {
+        note("postBrokerLoginFlowAlias", "has no effect (Federa runs no post-login flows)");
+    }
+    (notices, refusal)
+}

@@ -202,7 +202,7 @@ async fn crud_on_sqlite() {
 
 #[actix_web::test]
 async fn crud_on_postgres() {
-    let Some(db) = TestDb::postgres("crud_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("admin_api::crud_on_postgres") else { return };
     crud_scenario(db).await;
 }
 
@@ -380,7 +380,7 @@ async fn keycloak_export_imports_and_reads_back_on_sqlite() {
 
 #[actix_web::test]
 async fn keycloak_export_imports_and_reads_back_on_postgres() {
-    let Some(db) = TestDb::postgres("keycloak_export_imports_and_reads_back_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("admin_api::keycloak_export_imports_and_reads_back_on_postgres") else { return };
     assert_eq!(db.backend(), Backend::Postgres);
     import_scenario(db).await;
 }
@@ -453,7 +453,7 @@ async fn real_keycloak_exports_on_sqlite() {
 
 #[actix_web::test]
 async fn real_keycloak_exports_on_postgres() {
-    let Some(db) = TestDb::postgres("real_keycloak_exports_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("admin_api::real_keycloak_exports_on_postgres") else { return };
     assert_eq!(db.backend(), Backend::Postgres);
     real_exports(db).await;
 }
@@ -582,7 +582,7 @@ async fn refused_input_changes_nothing_on_sqlite() {
 
 #[actix_web::test]
 async fn refused_input_changes_nothing_on_postgres() {
-    let Some(db) = TestDb::postgres("refused_input_changes_nothing_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("admin_api::refused_input_changes_nothing_on_postgres") else { return };
     refusals(db).await;
 }
 

@@ -651,7 +651,9 @@ async fn signing_algorithms(db: TestDb) {
 /// The same brokered sign-in with the session store on Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_sessions_on_redis() {
-    let Some(redis) = federa_tests::redis_sessions("sign_in_with_sessions_on_redis").await else { return };
+    let Some(redis) = federa_tests::redis_sessions("brokered_login::sign_in_with_sessions_on_redis").await else {
+        return;
+    };
     let db = TestDb::sqlite();
     let store = db.store();
     let w = world_with(db, store, Arc::new(redis)).await;
@@ -703,7 +705,9 @@ macro_rules! on_both {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(db) = TestDb::postgres(concat!(stringify!($name), " on PostgreSQL")) else { return };
+                let Some(db) = TestDb::postgres(concat!("brokered_login::", stringify!($name), "::postgres")) else {
+                    return;
+                };
                 super::$name(db).await;
             }
         }

@@ -50,14 +50,15 @@ pub fn services_required() -> bool {
     std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Records that `test` does not run on `backend` because `var` is unset, or
-/// fails the test when skipping is forbidden.
+/// Records that `test` (named `binary::test path`, so it can be rerun by
+/// name) does not run on `backend` because `var` is unset, or fails the test
+/// when skipping is forbidden.
 fn skip(test: &str, backend: &str, var: &str) {
     assert!(
         !services_required(),
-        "{test} on {backend}: {var} is not set, and {REQUIRE_ENV} forbids skipping; set {var} (see README.md, Test)"
+        "{test} ({backend}): {var} is not set, and {REQUIRE_ENV} forbids skipping; set {var} (see README.md, Test)"
     );
-    let line = format!("SKIPPED {test} on {backend}: {var} is not set");
+    let line = format!("SKIPPED {test} ({backend}): {var} is not set");
     eprintln!("{line}");
     if let Some(path) = std::env::var_os(SKIP_LOG_ENV).filter(|p| !p.is_empty()) {
         use std::io::Write as _;

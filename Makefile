@@ -12,10 +12,25 @@ build:
 run:
 	$(CARGO) run --release --bin federa -- serve
 
-# Every test. PostgreSQL and Redis tests run when FEDERA_TEST_DATABASE_URL and
-# FEDERA_TEST_REDIS_URL name servers, and say they are skipped otherwise.
+# Every test. PostgreSQL and Redis variants run when FEDERA_TEST_DATABASE_URL
+# and FEDERA_TEST_REDIS_URL name servers; otherwise each skipped variant adds a
+# line to FEDERA_TEST_SKIP_LOG, listed at the end (cargo hides the output of
+# passing tests). With FEDERA_TEST_REQUIRE_SERVICES=1 (.ci/run) they fail
+# instead. The exit status is cargo's.
+FEDERA_TEST_SKIP_LOG ?= $(CURDIR)/target/test-skips.log
+export FEDERA_TEST_SKIP_LOG
+
 test: test-deps
-	$(CARGO) test --workspace --all-targets --no-fail-fast
+	@mkdir -p "$(dir $(FEDERA_TEST_SKIP_LOG))" && : > "$(FEDERA_TEST_SKIP_LOG)"
+	@status=0; $(CARGO) test --workspace --all-targets --no-fail-fast || status=$$?; \
+	if [ -s "$(FEDERA_TEST_SKIP_LOG)" ]; then \
+		echo; \
+		echo "Not run: $$(sort -u "$(FEDERA_TEST_SKIP_LOG)" | wc -l) test variants whose service is not configured:"; \
+		sort -u "$(FEDERA_TEST_SKIP_LOG)" | sed 's/^/  /'; \
+		echo "Set FEDERA_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) and"; \
+		echo "FEDERA_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) to run them (README.md, Test)."; \
+	fi; \
+	exit $$status
 
 # The real upstream OpenID Provider of the end-to-end tests (npm oidc-provider).
 test-deps: tests/upstream/node_modules/.package-lock.json

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use federa_tests::{app, call, fixture, state, TestDb, ADMIN_TOKEN};
+use federa_tests::{app, call, fixture, state, Backend, TestDb, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 const MASK: &str = "**********";
@@ -202,7 +202,7 @@ async fn crud_on_sqlite() {
 
 #[actix_web::test]
 async fn crud_on_postgres() {
-    let Some(db) = TestDb::postgres("crud_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("admin_api::crud_on_postgres") else { return };
     crud_scenario(db).await;
 }
 
@@ -275,6 +275,7 @@ async fn import_scenario(db: TestDb) {
     let (s, loc, body) = call!(app, POST, "/admin/realms", source.clone());
     assert_eq!(s, 201, "{body}");
     assert_eq!(loc.as_deref(), Some("http://federa.test/admin/realms/acme"));
+    assert_eq!(db.realm_names(), ["acme"], "the realm is in the test's own database");
 
     let got = dump(&app, "acme").await;
     for key in
@@ -379,7 +380,8 @@ async fn keycloak_export_imports_and_reads_back_on_sqlite() {
 
 #[actix_web::test]
 async fn keycloak_export_imports_and_reads_back_on_postgres() {
-    let Some(db) = TestDb::postgres("keycloak_export_imports_and_reads_back_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("admin_api::keycloak_export_imports_and_reads_back_on_postgres") else { return };
+    assert_eq!(db.backend(), Backend::Postgres);
     import_scenario(db).await;
 }
 
@@ -423,8 +425,11 @@ async fn real_exports(db: TestDb) {
             assert_eq!(got["redirectUris"], expected["redirectUris"], "{file} {} redirectUris", expected["clientId"]);
         }
     }
-    // 05 is the same realm name as 04: it goes into a fresh database.
-    let db2 = TestDb::sqlite();
+    // Read with a connection of the test's own: the rows are in `db`, on its backend.
+    assert_eq!(db.realm_names(), ["CX-Central", "chefs", "reports-realm", "vc-authn"]);
+    // 05 is the same realm name as 04: it goes into a fresh database on the same backend.
+    let db2 = db.another();
+    assert_eq!(db2.backend(), db.backend());
     let store2 = db2.store();
     let st2 = state(&store2);
     let app2 = app!(st2);
@@ -438,6 +443,7 @@ async fn real_exports(db: TestDb) {
     let n_mappers: usize = got["mappers"].as_array().unwrap().iter().map(|m| m.as_array().unwrap().len()).sum();
     assert_eq!((got["idps"].as_array().unwrap().len(), n_mappers), (1, 9));
     assert_eq!((got["clients"].as_array().unwrap().len(), got["users"].as_array().unwrap().len()), (2, 2));
+    assert_eq!(db2.realm_names(), ["reports-realm"]);
 }
 
 #[actix_web::test]
@@ -447,7 +453,8 @@ async fn real_keycloak_exports_on_sqlite() {
 
 #[actix_web::test]
 async fn real_keycloak_exports_on_postgres() {
-    let Some(db) = TestDb::postgres("real_keycloak_exports_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("admin_api::real_keycloak_exports_on_postgres") else { return };
+    assert_eq!(db.backend(), Backend::Postgres);
     real_exports(db).await;
 }
 
@@ -575,7 +582,7 @@ async fn refused_input_changes_nothing_on_sqlite() {
 
 #[actix_web::test]
 async fn refused_input_changes_nothing_on_postgres() {
-    let Some(db) = TestDb::postgres("refused_input_changes_nothing_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("admin_api::refused_input_changes_nothing_on_postgres") else { return };
     refusals(db).await;
 }
 

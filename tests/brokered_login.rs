@@ -478,33 +478,69 @@ async fn refusals(db: TestDb) {
     assert_eq!(w.users().await.len(), users_before);
 }
 
+/// The reason Federa logs when it refuses a sign-in through a provider in
+/// `mode` (the page only says that it failed). A match, so a new mode of the
+/// test upstream needs its reason here.
+fn refusal_reason(mode: Misbehaviour) -> &'static str {
+    match mode {
+        Misbehaviour::None => unreachable!("a behaving upstream is not refused"),
+        Misbehaviour::BadSignature => "ID token: the ID token's signature does not verify",
+        Misbehaviour::AlgNone => "ID token: ID token algorithm not allowed: none",
+        Misbehaviour::WrongAudience => "ID token: the ID token is not for this client",
+        Misbehaviour::WrongIssuer => "ID token: the ID token's issuer is \"https://evil.example\"",
+        Misbehaviour::Expired => "ID token: the ID token has expired",
+        Misbehaviour::IssuedInFuture => "ID token: the ID token was issued in the future",
+        Misbehaviour::NonceMismatch => "ID token: the ID token's nonce does not match",
+        // Refused before any key is tried: HS256 is not an algorithm this provider signs with.
+        Misbehaviour::HmacWithPublicKey => "ID token: ID token algorithm not allowed: HS256",
+        Misbehaviour::UserinfoSubMismatch => "userinfo sub differs from the ID token's",
+        Misbehaviour::NoIdToken => "the token response has no id_token",
+        Misbehaviour::TokenEndpointError => "answered 400 Bad Request: error=\"invalid_grant\"",
+    }
+}
+
 async fn misbehaving_upstreams(db: TestDb) {
+    federa_tests::logs::start();
     let w = world(db).await;
     let bad = BadIdp::start(Misbehaviour::None, "federa", "bad-secret-123");
-    let idp = json!({"alias": "bad", "providerId": "oidc",
+    // An alias of its own, so this test's refusals are told apart in the
+    // process-wide log from those of the other variant running alongside.
+    let alias = format!("bad-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let idp = json!({"alias": alias, "providerId": "oidc",
         "config": {"issuer": bad.issuer, "clientId": "federa", "clientSecret": "bad-secret-123",
                    "clientAuthMethod": "client_secret_basic"}});
     assert_eq!(w.admin(reqwest::Method::POST, &format!("/{REALM}/identity-provider/instances"), idp).await.0, 201);
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let marker = format!("sign-in through {alias:?} refused: ");
     // Every misbehaviour the test upstream knows, so a new one is covered here too.
     let modes = Misbehaviour::ALL.into_iter().filter(|m| *m != Misbehaviour::None);
     for mode in modes {
         bad.set_mode(mode);
         let before = bad.token_requests();
+        let logged_before = federa_tests::logs::containing(&marker).len();
         let browser = Browser::new();
-        let (page, _, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "bad")]).await;
+        let (page, _, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", &alias)]).await;
         assert_eq!(page.status, 400, "{mode:?}: an error page, got {:#?}", page.hops);
         assert!(!page.url.starts_with(APP_CB), "{mode:?}: nothing may reach the app: {:#?}", page.hops);
         assert!(page.body.contains("<html"), "{mode:?}: a themed page");
+        assert!(page.body.contains("Sign-in failed"), "{mode:?}: the page of a refused answer: {}", page.body);
         assert_eq!(bad.token_requests(), before + 1, "{mode:?}: the code was exchanged (the check is Federa's)");
         assert!(w.users().await.is_empty(), "{mode:?}: no user may be created");
+        // The reason is logged before the page is sent, so it is there now.
+        let logged = federa_tests::logs::containing(&marker);
+        let new = &logged[logged_before..];
+        assert_eq!(new.len(), 1, "{mode:?}: one refusal logged: {new:#?}");
+        let expected = refusal_reason(mode);
+        assert!(new[0].contains(expected), "{mode:?}: refused for {expected:?}, but the log says {:?}", new[0]);
     }
     // The same upstream, behaving, signs the user in: the refusals were about the misbehaviour.
     bad.set_mode(Misbehaviour::None);
+    let logged_before = federa_tests::logs::containing(&marker).len();
     let browser = Browser::new();
-    let (page, _, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "bad")]).await;
+    let (page, _, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", &alias)]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
+    assert_eq!(federa_tests::logs::containing(&marker).len(), logged_before, "nothing refused");
 }
 
 async fn session_and_request_options(db: TestDb) {
@@ -619,7 +655,9 @@ async fn signing_algorithms(db: TestDb) {
 /// The same brokered sign-in with the session store on Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_sessions_on_redis() {
-    let Some(redis) = federa_tests::redis_sessions("sign_in_with_sessions_on_redis").await else { return };
+    let Some(redis) = federa_tests::redis_sessions("brokered_login::sign_in_with_sessions_on_redis").await else {
+        return;
+    };
     let db = TestDb::sqlite();
     let store = db.store();
     let w = world_with(db, store, Arc::new(redis)).await;
@@ -671,7 +709,9 @@ macro_rules! on_both {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(db) = TestDb::postgres(concat!(stringify!($name), " on PostgreSQL")) else { return };
+                let Some(db) = TestDb::postgres(concat!("brokered_login::", stringify!($name), "::postgres")) else {
+                    return;
+                };
                 super::$name(db).await;
             }
         }

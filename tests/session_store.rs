@@ -114,13 +114,13 @@ async fn embedded_purge_removes_only_expired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_on_postgres() {
-    let Some(db) = TestDb::postgres("embedded_on_postgres") else { return };
+    let Some(db) = TestDb::postgres("session_store::embedded_on_postgres") else { return };
     let store = db.store();
     contract(Arc::new(store.embedded_sessions())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis() {
-    let Some(store) = redis_sessions("session store contract").await else { return };
+    let Some(store) = redis_sessions("session_store::redis").await else { return };
     contract(Arc::new(store)).await;
 }

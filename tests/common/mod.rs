@@ -2,11 +2,18 @@
 //! SQLite file, or a fresh PostgreSQL database when
 //! `FEDERA_TEST_DATABASE_URL` names a server), a real Redis when
 //! `FEDERA_TEST_REDIS_URL` does, and the app state the server builds.
+//!
+//! A variant whose service is not configured is skipped: it says so on
+//! stderr and, when `FEDERA_TEST_SKIP_LOG` names a file (`make test` sets it),
+//! appends a line there, so `make test` can list the skipped variants at the
+//! end. With `FEDERA_TEST_REQUIRE_SERVICES=1` (`.ci/run` sets it) such a
+//! variant fails instead: CI cannot pass by skipping.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod bad_idp;
 pub mod browser;
+pub mod logs;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -27,6 +34,53 @@ pub const MASTER_KEY: [u8; 32] = [0x42; 32];
 pub const PG_ENV: &str = "FEDERA_TEST_DATABASE_URL";
 /// The environment variable naming a Redis server for the tests.
 pub const REDIS_ENV: &str = "FEDERA_TEST_REDIS_URL";
+/// The environment variable that, set to `1`, makes a variant whose service
+/// is not configured fail instead of being skipped.
+pub const REQUIRE_ENV: &str = "FEDERA_TEST_REQUIRE_SERVICES";
+/// The environment variable naming a file each skipped variant appends a line to.
+pub const SKIP_LOG_ENV: &str = "FEDERA_TEST_SKIP_LOG";
+
+/// The value of a service variable, `None` when unset or empty.
+fn service_url(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Whether skipping is forbidden (`FEDERA_TEST_REQUIRE_SERVICES` set, and not to `0`).
+pub fn services_required() -> bool {
+    std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Records that `test` (named `binary::test path`, so it can be rerun by
+/// name) does not run on `backend` because `var` is unset, or fails the test
+/// when skipping is forbidden.
+fn skip(test: &str, backend: &str, var: &str) {
+    assert!(
+        !services_required(),
+        "{test} ({backend}): {var} is not set, and {REQUIRE_ENV} forbids skipping; set {var} (see README.md, Test)"
+    );
+    let line = format!("SKIPPED {test} ({backend}): {var} is not set");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os(SKIP_LOG_ENV).filter(|p| !p.is_empty()) {
+        use std::io::Write as _;
+        // One append of one whole line: test binaries run one after another,
+        // and the threads of one binary do not interleave a single write.
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{SKIP_LOG_ENV}={}: {e}", std::path::Path::new(&path).display()));
+        file.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+}
+
+/// The database kind of a [`TestDb`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
 
 /// The path of a fixture under tests/fixtures.
 pub fn fixture(name: &str) -> std::path::PathBuf {
@@ -51,18 +105,61 @@ impl TestDb {
         Self { url: format!("sqlite://{}", path.display()), sqlite_path: Some(path), _dir: Some(dir), pg: None }
     }
 
-    /// A fresh PostgreSQL database, or `None` (with a message saying the
-    /// test is skipped) when no server is configured.
+    /// A fresh PostgreSQL database, or `None` when no server is configured
+    /// (the test is then skipped, or fails under `FEDERA_TEST_REQUIRE_SERVICES`).
     pub fn postgres(test: &str) -> Option<Self> {
-        let Ok(admin_url) = std::env::var(PG_ENV) else {
-            eprintln!("SKIPPED {test} on PostgreSQL: {PG_ENV} is not set");
+        let Some(admin_url) = service_url(PG_ENV) else {
+            skip(test, "PostgreSQL", PG_ENV);
             return None;
         };
+        Some(Self::create_pg(admin_url))
+    }
+
+    fn create_pg(admin_url: String) -> Self {
         let name = format!("federa_test_{}", uuid::Uuid::new_v4().simple());
         let mut c = diesel::PgConnection::establish(&admin_url).expect("connect to the PostgreSQL test server");
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut c).unwrap();
         let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-        Some(Self { url: format!("{base}/{name}"), sqlite_path: None, _dir: None, pg: Some((admin_url, name)) })
+        Self { url: format!("{base}/{name}"), sqlite_path: None, _dir: None, pg: Some((admin_url, name)) }
+    }
+
+    /// Another fresh database on the same backend and server.
+    pub fn another(&self) -> Self {
+        match &self.pg {
+            Some((admin_url, _)) => Self::create_pg(admin_url.clone()),
+            None => Self::sqlite(),
+        }
+    }
+
+    /// Which backend this database is on.
+    pub fn backend(&self) -> Backend {
+        if self.pg.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// The names in the `realms` table, sorted, read with a connection of
+    /// the test's own rather than through Federa: proof of where rows went.
+    pub fn realm_names(&self) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+        }
+        // Sorted here: the two backends collate differently.
+        let query = diesel::sql_query("SELECT name FROM realms");
+        let rows: Vec<Row> = match (&self.pg, &self.sqlite_path) {
+            (Some(_), _) => query.load(&mut diesel::PgConnection::establish(&self.url).unwrap()).unwrap(),
+            (None, Some(path)) => {
+                query.load(&mut diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap()).unwrap()
+            }
+            (None, None) => unreachable!("a TestDb is SQLite or PostgreSQL"),
+        };
+        let mut names: Vec<String> = rows.into_iter().map(|r| r.name).collect();
+        names.sort();
+        names
     }
 
     /// Opens and migrates the database.
@@ -83,11 +180,12 @@ impl Drop for TestDb {
     }
 }
 
-/// A Redis session store under a prefix of its own, or `None` (saying the
-/// test is skipped) when no server is configured.
+/// A Redis session store under a prefix of its own, or `None` when no server
+/// is configured (the test is then skipped, or fails under
+/// `FEDERA_TEST_REQUIRE_SERVICES`).
 pub async fn redis_sessions(test: &str) -> Option<RedisSessions> {
-    let Ok(url) = std::env::var(REDIS_ENV) else {
-        eprintln!("SKIPPED {test} on Redis: {REDIS_ENV} is not set");
+    let Some(url) = service_url(REDIS_ENV) else {
+        skip(test, "Redis", REDIS_ENV);
         return None;
     };
     let prefix = format!("federa-test:{}:", uuid::Uuid::new_v4().simple());

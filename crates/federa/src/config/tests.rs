@@ -20,6 +20,15 @@ fn file(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
+/// [`super::load`], for the tests that expect no warnings: the settings, or
+/// the problems.
+fn load(file: Option<&Path>, vars: Vec<(String, String)>, flags: &Overrides) -> Result<Settings, Vec<ConfigProblem>> {
+    super::load(file, vars, flags).map(|loaded| {
+        assert_eq!(loaded.warnings, [], "unexpected warnings");
+        loaded.settings
+    })
+}
+
 /// Loads with a file and an environment, and no flags.
 fn load_with(text: &str, vars: &[(&str, &str)]) -> Result<Settings, Vec<ConfigProblem>> {
     let file = file(text);
@@ -190,12 +199,55 @@ fn unknown_keys_and_sections_are_problems() {
 }
 
 #[test]
-fn unknown_federa_variables_are_problems() {
-    let problems =
-        load(None, env(&[("FEDERA_SERVER_LISTN", "x"), ("FEDERA_LOG_FORMAT", "json")]), &Overrides::default())
-            .unwrap_err();
-    assert_eq!(problems.len(), 1);
-    assert_eq!(problems[0].to_string(), "environment FEDERA_SERVER_LISTN: unknown setting");
+fn unknown_federa_variables_are_warnings_naming_the_variable_only() {
+    let vars = env(&[("FEDERA_SERVER_LISTN", "s3cret"), ("FEDERA_LOG_FORMAT", "json"), ("FEDERA_NOPE", "x")]);
+    let loaded = super::load(None, vars, &Overrides::default()).unwrap();
+    assert_eq!(loaded.settings.log.format, LogFormat::Json);
+    let shown: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "environment FEDERA_NOPE: unknown setting",
+            "environment FEDERA_SERVER_LISTN: unknown setting; did you mean FEDERA_SERVER_LISTEN?",
+        ]
+    );
+    assert!(loaded.warnings.iter().all(|warning| !warning.is_error()));
+}
+
+#[test]
+fn kubernetes_service_variables_are_warnings_and_set_nothing() {
+    let vars = env(&[
+        ("FEDERA_SERVICE_HOST", "10.0.0.1"),
+        ("FEDERA_SERVICE_PORT", "8080"),
+        ("FEDERA_SERVICE_PORT_HTTP", "8080"),
+        ("FEDERA_PORT", "tcp://10.0.0.1:8080"),
+        ("FEDERA_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+        ("FEDERA_PORT_8080_TCP_PROTO", "tcp"),
+        ("FEDERA_PORT_8080_TCP_PORT", "8080"),
+        ("FEDERA_PORT_8080_TCP_ADDR", "10.0.0.1"),
+    ]);
+    let names: Vec<String> = vars.iter().map(|(name, _)| name.clone()).collect();
+    let loaded = super::load(None, vars, &Overrides::default()).unwrap();
+    assert_eq!(loaded.settings.server.listen, DEFAULT_LISTEN);
+    assert_eq!(loaded.warnings.len(), names.len(), "{:?}", loaded.warnings);
+    for name in &names {
+        let warning = loaded.warnings.iter().find(|warning| warning.source == format!("environment {name}")).unwrap();
+        assert_eq!(warning.severity, Severity::Warning);
+        assert!(warning.message.contains("Kubernetes"), "{warning}");
+        assert!(!warning.to_string().contains("10.0.0.1") && !warning.to_string().contains("tcp:"), "{warning}");
+    }
+}
+
+#[test]
+fn warnings_are_listed_with_the_errors() {
+    let vars = env(&[("FEDERA_PORT", "tcp://10.0.0.1:8080"), ("FEDERA_SERVER_LISTEN", "abc")]);
+    let problems = super::load(None, vars, &Overrides::default()).unwrap_err();
+    let found: Vec<(&str, Severity)> =
+        problems.iter().map(|problem| (problem.source.as_str(), problem.severity)).collect();
+    assert_eq!(
+        found,
+        [("environment FEDERA_PORT", Severity::Warning), ("environment FEDERA_SERVER_LISTEN", Severity::Error)]
+    );
 }
 
 #[test]
@@ -279,10 +331,7 @@ fn substitution_handles_text_around_references() {
     // Substituted text is not expanded again.
     assert_eq!(substitute("${env:B}", &vars).unwrap(), "${env:A}");
     assert_eq!(substitute("$A ${other}", &vars).unwrap(), "$A ${other}");
-    assert_eq!(
-        substitute("${env:1X}", &vars).unwrap_err(),
-        ["invalid environment variable name \"1X\" in ${env:...}"]
-    );
+    assert_eq!(substitute("${env:1X}", &vars).unwrap_err(), ["invalid environment variable name \"1X\" in ${env:...}"]);
 }
 
 #[test]
@@ -438,7 +487,37 @@ fn environment_problems_have_no_line() {
 fn problems_are_ordered_file_then_environment_then_flags() {
     let file = file("[log]\nformat = \"xml\"\n");
     let flags = Overrides { database_url: Some("mysql://x".to_owned()), ..Overrides::default() };
-    let problems = load(Some(file.path()), env(&[("FEDERA_NOPE", "1")]), &flags).unwrap_err();
+    let problems = super::load(Some(file.path()), env(&[("FEDERA_NOPE", "1")]), &flags).unwrap_err();
     let sources: Vec<&str> = problems.iter().map(|problem| problem.source.as_str()).collect();
     assert_eq!(sources, [file.path().to_str().unwrap(), "environment FEDERA_NOPE", "flag --database-url",]);
+}
+
+#[test]
+fn a_secret_comes_before_its_file_in_the_table() {
+    // `resolve` relies on it to prefer the secret when both win.
+    for (index, setting) in table::SETTINGS.iter().enumerate() {
+        if let Some(secret) = setting.file_of {
+            assert!(table::index_of(secret).is_some_and(|secret| secret < index), "{}", setting.key());
+        }
+    }
+}
+
+#[test]
+fn the_documented_table_is_the_table_of_settings() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CONFIGURATION.md");
+    let docs = std::fs::read_to_string(&path).unwrap();
+    let expected = table::markdown_table();
+    assert!(
+        docs.contains(&expected),
+        "{} must hold the table of settings as config/table.rs describes them:\n\n{expected}",
+        path.display()
+    );
+}
+
+#[test]
+fn invalid_flags_are_problems_naming_the_flag() {
+    let flags = Overrides { import_dir: Some(PathBuf::new()), ..Overrides::default() };
+    let problems = load(None, Vec::new(), &flags).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].to_string(), "flag --import-dir: realms.import_dir: must not be empty");
 }

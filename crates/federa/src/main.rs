@@ -103,7 +103,7 @@ fn load_settings(
             eprintln!("{p}");
             count += 1;
         } else {
-            eprintln!("{p}; ignored");
+            eprintln!("ignored {p}");
         }
     }
     eprintln!("{count} configuration problem(s)");
@@ -115,7 +115,7 @@ fn load_settings(
 fn start(loaded: config::Loaded) -> config::Settings {
     logging::init(&loaded.settings.log);
     for warning in &loaded.warnings {
-        log::warn!("{warning}; ignored");
+        log::warn!("ignored {warning}");
     }
     loaded.settings
 }

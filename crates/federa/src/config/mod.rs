@@ -29,12 +29,8 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-#[cfg(test)]
-use layers::substitute;
 use layers::{read_env, read_file, read_flags, resolve, Problems, Values};
 use table::decode_master_key;
-#[cfg(test)]
-use table::{check_database_url, check_sessions_url};
 
 /// The address the server binds to when nothing else is configured.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use super::layers::substitute;
+use super::table::{check_database_url, check_sessions_url};
 use super::*;
 use std::io::Write as _;
 

@@ -75,15 +75,49 @@ enum Command {
     },
 }
 
-fn load_settings(common: &Common, mut overrides: config::Overrides) -> Result<config::Settings, ExitCode> {
+/// Whether unknown `FEDERA_` variables stop the command: they do for
+/// `check-config`, whose job is to report them, and not for the others, which
+/// log them and go on (Kubernetes sets some in every pod).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// Warnings are problems.
+    Strict,
+    /// Warnings are logged once logging is set up.
+    Lenient,
+}
+
+fn load_settings(
+    common: &Common,
+    mut overrides: config::Overrides,
+    strictness: Strictness,
+) -> Result<config::Loaded, ExitCode> {
     overrides.database_url = common.database_url.clone();
-    config::load(common.config.as_deref(), std::env::vars(), &overrides).map_err(|problems| {
-        for p in &problems {
+    let problems = match config::load(common.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(loaded) if strictness == Strictness::Lenient || loaded.warnings.is_empty() => return Ok(loaded),
+        Ok(loaded) => loaded.warnings,
+        Err(problems) => problems,
+    };
+    let mut count = 0;
+    for p in &problems {
+        if strictness == Strictness::Strict || p.is_error() {
             eprintln!("{p}");
+            count += 1;
+        } else {
+            eprintln!("ignored {p}");
         }
-        eprintln!("{} configuration problem(s)", problems.len());
-        ExitCode::from(2)
-    })
+    }
+    eprintln!("{count} configuration problem(s)");
+    Err(ExitCode::from(2))
+}
+
+/// Sets up logging, then logs each warning found in the configuration: one
+/// line per variable, naming it but never showing its value.
+fn start(loaded: config::Loaded) -> config::Settings {
+    logging::init(&loaded.settings.log);
+    for warning in &loaded.warnings {
+        log::warn!("ignored {warning}");
+    }
+    loaded.settings
 }
 
 fn main() -> ExitCode {
@@ -91,35 +125,30 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { common, no_migrate, listen, public_url, sessions_url, import_dir } => {
             let overrides = config::Overrides { listen, public_url, sessions_url, import_dir, ..Default::default() };
-            match load_settings(&common, overrides) {
-                Ok(settings) => {
-                    logging::init(&settings.log);
-                    serve::serve(settings, !no_migrate)
-                }
+            match load_settings(&common, overrides, Strictness::Lenient) {
+                Ok(loaded) => serve::serve(start(loaded), !no_migrate),
                 Err(code) => return code,
             }
         }
-        Command::Migrate { common } => match load_settings(&common, config::Overrides::default()) {
-            Ok(settings) => {
-                logging::init(&settings.log);
-                serve::migrate_only(&settings)
+        Command::Migrate { common } => {
+            match load_settings(&common, config::Overrides::default(), Strictness::Lenient) {
+                Ok(loaded) => serve::migrate_only(&start(loaded)),
+                Err(code) => return code,
             }
-            Err(code) => return code,
-        },
+        }
         Command::CheckConfig { common, import_dir } => {
             let overrides = config::Overrides { import_dir, ..Default::default() };
-            match load_settings(&common, overrides) {
-                Ok(settings) => realm_files::check(&settings),
+            match load_settings(&common, overrides, Strictness::Strict) {
+                Ok(loaded) => realm_files::check(&loaded.settings),
                 Err(code) => return code,
             }
         }
-        Command::Import { common, files } => match load_settings(&common, config::Overrides::default()) {
-            Ok(settings) => {
-                logging::init(&settings.log);
-                serve::import(&settings, &files)
+        Command::Import { common, files } => {
+            match load_settings(&common, config::Overrides::default(), Strictness::Lenient) {
+                Ok(loaded) => serve::import(&start(loaded), &files),
+                Err(code) => return code,
             }
-            Err(code) => return code,
-        },
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

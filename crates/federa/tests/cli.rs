@@ -307,3 +307,54 @@ fn a_realm_picks_its_login_theme_from_the_themes_folder() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("themes.dir"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// What Kubernetes sets in every pod of a namespace with a Service named `federa`.
+const KUBERNETES_SERVICE_LINKS: [(&str, &str); 8] = [
+    ("FEDERA_SERVICE_HOST", "10.0.0.1"),
+    ("FEDERA_SERVICE_PORT", "8080"),
+    ("FEDERA_SERVICE_PORT_HTTP", "8080"),
+    ("FEDERA_PORT", "tcp://10.0.0.1:8080"),
+    ("FEDERA_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+    ("FEDERA_PORT_8080_TCP_PROTO", "tcp"),
+    ("FEDERA_PORT_8080_TCP_PORT", "8080"),
+    ("FEDERA_PORT_8080_TCP_ADDR", "10.0.0.1"),
+];
+
+#[test]
+fn kubernetes_service_variables_are_warnings_for_serve_and_problems_for_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = federa(dir.path());
+    cmd.envs(KUBERNETES_SERVICE_LINKS);
+    let server = Server::start(cmd);
+    let (status, body) = server.get("/health/ready", "");
+    assert_eq!(status, 200, "{body}");
+    let log = server.stop();
+    for (name, _) in KUBERNETES_SERVICE_LINKS {
+        // The colon keeps FEDERA_PORT from matching FEDERA_PORT_8080_TCP.
+        let needle = format!("environment {name}:");
+        let lines: Vec<&String> = log.iter().filter(|line| line.contains(&needle)).collect();
+        assert_eq!(lines.len(), 1, "one warning for {name}: {log:#?}");
+        assert!(lines[0].contains("WARN") && lines[0].contains("ignored"), "{}", lines[0]);
+    }
+    assert!(!log.iter().any(|line| line.contains("10.0.0.1")), "a value reached the log: {log:#?}");
+
+    let out = federa(dir.path()).arg("check-config").envs(KUBERNETES_SERVICE_LINKS).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (name, _) in KUBERNETES_SERVICE_LINKS {
+        let prefix = format!("environment {name}: unknown setting");
+        assert!(err.lines().any(|line| line.starts_with(&prefix)), "{name} missing in {err}");
+    }
+    assert!(err.contains("8 configuration problem(s)"), "{err}");
+
+    // A misspelt setting is named with the setting it probably meant.
+    let out = federa(dir.path()).arg("check-config").env("FEDERA_SERVER_LISTN", "127.0.0.1:1").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("environment FEDERA_SERVER_LISTN: unknown setting; did you mean FEDERA_SERVER_LISTEN?"),
+        "{err}"
+    );
+    let out = federa(dir.path()).arg("check-config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

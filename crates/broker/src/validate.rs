@@ -21,11 +21,22 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> BrokerError 
     BrokerError::invalid(field, message)
 }
 
+/// The longest lifespan or timeout a realm may set, in seconds: ten years.
+/// Longer values are surely mistakes, and values near `i64::MAX` would
+/// overflow when added to the clock (tokens born expired).
+/// It is the model's bound ([`crate::model::MAX_LIFESPAN`]), in seconds.
+pub const MAX_LIFESPAN: i64 = crate::model::MAX_LIFESPAN.as_secs() as i64;
+
 /// Checks a name that appears in URL paths (realm names, aliases).
 fn check_path_name(field: &str, value: Option<&str>) -> Result<String, BrokerError> {
     let v = value.map(str::trim).unwrap_or_default();
     if v.is_empty() {
         return Err(invalid(field, "is required"));
+    }
+    // A segment of `.` or `..` names the folder itself or its parent: URL
+    // normalisation (RFC 3986 section 5.2.4) rewrites any path through it.
+    if v == "." || v == ".." {
+        return Err(invalid(field, format!("{v:?} is not a name: it is a relative path segment")));
     }
     if v.len() > 255 || v.chars().any(|c| c.is_control() || matches!(c, '/' | '?' | '#' | '%' | '\\')) {
         return Err(invalid(field, format!("{v:?} may not contain / ? # % \\ or control characters")));
@@ -60,13 +71,18 @@ pub fn realm(r: &mut RealmRepresentation) -> Result<(), BrokerError> {
             ))
         }
     }
+    // Every integer setting of the realm representation that counts time.
+    // 0 means "the default", as the sign-in path reads it.
     for (field, value) in [
         ("accessTokenLifespan", r.access_token_lifespan),
         ("ssoSessionIdleTimeout", r.sso_session_idle_timeout),
         ("ssoSessionMaxLifespan", r.sso_session_max_lifespan),
     ] {
-        if value.is_some_and(|v| v < 0) {
-            return Err(invalid(field, "may not be negative"));
+        if value.is_some_and(|v| !(0..=MAX_LIFESPAN).contains(&v)) {
+            return Err(invalid(
+                field,
+                format!("must be between 0 (the default) and {MAX_LIFESPAN} seconds (ten years)"),
+            ));
         }
     }
     Ok(())
@@ -268,6 +284,58 @@ mod tests {
         assert!(
             matches!(identity_provider(&mut unknown, ""), Err(BrokerError::Invalid { field, .. }) if field == "providerId")
         );
+    }
+
+    fn refused_field(r: Result<(), BrokerError>) -> Option<String> {
+        r.err().map(|e| match e {
+            BrokerError::Invalid { field, .. } => field,
+            other => other.to_string(),
+        })
+    }
+
+    #[test]
+    fn realm_names_are_not_relative_path_segments() {
+        for (name, refused) in
+            [(".", true), ("..", true), (" .. ", true), ("...", false), ("a.b", false), (".hidden", false)]
+        {
+            let mut r = RealmRepresentation { realm: Some(name.into()), ..Default::default() };
+            let expected = refused.then(|| "realm".to_owned());
+            assert_eq!(refused_field(realm(&mut r)), expected, "{name:?}");
+        }
+        let mut p = idp(&[("clientId", "c"), ("issuer", "https://a")]);
+        p.alias = Some("..".into());
+        assert_eq!(
+            refused_field(identity_provider(&mut p, "identityProviders[0].")).as_deref(),
+            Some("identityProviders[0].alias")
+        );
+    }
+
+    #[test]
+    fn lifespans_are_bounded() {
+        type Setter = fn(&mut RealmRepresentation, i64);
+        let fields: [(&str, Setter); 3] = [
+            ("accessTokenLifespan", |r, v| r.access_token_lifespan = Some(v)),
+            ("ssoSessionIdleTimeout", |r, v| r.sso_session_idle_timeout = Some(v)),
+            ("ssoSessionMaxLifespan", |r, v| r.sso_session_max_lifespan = Some(v)),
+        ];
+        for (field, set) in fields {
+            for (value, ok) in [
+                (0, true),
+                (1, true),
+                (3600, true),
+                (MAX_LIFESPAN, true),
+                (MAX_LIFESPAN + 1, false),
+                (i64::MAX, false),
+                (i64::MAX - 100, false),
+                (-1, false),
+                (i64::MIN, false),
+            ] {
+                let mut r = RealmRepresentation { realm: Some("r".into()), ..Default::default() };
+                set(&mut r, value);
+                let expected = (!ok).then(|| field.to_owned());
+                assert_eq!(refused_field(realm(&mut r)), expected, "{field}={value}");
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,12 @@ use crate::jwt::{decode_header, is_public_key_alg, is_signing_key, key_fits_alg,
 pub const DEFAULT_ALGS: &[&str] =
     &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
 
+/// The most keys of a JWK Set tried on one token. Each try parses a public
+/// key and checks a signature, so a provider's key set holding thousands of
+/// keys under one `kid` would otherwise cost seconds of CPU per sign-in. A
+/// provider rotating keys publishes two or three under a name, never more.
+pub const MAX_CANDIDATE_KEYS: usize = 4;
+
 /// What the relying party expects of an ID token (OpenID Connect Core 1.0
 /// section 3.1.3.7).
 ///
@@ -111,6 +117,17 @@ pub enum IdTokenError {
     /// token's `kid`, so the caller may refetch the JWK Set once and retry.
     #[error("no key in the provider's JWK Set matches the ID token (kid {0:?})")]
     UnknownKey(Option<String>),
+    /// More than [`MAX_CANDIDATE_KEYS`] keys of the JWK Set fit the token's
+    /// `kid` and algorithm; none is tried.
+    #[error(
+        "the provider's JWK Set has {count} keys that fit the ID token (kid {kid:?}); at most {MAX_CANDIDATE_KEYS} are tried"
+    )]
+    TooManyKeys {
+        /// The token's `kid`.
+        kid: Option<String>,
+        /// How many keys fit.
+        count: usize,
+    },
     /// The signature does not verify.
     #[error("the ID token's signature does not verify")]
     BadSignature,
@@ -154,7 +171,8 @@ pub enum IdTokenError {
 /// whose `kid` is the header's, or, when the header has no `kid`, the one
 /// signing key that suits the algorithm. A key suits when its `use`, if
 /// present, is "sig", its `alg`, if present, is the header's, and its type and
-/// curve are the algorithm's. Keys embedded in the header (`jwk`, `jku`,
+/// curve are the algorithm's. At most [`MAX_CANDIDATE_KEYS`] keys may fit the
+/// token; a set with more is refused before any is tried. Keys embedded in the header (`jwk`, `jku`,
 /// `x5u`, `x5c`) are never used. Then `iss`, `aud` and `azp`, `exp`, `iat`,
 /// `nbf` when present, `sub`, `nonce` and `auth_time` are checked.
 pub fn verify(token: &str, jwks: &Value, exp: &Expectations<'_>) -> Result<VerifiedIdToken, IdTokenError> {
@@ -220,6 +238,9 @@ fn verify_with_jwks(jws: &CompactJws<'_>, jwks: &Value, alg: &str) -> Result<(),
             let fitting: Vec<&Value> = named.into_iter().filter(|k| key_fits_alg(k, alg)).collect();
             if fitting.is_empty() {
                 return Err(IdTokenError::AlgorithmNotAllowed(alg.to_owned()));
+            }
+            if fitting.len() > MAX_CANDIDATE_KEYS {
+                return Err(IdTokenError::TooManyKeys { kid: Some(kid.to_owned()), count: fitting.len() });
             }
             fitting
         }
@@ -598,6 +619,46 @@ mod tests {
         let only_es = ["ES256"];
         let exp = Expectations { allowed_algs: &only_es, ..expect() };
         assert_eq!(verify(&token, &up.jwks, &exp), Err(IdTokenError::AlgorithmNotAllowed("RS256".into())));
+    }
+
+    #[test]
+    fn keys_tried_per_token_are_bounded() {
+        let up = upstream();
+        let token = rs(&claims());
+        // Another RSA key published under the token's kid: it fits, and fails.
+        let stranger = {
+            let mut jwk = RS256.generate_key_pair(2048).unwrap().to_jwk_public_key();
+            jwk.set_key_id("rsa-1");
+            Value::Object(jwk.into())
+        };
+        let right = up.jwks["keys"][0].clone();
+
+        // Within the bound, the right key verifies wherever it is.
+        let mut within = vec![stranger.clone(); MAX_CANDIDATE_KEYS - 1];
+        within.push(right.clone());
+        assert_eq!(verify(&token, &json!({ "keys": within }), &expect()).unwrap().subject(), "alice");
+
+        // Thousands of keys under one kid: refused before any is tried, even
+        // though the right key is among them.
+        let mut flood = vec![stranger.clone(); 5000];
+        flood.push(right.clone());
+        let started = std::time::Instant::now();
+        let refused = verify(&token, &json!({ "keys": flood }), &expect());
+        assert_eq!(refused, Err(IdTokenError::TooManyKeys { kid: Some("rsa-1".into()), count: 5001 }));
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("5001 keys") && message.contains("at most 4"), "{message}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+
+        // Keys that do not fit the algorithm, or are not for signing, do not count.
+        let mut others = vec![up.jwks["keys"][1].clone(); 5000];
+        let mut enc = stranger.clone();
+        enc["use"] = json!("enc");
+        others.extend(std::iter::repeat_n(enc, 5000));
+        others.push(right);
+        let mut renamed = up.jwks["keys"][1].clone();
+        renamed["kid"] = json!("rsa-1");
+        others.push(renamed);
+        assert!(verify(&token, &json!({ "keys": others }), &expect()).is_ok());
     }
 
     #[test]

@@ -1,6 +1,11 @@
-//! JSON request bodies whose refusals name the field at fault
-//! (`config.syncMode: invalid type...`), where actix's own `Json` names only a
-//! line and column.
+//! Request bodies and parameters as Federa reads them: JSON bodies whose
+//! refusals name the field at fault (`config.syncMode: invalid type...`),
+//! where actix's own `Json` names only a line and column; and the parameters
+//! of the OAuth endpoints, which RFC 6749 sections 3.1 and 3.2 forbid to
+//! repeat, read so that a repetition is seen rather than silently resolved.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -71,5 +76,90 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             }
             parse(&bytes).map(Body)
         })
+    }
+}
+
+/// The parameters of an OAuth request, from a query string or a form body
+/// (`application/x-www-form-urlencoded`). Actix reads those into a list of
+/// pairs (`web::Query<Vec<(String, String)>>`, `web::Form<..>`, with their
+/// usual limits and error handlers); this keeps the first value of each name
+/// and the names that came more than once, which the endpoints refuse (RFC
+/// 6749 sections 3.1 and 3.2: "Request and response parameters MUST NOT be
+/// included more than once").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params {
+    values: BTreeMap<String, String>,
+    repeated: Vec<String>,
+}
+
+impl Params {
+    /// The parameters of `pairs`, in the order they came.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut values = BTreeMap::new();
+        let mut repeated = Vec::new();
+        for (name, value) in pairs {
+            match values.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(seen) => {
+                    if !repeated.contains(seen.key()) {
+                        repeated.push(seen.key().clone());
+                    }
+                }
+            }
+        }
+        Self { values, repeated }
+    }
+
+    /// The names sent more than once, in the order of their first repetition.
+    pub fn repeated(&self) -> &[String] {
+        &self.repeated
+    }
+
+    /// Whether `name` was sent more than once.
+    pub fn is_repeated(&self, name: &str) -> bool {
+        self.repeated.iter().any(|r| r == name)
+    }
+
+    /// A parameter's (first) value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// The parameters by name.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
+    /// The parameters by name, owned.
+    pub fn into_values(self) -> BTreeMap<String, String> {
+        self.values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn params(query: &str) -> Params {
+        Params::from_pairs(web::Query::<Vec<(String, String)>>::from_query(query).unwrap().into_inner())
+    }
+
+    #[test]
+    fn repeated_names_are_seen() {
+        let p = params("code=a&state=s&code=b&x=&x=&code=c&y=1");
+        assert_eq!(p.repeated(), ["code", "x"]);
+        assert!(p.is_repeated("code") && p.is_repeated("x") && !p.is_repeated("state"));
+        assert_eq!(p.get("code"), Some("a"));
+        assert_eq!(p.get("y"), Some("1"));
+        assert_eq!(p.values().len(), 4);
+
+        let once = params("client_id=app&redirect_uri=https%3A%2F%2Fapp.test%2Fcb&Client_id=x");
+        assert!(once.repeated().is_empty(), "names are case-sensitive");
+        assert_eq!(once.get("redirect_uri"), Some("https://app.test/cb"));
+        assert!(params("").into_values().is_empty());
     }
 }

@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use federa_broker::flow::authorize::{AuthError, ClientResponse, ResponseMode};
+use federa_broker::flow::authorize::{self, AuthError, ClientResponse, ResponseMode};
 use federa_broker::flow::{path_segment, random_token, AuthorizeOutcome, BearerError, RealmInfo, TokenError};
 use federa_protocol::discovery::op_metadata;
+use federa_protocol::{OAuthError, OAuthErrorCode};
 
+use crate::body::Params;
 use crate::pages::{Common, ErrorPage, FormField, FormPostPage, IdpButton, LoginPage};
 use crate::state::AppState;
 
@@ -76,16 +78,51 @@ fn theme(realm: Option<&RealmInfo>) -> &str {
     realm.and_then(|r| r.login_theme.as_deref()).unwrap_or("default")
 }
 
-/// Headers for every page a person sees: never cached, never framed, and no
-/// referrer (URLs here carry codes and states).
-fn html(mut builder: actix_web::HttpResponseBuilder, body: String) -> HttpResponse {
+/// What a page may do, which its Content-Security-Policy says.
+#[derive(Clone, Copy)]
+enum PagePolicy<'a> {
+    /// Nothing but the theme's stylesheet: the login and error pages.
+    Static,
+    /// The form_post page: also its one script, by nonce, and its form,
+    /// posting to the origin of `action`.
+    FormPost { nonce: &'a str, action: &'a str },
+}
+
+/// The Content-Security-Policy of a page: stylesheets from Federa only (the
+/// theme's), no other resource, never framed.
+fn content_security_policy(public_url: &str, policy: PagePolicy<'_>) -> String {
+    let base = format!("default-src 'none'; style-src {public_url}; frame-ancestors 'none'");
+    match policy {
+        PagePolicy::Static => base,
+        PagePolicy::FormPost { nonce, action } => {
+            format!("{base}; script-src 'nonce-{nonce}'; form-action {}", origin(action))
+        }
+    }
+}
+
+/// The headers of every page a person sees, in one place: a
+/// Content-Security-Policy, never cached, never framed, no MIME sniffing, and
+/// no referrer (URLs here carry codes and states).
+fn page_response(
+    st: &AppState,
+    mut builder: actix_web::HttpResponseBuilder,
+    policy: PagePolicy<'_>,
+    content_type: &str,
+    body: String,
+) -> HttpResponse {
     builder
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((header::CONTENT_SECURITY_POLICY, content_security_policy(&st.public_url, policy)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .body(body)
+}
+
+/// An HTML page with the headers of every page.
+fn html(st: &AppState, builder: actix_web::HttpResponseBuilder, policy: PagePolicy<'_>, body: String) -> HttpResponse {
+    page_response(st, builder, policy, "text/html; charset=utf-8", body)
 }
 
 /// A themed error page; the status says whose fault it was.
@@ -96,12 +133,11 @@ fn error_page(st: &AppState, realm: Option<&RealmInfo>, status: u16, title: &str
     let page = ErrorPage { common: common(realm, &base), title, message, support_id: Some(&support_id) };
     let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     match st.themes.render_error(theme(realm), &page) {
-        Ok(body) => html(HttpResponse::build(status), body),
+        Ok(body) => html(st, HttpResponse::build(status), PagePolicy::Static, body),
         Err(e) => {
             log::error!("error page cannot be rendered: {e}");
-            HttpResponse::build(status)
-                .content_type("text/plain; charset=utf-8")
-                .body(format!("{title}\n\n{message}\n"))
+            let text = format!("{title}\n\n{message}\n");
+            page_response(st, HttpResponse::build(status), PagePolicy::Static, "text/plain; charset=utf-8", text)
         }
     }
 }
@@ -134,14 +170,8 @@ fn respond(st: &AppState, realm: &RealmInfo, resp: &ClientResponse) -> HttpRespo
             };
             match st.themes.render_form_post(theme(Some(realm)), &page) {
                 Ok(body) => {
-                    let csp = format!(
-                        "default-src 'none'; script-src 'nonce-{nonce}'; style-src {}; form-action {}; frame-ancestors 'none'",
-                        st.public_url,
-                        origin(&resp.redirect_uri)
-                    );
-                    let mut b = HttpResponse::Ok();
-                    b.insert_header((header::CONTENT_SECURITY_POLICY, csp));
-                    html(b, body)
+                    let policy = PagePolicy::FormPost { nonce: &nonce, action: &resp.redirect_uri };
+                    html(st, HttpResponse::Ok(), policy, body)
                 }
                 Err(e) => {
                     log::error!("form_post page cannot be rendered: {e}");
@@ -217,37 +247,83 @@ async fn certs(st: web::Data<AppState>, path: web::Path<String>) -> HttpResponse
     }
 }
 
+/// Request parameters as actix reads them, every pair kept (see [`Params`]).
+type Pairs = Vec<(String, String)>;
+
 async fn auth_get(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<BTreeMap<String, String>>,
+    query: web::Query<Pairs>,
 ) -> HttpResponse {
-    authorize(req, st, path.into_inner(), query.into_inner()).await
+    authorize(req, st, path.into_inner(), Params::from_pairs(query.into_inner())).await
 }
 
 async fn auth_post(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<String>,
-    form: web::Form<BTreeMap<String, String>>,
+    form: web::Form<Pairs>,
 ) -> HttpResponse {
-    authorize(req, st, path.into_inner(), form.into_inner()).await
+    authorize(req, st, path.into_inner(), Params::from_pairs(form.into_inner())).await
+}
+
+/// What to say of repeated parameters.
+fn repeated_message(params: &Params) -> String {
+    format!("{} must not be sent more than once", params.repeated().join(", "))
+}
+
+/// An authorization request with a repeated parameter (RFC 6749 section
+/// 3.1). When `client_id` or `redirect_uri` is repeated, which client and
+/// which redirect URI are meant is unknown, so the person sees a page.
+/// Otherwise both are proven exactly as for any request, by
+/// `authorize::validate` over them alone (with `response_mode` and `state`
+/// when sent once), and the proven client is told `invalid_request`.
+async fn repeated_authorization(st: &AppState, realm: &RealmInfo, params: &Params) -> HttpResponse {
+    let message = repeated_message(params);
+    if params.is_repeated("client_id") || params.is_repeated("redirect_uri") {
+        return error_page(st, Some(realm), 400, "Invalid request", &format!("The application's request: {message}."));
+    }
+    let proof: BTreeMap<String, String> = ["client_id", "redirect_uri", "response_mode", "state"]
+        .into_iter()
+        .filter(|name| !params.is_repeated(name))
+        .filter_map(|name| params.get(name).map(|v| (name.to_owned(), v.to_owned())))
+        .collect();
+    let client = match proof.get("client_id") {
+        Some(id) => match st.admin.store().find_client(&realm.name, id).await {
+            Ok(c) => c.map(|c| federa_broker::model::Client::from_repr(&c)),
+            Err(e) => {
+                log::error!("realm {:?}: client {id:?}: {e}", realm.name);
+                return error_page(st, Some(realm), 500, "Something went wrong", "Please try again later.");
+            }
+        },
+        None => None,
+    };
+    // Without response_type the proof never passes; what matters is whether
+    // it got as far as the client, which is then told.
+    match authorize::validate(&realm.name, &realm.issuer, &proof, client.as_ref(), &[]) {
+        Err(AuthError::Client(proven)) => {
+            let state = proof.get("state").map(String::as_str).filter(|s| !s.is_empty());
+            let error = OAuthError::new(OAuthErrorCode::InvalidRequest, message);
+            let resp = ClientResponse::error(&proven.redirect_uri, proven.response_mode, state, &realm.issuer, error);
+            respond(st, realm, &resp)
+        }
+        Err(page) => auth_error(st, realm, page),
+        Ok(_) => error_page(st, Some(realm), 400, "Invalid request", &format!("The application's request: {message}.")),
+    }
 }
 
 /// The authorization endpoint.
-async fn authorize(
-    req: HttpRequest,
-    st: web::Data<AppState>,
-    realm: String,
-    params: BTreeMap<String, String>,
-) -> HttpResponse {
+async fn authorize(req: HttpRequest, st: web::Data<AppState>, realm: String, params: Params) -> HttpResponse {
     let realm = match realm_or_page(&st, &realm).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if !params.repeated().is_empty() {
+        return repeated_authorization(&st, &realm, &params).await;
+    }
     let sid = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-    match st.broker.authorize(&realm, &params, sid.as_deref()).await {
+    match st.broker.authorize(&realm, params.values(), sid.as_deref()).await {
         Ok(AuthorizeOutcome::Respond(resp)) => respond(&st, &realm, &resp),
         Ok(AuthorizeOutcome::Upstream { url, flow_id }) => HttpResponse::Found()
             .cookie(cookie(&st, &realm.name, FLOW_COOKIE, flow_id, 1800))
@@ -282,11 +358,7 @@ async fn authorize(
                 Ok(body) => {
                     let mut b = HttpResponse::Ok();
                     b.cookie(cookie(&st, &realm.name, FLOW_COOKIE, flow_id, 1800));
-                    b.insert_header((
-                        header::CONTENT_SECURITY_POLICY,
-                        format!("default-src 'none'; style-src {}; frame-ancestors 'none'", st.public_url),
-                    ));
-                    html(b, body)
+                    html(&st, b, PagePolicy::Static, body)
                 }
                 Err(e) => {
                     log::error!("login page cannot be rendered: {e}");
@@ -303,14 +375,19 @@ async fn broker_login(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    query: web::Query<BTreeMap<String, String>>,
+    query: web::Query<Pairs>,
 ) -> HttpResponse {
     let (realm, alias) = path.into_inner();
     let realm = match realm_or_page(&st, &realm).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let flow = query.get("flow").map(String::as_str).unwrap_or_default();
+    let query = Params::from_pairs(query.into_inner());
+    if !query.repeated().is_empty() {
+        let message = format!("This sign-in link is malformed: {}.", repeated_message(&query));
+        return error_page(&st, Some(&realm), 400, "Invalid request", &message);
+    }
+    let flow = query.get("flow").unwrap_or_default();
     let browser_flow = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned());
     match st.broker.start_upstream(&realm, &alias, flow, browser_flow.as_deref()).await {
         Ok(url) => HttpResponse::Found()
@@ -326,10 +403,26 @@ async fn endpoint_get(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    query: web::Query<BTreeMap<String, String>>,
+    query: web::Query<Pairs>,
 ) -> HttpResponse {
     let (realm, alias) = path.into_inner();
-    callback(req, st, realm, alias, query.into_inner()).await
+    match single_valued(&st, &realm, Params::from_pairs(query.into_inner())).await {
+        Ok(params) => callback(req, st, realm, alias, params).await,
+        Err(page) => page,
+    }
+}
+
+/// The parameters of an upstream's answer, or an error page when one is
+/// repeated (RFC 6749 section 3.1): an answer with two states or two codes
+/// is not taken apart.
+async fn single_valued(st: &AppState, realm: &str, params: Params) -> Result<BTreeMap<String, String>, HttpResponse> {
+    if params.repeated().is_empty() {
+        return Ok(params.into_values());
+    }
+    let realm = realm_or_page(st, realm).await?;
+    log::warn!("realm {:?}: an upstream answer repeats {}", realm.name, params.repeated().join(", "));
+    let message = format!("The identity provider's answer is malformed: {}.", repeated_message(&params));
+    Err(error_page(st, Some(&realm), 400, "Invalid sign-in response", &message))
 }
 
 /// The field marking a callback that Federa's own page re-posted.
@@ -339,10 +432,13 @@ async fn endpoint_post(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    form: web::Form<BTreeMap<String, String>>,
+    form: web::Form<Pairs>,
 ) -> HttpResponse {
     let (realm_name, alias) = path.into_inner();
-    let mut params = form.into_inner();
+    let mut params = match single_valued(&st, &realm_name, Params::from_pairs(form.into_inner())).await {
+        Ok(params) => params,
+        Err(page) => return page,
+    };
     let resubmitted = params.remove(RESUBMIT_FIELD).is_some();
     if req.cookie(FLOW_COOKIE).is_none() && !resubmitted {
         // A form_post answer arrives as a cross-site POST, which carries no
@@ -391,18 +487,25 @@ async fn token(
     req: HttpRequest,
     st: web::Data<AppState>,
     path: web::Path<String>,
-    form: web::Form<BTreeMap<String, String>>,
+    form: web::Form<Pairs>,
 ) -> HttpResponse {
     let realm = match realm_or_json(&st, &path).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    let form = Params::from_pairs(form.into_inner());
+    if !form.repeated().is_empty() {
+        // RFC 6749 section 3.2: parameters must not be repeated.
+        return HttpResponse::BadRequest()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(OAuthError::new(OAuthErrorCode::InvalidRequest, repeated_message(&form)));
+    }
     let basic = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(federa_broker::flow::client_auth::parse_basic);
-    match st.broker.token(&realm, &form, basic).await {
+    match st.broker.token(&realm, form.values(), basic).await {
         Ok(tokens) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))
@@ -457,6 +560,23 @@ async fn resource(st: web::Data<AppState>, path: web::Path<(String, String)>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_allow_only_their_own_resources() {
+        let plain = content_security_policy("https://id.test", PagePolicy::Static);
+        assert_eq!(plain, "default-src 'none'; style-src https://id.test; frame-ancestors 'none'");
+        let post = content_security_policy(
+            "https://id.test",
+            PagePolicy::FormPost { nonce: "n0nce", action: "https://app.test:8443/cb?x=1" },
+        );
+        assert_eq!(
+            post,
+            "default-src 'none'; style-src https://id.test; frame-ancestors 'none'; script-src 'nonce-n0nce'; \
+             form-action https://app.test:8443"
+        );
+        let odd = content_security_policy("https://id.test", PagePolicy::FormPost { nonce: "n", action: "not a url" });
+        assert!(odd.ends_with("form-action 'none'"), "{odd}");
+    }
 
     #[test]
     fn cookies_are_http_only_lax_and_secure_on_https() {

@@ -6,9 +6,9 @@
 //! test double implements only the area it needs and a reader sees what a flow
 //! may touch; [`Store`] is all of them together, plus a ping.
 
-use std::time::Duration;
-
 mod error;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use federa_protocol::Secret;

@@ -29,7 +29,7 @@ async fn crud_scenario(db: TestDb) {
     assert_eq!(s, 200);
     assert!(list.as_array().unwrap().iter().any(|r| r["realm"] == "acme"));
     assert_eq!(
-        federa_broker::Store::signing_keys(&store, "acme").await.unwrap().len(),
+        federa_broker::KeyStore::signing_keys(&store, "acme").await.unwrap().len(),
         1,
         "a new realm gets a signing key"
     );
@@ -88,7 +88,7 @@ async fn crud_scenario(db: TestDb) {
     assert_eq!(s, 204);
     let (_, _, got) = call!(app, GET, ipath);
     assert_eq!((got["displayName"].clone(), got["config"]["syncMode"].clone()), (json!("Corporate"), json!("FORCE")));
-    let stored = federa_broker::Store::get_idp(&store, "acme", "corp").await.unwrap().unwrap();
+    let stored = federa_broker::UpstreamStore::get_idp(&store, "acme", "corp").await.unwrap().unwrap();
     assert_eq!(stored.config["clientSecret"], "idp-s3cret", "a masked secret in an update keeps the stored one");
     let (_, _, list) = call!(app, GET, "/admin/realms/acme/identity-provider/instances");
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -162,7 +162,7 @@ async fn crud_scenario(db: TestDb) {
     assert_eq!(s, 204);
     let (_, _, links) = call!(app, GET, format!("{upath}/federated-identity"));
     assert_eq!(links, json!([{"identityProvider": "corp", "userId": "upstream-sub-1", "userName": "alice.a"}]));
-    let by_link = federa_broker::Store::find_user_by_link(&store, "acme", "corp", "upstream-sub-1").await.unwrap();
+    let by_link = federa_broker::UserStore::find_user_by_link(&store, "acme", "corp", "upstream-sub-1").await.unwrap();
     assert_eq!(by_link.and_then(|u| u.id), Some(uid.clone()));
     let (s, _, _) = call!(app, DELETE, format!("{upath}/federated-identity/corp"));
     assert_eq!(s, 204);
@@ -331,7 +331,7 @@ async fn import_scenario(db: TestDb) {
         expected["config"]["clientSecret"] = json!(MASK);
         assert_subset(&expected, got, &format!("identityProviders[{}]", expected["alias"]));
     }
-    let corp = federa_broker::Store::get_idp(&store, "acme", "corp-keycloak").await.unwrap().unwrap();
+    let corp = federa_broker::UpstreamStore::get_idp(&store, "acme", "corp-keycloak").await.unwrap().unwrap();
     assert_eq!(corp.config["clientSecret"], "corp-idp-secret-9d8e7f");
 
     // Mappers.
@@ -603,7 +603,7 @@ async fn no_secret_in_clear_at_rest() {
     let idp = json!({"alias": "raw", "providerId": "oidc",
         "config": {"clientId": "c", "clientSecret": idp_secret, "issuer": "https://raw.test"}});
     assert_eq!(call!(app, POST, "/admin/realms/acme/identity-provider/instances", idp).0, 201);
-    let keys = federa_broker::Store::signing_keys(&store, "acme").await.unwrap();
+    let keys = federa_broker::KeyStore::signing_keys(&store, "acme").await.unwrap();
     let pem = keys[0].private_pem.expose().to_owned();
     let pem_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     drop(app);

@@ -43,7 +43,7 @@ impl BrokerError {
 impl From<StoreError> for BrokerError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => Self::Conflict(m),
+            StoreError::Conflict(c) => Self::Conflict(c.to_string()),
             StoreError::NotFound(m) => Self::NotFound(m),
             StoreError::Backend(m) => Self::Internal(m),
         }

@@ -13,4 +13,7 @@ pub mod validate;
 
 pub use admin::{AdminService, ImportOutcome, RealmSource};
 pub use error::BrokerError;
-pub use store::{SessionStore, Store, StoreError};
+pub use store::{
+    AuditStore, ClientStore, Conflict, ConflictKind, KeyStore, RealmStore, SessionStore, Store, StoreError, UniqueKey,
+    UpstreamStore, UserStore,
+};

@@ -1,5 +1,6 @@
-//! Federa's storage: the broker's [`Store`](federa_broker::Store) on diesel
-//! (SQLite by default, PostgreSQL in production; one code path), and its
+//! Federa's storage: the broker's [`Store`](federa_broker::Store) and its
+//! narrow per-area traits on diesel (SQLite by default, PostgreSQL in
+//! production; one code path), and its
 //! [`SessionStore`](federa_broker::SessionStore) either embedded in that
 //! database or on Redis. Row structs never leave this crate; secrets are
 //! encrypted with the master key before they reach a row.

@@ -18,7 +18,10 @@ use federa_broker::repr::{
     IdentityProviderRepresentation, RealmRepresentation, RoleRepresentation, UserRepresentation,
 };
 use federa_broker::store::{AuditEvent, RealmBundle, RealmRecord, UserQuery};
-use federa_broker::{AdminService, SessionStore, Store, StoreError};
+use federa_broker::{
+    AdminService, AuditStore, ClientStore, KeyStore, RealmStore, SessionStore, Store, StoreError, UpstreamStore,
+    UserStore,
+};
 use federa_protocol::Secret;
 use federa_web::{AppState, Metrics};
 
@@ -68,6 +71,10 @@ impl Store for FakeStore {
             Ok(())
         }
     }
+}
+
+#[async_trait]
+impl RealmStore for FakeStore {
     async fn list_realms(&self) -> Result<Vec<RealmRecord>, StoreError> {
         Err(StoreError::Backend(BACKEND_SECRET.into()))
     }
@@ -90,6 +97,10 @@ impl Store for FakeStore {
     async fn delete_realm(&self, _: &str) -> Result<(), StoreError> {
         self.write()
     }
+}
+
+#[async_trait]
+impl ClientStore for FakeStore {
     async fn list_clients(&self, _: &str) -> Result<Vec<ClientRepresentation>, StoreError> {
         Ok(vec![])
     }
@@ -108,6 +119,10 @@ impl Store for FakeStore {
     async fn delete_client(&self, _: &str, _: &str) -> Result<(), StoreError> {
         self.write()
     }
+}
+
+#[async_trait]
+impl UpstreamStore for FakeStore {
     async fn list_idps(&self, _: &str) -> Result<Vec<IdentityProviderRepresentation>, StoreError> {
         Ok(vec![])
     }
@@ -143,6 +158,10 @@ impl Store for FakeStore {
     async fn delete_mapper(&self, _: &str, _: &str, _: &str) -> Result<(), StoreError> {
         self.write()
     }
+}
+
+#[async_trait]
+impl UserStore for FakeStore {
     async fn list_roles(&self, _: &str) -> Result<Vec<RoleRepresentation>, StoreError> {
         Ok(vec![])
     }
@@ -200,9 +219,17 @@ impl Store for FakeStore {
     async fn find_user_by_link(&self, _: &str, _: &str, _: &str) -> Result<Option<UserRepresentation>, StoreError> {
         Ok(None)
     }
+}
+
+#[async_trait]
+impl KeyStore for FakeStore {
     async fn signing_keys(&self, _: &str) -> Result<Vec<SigningKey>, StoreError> {
         Ok(vec![])
     }
+}
+
+#[async_trait]
+impl AuditStore for FakeStore {
     async fn audit(&self, _: AuditEvent) -> Result<(), StoreError> {
         Ok(())
     }

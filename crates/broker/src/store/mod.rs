@@ -1,30 +1,24 @@
 //! The storage Federa needs, as traits. `storage` implements them on diesel
 //! (SQLite, PostgreSQL) and Redis; the broker and `web` see only these.
+//!
+//! One narrow trait per area ([`RealmStore`], [`ClientStore`],
+//! [`UpstreamStore`], [`UserStore`], [`KeyStore`], [`AuditStore`]), so that a
+//! test double implements only the area it needs and a reader sees what a flow
+//! may touch; [`Store`] is all of them together, plus a ping.
+
+mod error;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use federa_protocol::Secret;
 
+pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
 use crate::keys::SigningKey;
 use crate::repr::{
     ClientRepresentation, FederatedIdentityRepresentation, IdentityProviderMapperRepresentation,
     IdentityProviderRepresentation, RealmRepresentation, RoleRepresentation, UserRepresentation,
 };
-
-/// A storage failure.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// A uniqueness rule would be broken.
-    #[error("{0}")]
-    Conflict(String),
-    /// The row to change does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The database or cache failed.
-    #[error("storage backend: {0}")]
-    Backend(String),
-}
 
 /// A realm as stored: its own fields and, for realms declared in files, the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,12 +92,9 @@ pub struct AuditEvent {
     pub time: i64,
 }
 
-/// Durable configuration and identities: realms and everything in them.
+/// Realms: their own fields, and whole realms written or removed at once.
 #[async_trait]
-pub trait Store: Send + Sync {
-    /// Checks that the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-
+pub trait RealmStore: Send + Sync {
     /// All realms.
     async fn list_realms(&self) -> Result<Vec<RealmRecord>, StoreError>;
     /// One realm by name.
@@ -117,7 +108,11 @@ pub trait Store: Send + Sync {
     async fn update_realm(&self, realm: &str, repr: &RealmRepresentation) -> Result<(), StoreError>;
     /// Deletes a realm and everything in it.
     async fn delete_realm(&self, realm: &str) -> Result<(), StoreError>;
+}
 
+/// A realm's clients (downstream applications).
+#[async_trait]
+pub trait ClientStore: Send + Sync {
     /// The realm's clients.
     async fn list_clients(&self, realm: &str) -> Result<Vec<ClientRepresentation>, StoreError>;
     /// A client by its OAuth `client_id`.
@@ -130,7 +125,11 @@ pub trait Store: Send + Sync {
     async fn update_client(&self, realm: &str, client: &ClientRepresentation) -> Result<(), StoreError>;
     /// Deletes a client.
     async fn delete_client(&self, realm: &str, id: &str) -> Result<(), StoreError>;
+}
 
+/// A realm's upstream identity providers and their mappers.
+#[async_trait]
+pub trait UpstreamStore: Send + Sync {
     /// The realm's upstream providers.
     async fn list_idps(&self, realm: &str) -> Result<Vec<IdentityProviderRepresentation>, StoreError>;
     /// A provider by alias.
@@ -161,7 +160,11 @@ pub trait Store: Send + Sync {
     async fn update_mapper(&self, realm: &str, m: &IdentityProviderMapperRepresentation) -> Result<(), StoreError>;
     /// Deletes a mapper.
     async fn delete_mapper(&self, realm: &str, alias: &str, id: &str) -> Result<(), StoreError>;
+}
 
+/// A realm's roles and users, with the users' role grants and upstream links.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Realm roles.
     async fn list_roles(&self, realm: &str) -> Result<Vec<RoleRepresentation>, StoreError>;
     /// Creates a realm role.
@@ -215,12 +218,28 @@ pub trait Store: Send + Sync {
         alias: &str,
         subject: &str,
     ) -> Result<Option<UserRepresentation>, StoreError>;
+}
 
+/// A realm's signing keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     /// The realm's signing keys, private halves decrypted.
     async fn signing_keys(&self, realm: &str) -> Result<Vec<SigningKey>, StoreError>;
+}
 
+/// The audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Records an audit event.
     async fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
+}
+
+/// Durable configuration and identities: realms and everything in them, the
+/// sum of the narrow stores. Code that needs one area takes that area's trait.
+#[async_trait]
+pub trait Store: RealmStore + ClientStore + UpstreamStore + UserStore + KeyStore + AuditStore + Send + Sync {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// Short-lived state: authorization flows, codes, SSO sessions, replay caches.

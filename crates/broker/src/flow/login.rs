@@ -16,7 +16,7 @@ use super::upstream::Upstream;
 use super::{expired, internal, now, random_token, Broker, RealmInfo};
 use crate::model::FirstLogin;
 use crate::repr::{FederatedIdentityRepresentation, UserRepresentation};
-use crate::store::StoreError;
+use crate::store::UniqueKey;
 use crate::validate;
 
 /// What the callback produced: the answer to the client and the new SSO session.
@@ -380,13 +380,17 @@ impl Broker {
                     );
                 }
             }
-            Err(StoreError::Conflict(_)) => {
+            Err(e) if matches!(e.unique_key(), Some(UniqueKey::Username | UniqueKey::FederatedLink)) => {
                 // Either the same person signing in twice at once (their link
-                // now exists), or another account already has the username.
+                // now exists), or another account already has the username;
+                // any other conflict is a fault, not a taken name.
                 if let Some(u) =
                     self.store.find_user_by_link(&realm.name, &up.alias, subject).await.map_err(internal)?
                 {
                     return Ok(u.id.unwrap_or_default());
+                }
+                if e.unique_key() != Some(UniqueKey::Username) {
+                    return Err(internal(e));
                 }
                 log::warn!(
                     "realm {:?}: {:?} subject {subject:?} wants username {username:?}, which another account holds",

@@ -124,3 +124,98 @@ async fn redis() {
     let Some(store) = redis_sessions("session_store::redis").await else { return };
     contract(Arc::new(store)).await;
 }
+
+/// What the test grants point at: `{"user": ..., "session": ...}`.
+fn test_refs(_realm: &str, grant: &str) -> Option<federa_broker::store::GrantRefs> {
+    let v: serde_json::Value = serde_json::from_str(grant).ok()?;
+    Some(federa_broker::store::GrantRefs {
+        session_key: v["session"].as_str()?.to_owned(),
+        user_id: v["user"].as_str()?.to_owned(),
+    })
+}
+
+/// Redeeming a code in one trip (embedded) or over the separate stores
+/// (Redis): the grant comes out once, its use is recorded for the one
+/// reuse, and the session and user are read with it.
+async fn redemption(sessions: Arc<dyn SessionStore>, store: federa_storage::DbStore) {
+    use federa_broker::store::{CodeRedeemer, Redemption};
+    let admin = federa_broker::AdminService::new(Arc::new(store.clone()));
+    admin
+        .create_realm(
+            serde_json::from_value(serde_json::json!({"realm": "r"})).unwrap(),
+            federa_broker::RealmSource::Api,
+        )
+        .await
+        .unwrap();
+    let user = serde_json::from_value(serde_json::json!({"username": "ann"})).unwrap();
+    let user_id = admin.create_user("r", user).await.unwrap();
+    let redeemer: Arc<dyn CodeRedeemer> = sessions.redeemer().unwrap_or_else(|| {
+        Arc::new(federa_broker::store::hot::Composed { store: Arc::new(store.clone()), sessions: sessions.clone() })
+    });
+    let grant = serde_json::json!({"user": user_id, "session": "sso:r:s1"}).to_string();
+    let req = |code: &str| Redemption {
+        realm: "r".into(),
+        code_key: format!("code:r:{code}"),
+        used_key: format!("used:r:{code}"),
+        used_value: format!("jti-of-{code}"),
+        used_ttl: LONG,
+        refs: test_refs,
+    };
+    sessions.put("sso:r:s1", "session", LONG).await.unwrap();
+    sessions.put("code:r:c1", &grant, LONG).await.unwrap();
+
+    let first = redeemer.redeem_code(req("c1")).await.unwrap();
+    assert_eq!(first.grant.as_deref(), Some(grant.as_str()));
+    assert_eq!(first.session.as_deref(), Some("session"));
+    assert_eq!(first.user.and_then(|u| u.username).as_deref(), Some("ann"));
+    assert_eq!(first.previous_use, None);
+
+    let second = redeemer.redeem_code(req("c1")).await.unwrap();
+    assert_eq!((second.grant, second.previous_use.as_deref()), (None, Some("jti-of-c1")), "the reuse finds the use");
+    let third = redeemer.redeem_code(req("c1")).await.unwrap();
+    assert_eq!((third.grant, third.previous_use), (None, None), "the record of use is taken once");
+
+    // An ended session and a deleted user read as absent.
+    sessions.delete("sso:r:s1").await.unwrap();
+    admin.delete_user("r", &user_id).await.unwrap();
+    sessions.put("code:r:c2", &grant, LONG).await.unwrap();
+    let gone = redeemer.redeem_code(req("c2")).await.unwrap();
+    assert!(gone.grant.is_some() && gone.session.is_none() && gone.user.is_none());
+
+    // Concurrent redemptions of one code: exactly one gets the grant.
+    sessions.put("code:r:c3", &grant, LONG).await.unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (redeemer, req) = (redeemer.clone(), req("c3"));
+            tokio::spawn(async move { redeemer.redeem_code(req).await.unwrap().grant.is_some() })
+        })
+        .collect();
+    let mut winners = 0;
+    for r in racers {
+        winners += usize::from(r.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redemption_embedded_on_sqlite() {
+    let db = TestDb::sqlite();
+    let store = db.store();
+    assert!(store.embedded_sessions().redeemer().is_some(), "the embedded store redeems in one trip");
+    redemption(Arc::new(store.embedded_sessions()), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redemption_embedded_on_postgres() {
+    let Some(db) = TestDb::postgres("session_store::redemption_embedded_on_postgres") else { return };
+    let store = db.store();
+    redemption(Arc::new(store.embedded_sessions()), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redemption_with_redis() {
+    let Some(sessions) = redis_sessions("session_store::redemption_with_redis").await else { return };
+    assert!(sessions.redeemer().is_none(), "Redis composes the stores");
+    let db = TestDb::sqlite();
+    redemption(Arc::new(sessions), db.store()).await;
+}

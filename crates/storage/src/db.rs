@@ -124,6 +124,9 @@ pub fn pool(url: &str) -> Result<DbPool, StorageError> {
     Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
+        // No query on every checkout: a broken connection shows on its first
+        // real query (and r2d2 drops it), and the hot path saves a round trip.
+        .test_on_check_out(false)
         .connection_timeout(std::time::Duration::from_secs(10))
         .build(Manager { url })
         .map_err(|e| StorageError::Connect(e.to_string()))

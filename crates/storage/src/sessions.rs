@@ -29,8 +29,8 @@ fn ttl_ms(ttl: Duration) -> i64 {
 /// Sessions kept in Federa's own database.
 #[derive(Clone)]
 pub struct EmbeddedSessions {
-    pool: DbPool,
-    gate: WriteGate,
+    pub(crate) pool: DbPool,
+    pub(crate) gate: WriteGate,
 }
 
 impl EmbeddedSessions {
@@ -163,6 +163,11 @@ impl SessionStore for EmbeddedSessions {
         self.run_write(move |c| diesel::delete(session_entries::table.filter(session_entries::key.eq(&key))).execute(c))
             .await
             .map(|_| ())
+    }
+
+    fn redeemer(&self) -> Option<std::sync::Arc<dyn federa_broker::store::CodeRedeemer>> {
+        // The sessions share the database with the users: one trip redeems a code.
+        Some(std::sync::Arc::new(self.clone()))
     }
 }
 

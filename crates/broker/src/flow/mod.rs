@@ -23,7 +23,8 @@ use rand::RngCore as _;
 
 use crate::model::{self, Client, Upstream as UpstreamModel};
 use crate::repr::RealmRepresentation;
-use crate::store::{SessionStore, Store};
+use crate::store::hot::Composed;
+use crate::store::{CodeRedeemer, SessionStore, Store};
 use authorize::{AuthError, AuthRequest, ClientResponse};
 use state::{SsoSession, UpstreamState};
 
@@ -103,6 +104,7 @@ pub struct Broker {
     keys: Arc<KeyCache>,
     upstreams: Arc<upstream::UpstreamCache>,
     config: Arc<ConfigCache>,
+    redeemer: Arc<dyn CodeRedeemer>,
 }
 
 /// Realm configuration read on every request, cached for a few seconds.
@@ -151,7 +153,11 @@ impl Broker {
         public_url: &str,
         epoch: cache::ConfigEpoch,
     ) -> Self {
+        let redeemer = sessions
+            .redeemer()
+            .unwrap_or_else(|| Arc::new(Composed { store: store.clone(), sessions: sessions.clone() }));
         Self {
+            redeemer,
             store,
             sessions,
             http,

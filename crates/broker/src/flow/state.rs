@@ -91,6 +91,13 @@ pub struct CodeGrant {
     pub sid: String,
 }
 
+/// What a stored code grant points at: the store key of its SSO session and
+/// its user. Given to storage so that redeeming a code is one trip.
+pub fn grant_refs(realm: &str, grant: &str) -> Option<crate::store::GrantRefs> {
+    let g: CodeGrant = serde_json::from_str(grant).ok()?;
+    Some(crate::store::GrantRefs { session_key: sso_key_public(realm, &g.sid), user_id: g.user_id })
+}
+
 /// A code that was exchanged, and what it produced (to revoke on reuse).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsedCode {

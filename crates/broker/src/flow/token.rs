@@ -18,6 +18,7 @@ use super::state::{self, CodeGrant, UsedCode};
 use super::{now, random_token, Broker, RealmInfo};
 use crate::model::Client;
 use crate::repr::UserRepresentation;
+use crate::store::Redemption;
 
 /// A successful token response (RFC 6749 section 5.1).
 #[derive(Debug, Clone, Serialize)]
@@ -123,21 +124,30 @@ impl Broker {
         let lifespan = secs(realm.token_lifespan);
         let revoke_ttl = realm.token_lifespan + Duration::from_secs(60);
         let code = get("code").ok_or_else(|| refuse(OAuthErrorCode::InvalidRequest, "code is required"))?;
-        let taken = self.sessions.take(&state::code_key(&realm.name, code)).await.map_err(server_error)?;
-        let Some(taken) = taken else {
+        // One trip: the code taken, its use recorded (before any token
+        // exists, so that a reuse racing this exchange finds what to revoke),
+        // and its session and user read.
+        let jti = random_token();
+        let redeemed = self
+            .redeemer
+            .redeem_code(Redemption {
+                realm: realm.name.clone(),
+                code_key: state::code_key(&realm.name, code),
+                used_key: state::used_code_key(&realm.name, code),
+                used_value: serde_json::to_string(&UsedCode { jti: jti.clone() }).map_err(server_error)?,
+                used_ttl: revoke_ttl,
+                refs: state::grant_refs,
+            })
+            .await
+            .map_err(server_error)?;
+        let Some(taken) = redeemed.grant else {
             // A code used twice: whatever the first use produced is revoked (RFC 6749 section 4.1.2).
-            let used_key = state::used_code_key(&realm.name, code);
-            if let Some(used) = self.sessions.take(&used_key).await.map_err(server_error)? {
-                if let Ok(used) = serde_json::from_str::<UsedCode>(&used) {
-                    self.sessions
-                        .put(&state::revoked_key(&realm.name, &used.jti), "1", revoke_ttl)
-                        .await
-                        .map_err(server_error)?;
-                    log::warn!(
-                        "realm {:?}: a code of client {client_id:?} was reused; its tokens are revoked",
-                        realm.name
-                    );
-                }
+            if let Some(used) = redeemed.previous_use.and_then(|u| serde_json::from_str::<UsedCode>(&u).ok()) {
+                self.sessions
+                    .put(&state::revoked_key(&realm.name, &used.jti), "1", revoke_ttl)
+                    .await
+                    .map_err(server_error)?;
+                log::warn!("realm {:?}: a code of client {client_id:?} was reused; its tokens are revoked", realm.name);
             }
             return Err(refuse(OAuthErrorCode::InvalidGrant, "the code is invalid, expired or already used"));
         };
@@ -163,20 +173,16 @@ impl Broker {
             }
             (None, None) => {}
         }
-        // The user and the session are independent reads: made at once.
-        let sso_key = state::sso_key_public(&realm.name, &grant.sid);
-        let (user, sso) = tokio::join!(self.store.get_user(&realm.name, &grant.user_id), self.sessions.get(&sso_key));
-        let user = user
-            .map_err(server_error)?
+        let user = redeemed
+            .user
             .filter(|u| u.enabled != Some(false))
             .ok_or_else(|| refuse(OAuthErrorCode::InvalidGrant, "the user no longer exists or is disabled"))?;
-        if sso.map_err(server_error)?.is_none() {
+        if redeemed.session.is_none() {
             return Err(refuse(OAuthErrorCode::InvalidGrant, "the session that issued the code has ended"));
         }
 
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let now = now();
-        let jti = random_token();
         let scope = grant.scopes.join(" ");
         let mut access = Map::new();
         access.insert("iss".into(), json!(realm.issuer));
@@ -202,10 +208,6 @@ impl Broker {
         if let Some(n) = &grant.nonce {
             id.insert("nonce".into(), json!(n));
         }
-        // The code's use is recorded before the tokens exist, so that a reuse
-        // racing this exchange finds what to revoke.
-        let used = serde_json::to_string(&UsedCode { jti }).map_err(server_error)?;
-        self.sessions.put(&state::used_code_key(&realm.name, code), &used, revoke_ttl).await.map_err(server_error)?;
         let (access_token, id_token) = sign_pair(keys, access, id).await?;
         Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token, scope })
     }

@@ -7,6 +7,7 @@
 //! may touch; [`Store`] is all of them together, plus a ping.
 
 mod error;
+pub mod hot;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use federa_protocol::Secret;
 
 pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
+pub use self::hot::{CodeRedeemer, GrantRefs, Redeemed, Redemption};
 use crate::keys::SigningKey;
 use crate::repr::{
     ClientRepresentation, FederatedIdentityRepresentation, IdentityProviderMapperRepresentation,
@@ -260,4 +262,10 @@ pub trait SessionStore: Send + Sync {
     async fn take(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Removes a value.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// A one-trip code redeemer, when this store shares the database with
+    /// the users (the embedded store); `None` makes the broker compose the
+    /// separate stores.
+    fn redeemer(&self) -> Option<std::sync::Arc<dyn CodeRedeemer>> {
+        None
+    }
 }

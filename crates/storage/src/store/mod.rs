@@ -9,6 +9,7 @@
 mod audit;
 mod clients;
 mod errors;
+mod hot;
 mod keys;
 mod realms;
 mod upstreams;

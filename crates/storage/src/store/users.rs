@@ -43,7 +43,7 @@ fn user_row(realm_id: &str, u: &UserRepresentation) -> Res<UserRow> {
     })
 }
 
-fn user_from_row(r: UserRow) -> Res<UserRepresentation> {
+pub(super) fn user_from_row(r: UserRow) -> Res<UserRepresentation> {
     let attributes: std::collections::BTreeMap<String, Vec<String>> = from_json(&r.attributes)?;
     Ok(UserRepresentation {
         id: Some(r.id),

@@ -31,12 +31,15 @@ fn ttl_ms(ttl: Duration) -> i64 {
 pub struct EmbeddedSessions {
     pub(crate) pool: DbPool,
     pub(crate) gate: WriteGate,
+    /// The master key, when built by [`crate::DbStore::embedded_sessions`]:
+    /// then a sign-in's user, link and session rows go in one transaction.
+    pub(crate) key: Option<std::sync::Arc<crate::MasterKey>>,
 }
 
 impl EmbeddedSessions {
     /// Sessions in the database behind `pool`, writing through `gate`.
     pub fn new(pool: DbPool, gate: WriteGate) -> Self {
-        Self { pool, gate }
+        Self { pool, gate, key: None }
     }
 
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -165,6 +168,23 @@ impl SessionStore for EmbeddedSessions {
             .map(|_| ())
     }
 
+    fn sign_in_writer(&self) -> Option<std::sync::Arc<dyn federa_broker::store::SignInWriter>> {
+        self.key.is_some().then(|| std::sync::Arc::new(self.clone()) as _)
+    }
+
+    async fn put_many(&self, entries: Vec<federa_broker::store::Entry>) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.run_write(move |c| {
+            c.transaction(|c| {
+                for e in &entries {
+                    crate::store::hot::put_row(c, &e.key, &e.value, now + ttl_ms(e.ttl))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
     fn redeemer(&self) -> Option<std::sync::Arc<dyn federa_broker::store::CodeRedeemer>> {
         // The sessions share the database with the users: one trip redeems a code.
         Some(std::sync::Arc::new(self.clone()))
@@ -238,5 +258,16 @@ impl SessionStore for RedisSessions {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("DEL").arg(self.key(key)).query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn put_many(&self, entries: Vec<federa_broker::store::Entry>) -> Result<(), StoreError> {
+        // One round trip, applied together (MULTI/EXEC).
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for e in &entries {
+            pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("PX").arg(ttl_ms(e.ttl)).ignore();
+        }
+        let mut c = self.conn.clone();
+        pipe.query_async::<()>(&mut c).await.map_err(backend)
     }
 }

@@ -4,6 +4,7 @@
 //! users change).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use federa_protocol::id_token::{self, Expectations, IdTokenError};
@@ -16,7 +17,7 @@ use super::upstream::Upstream;
 use super::{expired, internal, now, random_token, Broker, RealmInfo};
 use crate::model::FirstLogin;
 use crate::repr::{FederatedIdentityRepresentation, UserRepresentation};
-use crate::store::UniqueKey;
+use crate::store::{EntriesFor, Entry, Profile, SignIn, SignedIn, UniqueKey};
 use crate::validate;
 
 /// What the callback produced: the answer to the client and the new SSO session.
@@ -140,16 +141,28 @@ impl Broker {
             }
         }
         let token_json = up.store_token.then(|| Value::Object(tokens.clone()).to_string());
-        let user_id = self.sync_user(realm, &up, verified.subject(), &claims, token_json).await?;
 
         let sid = random_token();
+        let code = random_token();
         let now = now();
         // The user authenticated when the upstream says, not when its answer arrived.
         let auth_time =
             verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0).map_or(now, |t| t.min(now));
-        let sso = SsoSession { user_id: user_id.clone(), auth_time, idp: alias.to_owned() };
-        self.put_json(&state::sso_key(&realm.name, &sid), &sso, realm.sso_max).await?;
-        let response = self.issue_code(realm, &req, &user_id, auth_time, &sid).await?;
+        // The SSO session and the code are written with the user, in one trip.
+        let entries = {
+            let (realm_name, alias, sso_ttl) = (realm.name.clone(), alias.to_owned(), realm.sso_max);
+            let (sid, code, req) = (sid.clone(), code.clone(), req.clone());
+            move |user_id: &str| {
+                let sso = SsoSession { user_id: user_id.to_owned(), auth_time, idp: alias.clone() };
+                let grant = super::code_grant(&req, user_id, auth_time, &sid);
+                vec![
+                    Entry { key: state::sso_key(&realm_name, &sid), value: to_json(&sso), ttl: sso_ttl },
+                    Entry { key: state::code_key(&realm_name, &code), value: to_json(&grant), ttl: super::CODE_TTL },
+                ]
+            }
+        };
+        self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
+        let response = super::code_response(realm, &req, code);
         Ok(CallbackOutcome { response, sid, max_age: secs(realm.sso_max) })
     }
 
@@ -271,70 +284,88 @@ impl Broker {
         }
     }
 
-    /// An email address another user of the realm already has is kept, but
-    /// never as verified: otherwise any upstream could hand out a verified
-    /// copy of someone else's address, and apps that match accounts by
-    /// email would let its holder in.
-    async fn unverify_shared_email(&self, realm: &RealmInfo, user: &mut UserRepresentation) -> Result<(), AuthError> {
-        let Some(email) = user.email.clone() else { return Ok(()) };
-        if user.email_verified != Some(true) {
-            return Ok(());
-        }
-        let q =
-            crate::store::UserQuery { email: Some(email.clone()), first: 0, max: 2, exact: true, ..Default::default() };
-        let others = self.store.search_users(&realm.name, &q).await.map_err(internal)?;
-        if others.iter().any(|o| o.email.as_deref() == Some(email.as_str()) && o.id != user.id) {
-            log::warn!(
-                "realm {:?}: {email:?} already belongs to another user; {:?} gets it unverified",
-                realm.name,
-                user.username
-            );
-            user.email_verified = Some(false);
-        }
-        Ok(())
-    }
-
-    /// Finds the user linked to the upstream subject, or creates them; applies the sync mode.
-    async fn sync_user(
+    /// Finds the user linked to the upstream subject, or creates them with
+    /// their link; applies the sync mode; writes the session `entries`. An
+    /// email address another user of the realm has is kept, but never as
+    /// verified: otherwise any upstream could hand out a verified copy of
+    /// someone else's address.
+    async fn sign_in_user(
         &self,
         realm: &RealmInfo,
         up: &Upstream,
         subject: &str,
         claims: &Map<String, Value>,
         token_json: Option<String>,
+        entries: EntriesFor,
     ) -> Result<String, AuthError> {
         let s = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
-        let email_verified = email_verified(up.trust_email, claims);
-        let apply = |u: &mut UserRepresentation| {
-            u.email = s("email").map(|e| e.to_lowercase());
-            u.email_verified = Some(u.email.is_some() && email_verified);
-            u.first_name = s("given_name");
-            u.last_name = s("family_name");
-            if u.first_name.is_none() && u.last_name.is_none() {
-                u.first_name = s("name");
-            }
+        let mut profile = Profile {
+            email: s("email").map(|e| e.to_lowercase()),
+            email_verified: email_verified(up.trust_email, claims),
+            first_name: s("given_name"),
+            last_name: s("family_name"),
         };
-        if let Some(mut user) = self.store.find_user_by_link(&realm.name, &up.alias, subject).await.map_err(internal)? {
-            if user.enabled == Some(false) {
-                log::info!("realm {:?}: disabled user {:?} tried to sign in", realm.name, user.username);
-                return Err(AuthError::page(
-                    "Account disabled",
-                    "Your account is disabled. Contact your administrator.",
-                ));
-            }
-            if up.sync_mode == SyncMode::Force {
-                apply(&mut user);
-                self.unverify_shared_email(realm, &mut user).await?;
-                if validate::user(&mut user, "", 0).is_ok() {
-                    self.store.update_user(&realm.name, &user).await.map_err(internal)?;
-                }
-            }
-            return Ok(user.id.unwrap_or_default());
+        if profile.first_name.is_none() && profile.last_name.is_none() {
+            profile.first_name = s("name");
         }
-        match &up.first_login {
-            FirstLogin::CreateUser => {}
-            policy => {
-                let flow = match policy {
+        if let Some(email) = &profile.email {
+            // An upstream email Federa cannot accept is dropped, not fatal.
+            let mut probe =
+                UserRepresentation { username: Some("probe".into()), email: Some(email.clone()), ..Default::default() };
+            if validate::user(&mut probe, "", 0).is_err() {
+                profile.email = None;
+            }
+        }
+        let username = s("preferred_username").unwrap_or_else(|| subject.to_owned());
+        let new_user = match &up.first_login {
+            FirstLogin::CreateUser => {
+                let mut user =
+                    UserRepresentation { username: Some(username.clone()), enabled: Some(true), ..Default::default() };
+                profile.apply(&mut user);
+                validate::user(&mut user, "", now() * 1000).map_err(|e| failed(&up.alias, &realm.name, e))?;
+                Some(user)
+            }
+            _ => None,
+        };
+        let write = SignIn {
+            realm: realm.name.clone(),
+            alias: up.alias.clone(),
+            subject: subject.to_owned(),
+            profile,
+            force: up.sync_mode == SyncMode::Force,
+            new_user,
+            link: FederatedIdentityRepresentation {
+                identity_provider: Some(up.alias.clone()),
+                user_id: Some(subject.to_owned()),
+                user_name: s("preferred_username"),
+                ..Default::default()
+            },
+            token: token_json.map(Secret::new),
+            entries: entries.clone(),
+        };
+        match self.sign_in.sign_in(write).await {
+            Ok(SignedIn::User { user_id, created, email_unverified }) => {
+                if email_unverified {
+                    log::warn!(
+                        "realm {:?}: the address of {username:?} already belongs to another user; it is stored unverified",
+                        realm.name
+                    );
+                }
+                if created {
+                    log::info!("realm {:?}: created user {username:?} from {:?}", realm.name, up.alias);
+                }
+                Ok(user_id)
+            }
+            Ok(SignedIn::Disabled) => {
+                log::info!(
+                    "realm {:?}: disabled user linked to {:?} subject {subject:?} tried to sign in",
+                    realm.name,
+                    up.alias
+                );
+                Err(AuthError::page("Account disabled", "Your account is disabled. Contact your administrator."))
+            }
+            Ok(SignedIn::FirstLoginRefused) => {
+                let flow = match &up.first_login {
                     FirstLogin::Unknown(f) => f.clone(),
                     _ => "federa-known-users".to_owned(),
                 };
@@ -343,51 +374,25 @@ impl Broker {
                     realm.name,
                     up.alias
                 );
-                return Err(AuthError::page(
+                Err(AuthError::page(
                     "Sign-in not permitted",
                     format!(
                         "Your account is not known here, and the first-login flow {flow:?} configured for {} lets no new account in. Ask your administrator.",
                         up.display_name
                     ),
-                ));
-            }
-        }
-        let username = s("preferred_username").unwrap_or_else(|| subject.to_owned());
-        let mut user =
-            UserRepresentation { username: Some(username.clone()), enabled: Some(true), ..Default::default() };
-        apply(&mut user);
-        if validate::user(&mut user, "", now() * 1000).is_err() {
-            // An upstream email Federa cannot accept is dropped, not fatal.
-            user.email = None;
-            user.email_verified = Some(false);
-            validate::user(&mut user, "", now() * 1000).map_err(|e| failed(&up.alias, &realm.name, e))?;
-        }
-        let user_id = user.id.clone().unwrap_or_default();
-        let link = FederatedIdentityRepresentation {
-            identity_provider: Some(up.alias.clone()),
-            user_id: Some(subject.to_owned()),
-            user_name: s("preferred_username"),
-            ..Default::default()
-        };
-        let token = token_json.map(Secret::new);
-        match self.store.create_linked_user(&realm.name, &user, &link, token.as_ref()).await {
-            Ok(unverified) => {
-                if unverified {
-                    log::warn!(
-                        "realm {:?}: {:?} already belongs to another user; {username:?} gets it unverified",
-                        realm.name,
-                        user.email
-                    );
-                }
+                ))
             }
             Err(e) if matches!(e.unique_key(), Some(UniqueKey::Username | UniqueKey::FederatedLink)) => {
                 // Either the same person signing in twice at once (their link
-                // now exists), or another account already has the username;
+                // now exists: nothing of this attempt was written, so it is
+                // written now), or another account already has the username;
                 // any other conflict is a fault, not a taken name.
                 if let Some(u) =
                     self.store.find_user_by_link(&realm.name, &up.alias, subject).await.map_err(internal)?
                 {
-                    return Ok(u.id.unwrap_or_default());
+                    let user_id = u.id.unwrap_or_default();
+                    self.sessions.put_many(entries(&user_id)).await.map_err(internal)?;
+                    return Ok(user_id);
                 }
                 if e.unique_key() != Some(UniqueKey::Username) {
                     return Err(internal(e));
@@ -397,15 +402,13 @@ impl Broker {
                     realm.name,
                     up.alias
                 );
-                return Err(AuthError::page(
+                Err(AuthError::page(
                     "Account already exists",
                     "An account with your username already exists here. Ask an administrator to link it to this identity provider.",
-                ));
+                ))
             }
-            Err(e) => return Err(internal(e)),
+            Err(e) => Err(internal(e)),
         }
-        log::info!("realm {:?}: created user {username:?} from {:?}", realm.name, up.alias);
-        Ok(user_id)
     }
 }
 
@@ -416,6 +419,12 @@ impl Broker {
 /// any upstream user could claim any address.
 pub(crate) fn email_verified(trust_email: bool, claims: &Map<String, Value>) -> bool {
     trust_email && claims.get("email_verified").and_then(Value::as_bool) != Some(false)
+}
+
+/// A value for the session store. The values written here (sessions, code
+/// grants) are plain strings and numbers, which always serialise.
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// Whole seconds of a duration, for claims and cookies.

@@ -24,7 +24,7 @@ use rand::RngCore as _;
 use crate::model::{self, Client, Upstream as UpstreamModel};
 use crate::repr::RealmRepresentation;
 use crate::store::hot::Composed;
-use crate::store::{CodeRedeemer, SessionStore, Store};
+use crate::store::{CodeRedeemer, SessionStore, SignInWriter, Store};
 use authorize::{AuthError, AuthRequest, ClientResponse};
 use state::{SsoSession, UpstreamState};
 
@@ -105,6 +105,7 @@ pub struct Broker {
     upstreams: Arc<upstream::UpstreamCache>,
     config: Arc<ConfigCache>,
     redeemer: Arc<dyn CodeRedeemer>,
+    sign_in: Arc<dyn SignInWriter>,
 }
 
 /// Realm configuration read on every request, cached for a few seconds.
@@ -153,11 +154,12 @@ impl Broker {
         public_url: &str,
         epoch: cache::ConfigEpoch,
     ) -> Self {
-        let redeemer = sessions
-            .redeemer()
-            .unwrap_or_else(|| Arc::new(Composed { store: store.clone(), sessions: sessions.clone() }));
+        let composed = Arc::new(Composed { store: store.clone(), sessions: sessions.clone() });
+        let redeemer = sessions.redeemer().unwrap_or_else(|| composed.clone());
+        let sign_in = sessions.sign_in_writer().unwrap_or(composed);
         Self {
             redeemer,
+            sign_in,
             store,
             sessions,
             http,
@@ -466,23 +468,9 @@ impl Broker {
         sid: &str,
     ) -> Result<ClientResponse, AuthError> {
         let code = random_token();
-        let grant = state::CodeGrant {
-            client_id: req.client_id.clone(),
-            redirect_uri: req.redirect_uri.clone(),
-            user_id: user_id.to_owned(),
-            nonce: req.nonce.clone(),
-            code_challenge: req.code_challenge.clone(),
-            scopes: req.scopes.clone(),
-            auth_time,
-            sid: state::public_sid(sid),
-        };
+        let grant = code_grant(req, user_id, auth_time, sid);
         self.put_json(&state::code_key(&realm.name, &code), &grant, CODE_TTL).await?;
-        let mut params = vec![("code".to_owned(), code)];
-        if let Some(s) = &req.state {
-            params.push(("state".into(), s.clone()));
-        }
-        params.push(("iss".into(), realm.issuer.clone()));
-        Ok(ClientResponse { redirect_uri: req.redirect_uri.clone(), response_mode: req.response_mode, params })
+        Ok(code_response(realm, req, code))
     }
 
     async fn put_json<T: serde::Serialize>(&self, key: &str, value: &T, ttl: Duration) -> Result<(), AuthError> {
@@ -503,6 +491,30 @@ impl Broker {
             None => Ok(None),
         }
     }
+}
+
+/// The grant a code carries.
+fn code_grant(req: &AuthRequest, user_id: &str, auth_time: i64, sid: &str) -> state::CodeGrant {
+    state::CodeGrant {
+        client_id: req.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        user_id: user_id.to_owned(),
+        nonce: req.nonce.clone(),
+        code_challenge: req.code_challenge.clone(),
+        scopes: req.scopes.clone(),
+        auth_time,
+        sid: state::public_sid(sid),
+    }
+}
+
+/// The client's answer carrying a code (RFC 6749 section 4.1.2, RFC 9207 `iss`).
+fn code_response(realm: &RealmInfo, req: &AuthRequest, code: String) -> ClientResponse {
+    let mut params = vec![("code".to_owned(), code)];
+    if let Some(s) = &req.state {
+        params.push(("state".into(), s.clone()));
+    }
+    params.push(("iss".into(), realm.issuer.clone()));
+    ClientResponse { redirect_uri: req.redirect_uri.clone(), response_mode: req.response_mode, params }
 }
 
 fn expired() -> AuthError {

@@ -4,14 +4,22 @@
 //! for. Where the session store lives in the database (the embedded
 //! default), `storage` does all of it in one blocking call and one
 //! transaction; [`Composed`] does it with the separate stores (Redis).
+//!
+//! The upstream callback's writes are the same kind of trip: once the ID
+//! token is verified, [`SignInWriter`] finds or creates the user and link,
+//! applies the sync mode and writes the SSO session and the code, in one
+//! transaction on the embedded store, or one database transaction and one
+//! session-store batch (a Redis pipeline) otherwise.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use federa_protocol::Secret;
+
 use super::{SessionStore, Store, StoreError};
-use crate::repr::UserRepresentation;
+use crate::repr::{FederatedIdentityRepresentation, UserRepresentation};
 
 /// What a stored code grant points at, read from its JSON by the broker's
 /// parser (storage does not know the grant's shape).
@@ -86,5 +94,129 @@ impl CodeRedeemer for Composed {
         );
         used?;
         Ok(Redeemed { grant: Some(grant), previous_use: None, session: session?, user: user? })
+    }
+}
+
+/// A short-lived entry to write to the session store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+    /// How long it lives.
+    pub ttl: Duration,
+}
+
+/// What the upstream says of the user, ready to store (email lowercased and
+/// well-formed, verified only as the provider's `trustEmail` allows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// The email address.
+    pub email: Option<String>,
+    /// Whether it is verified (before the shared-address rule).
+    pub email_verified: bool,
+    /// Given name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+}
+
+impl Profile {
+    /// Writes the profile over a user's fields.
+    pub fn apply(&self, u: &mut UserRepresentation) {
+        u.email = self.email.clone();
+        u.email_verified = Some(self.email.is_some() && self.email_verified);
+        u.first_name = self.first_name.clone();
+        u.last_name = self.last_name.clone();
+    }
+}
+
+/// The session entries to write for a user id.
+pub type EntriesFor = Arc<dyn Fn(&str) -> Vec<Entry> + Send + Sync>;
+
+/// Everything an upstream callback writes once the ID token is verified.
+pub struct SignIn {
+    /// The realm.
+    pub realm: String,
+    /// The provider's alias.
+    pub alias: String,
+    /// The upstream subject.
+    pub subject: String,
+    /// The upstream's profile.
+    pub profile: Profile,
+    /// Overwrite a linked user's profile (`syncMode` FORCE).
+    pub force: bool,
+    /// The user to create at a first sign-in (id set, profile applied);
+    /// `None` when the provider's first-login policy lets nobody new in.
+    pub new_user: Option<UserRepresentation>,
+    /// The link to create with a new user.
+    pub link: FederatedIdentityRepresentation,
+    /// The upstream tokens to keep with a new link.
+    pub token: Option<Secret>,
+    /// The session entries (the SSO session, the code) for the user's id.
+    pub entries: EntriesFor,
+}
+
+/// What a sign-in wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignedIn {
+    /// The user signed in; their entries are written.
+    User {
+        /// The user's id.
+        user_id: String,
+        /// Created by this sign-in.
+        created: bool,
+        /// Their address was stored unverified because another user has it.
+        email_unverified: bool,
+    },
+    /// The linked user is disabled; nothing was written.
+    Disabled,
+    /// No user is linked and the first-login policy refuses; nothing was written.
+    FirstLoginRefused,
+}
+
+/// Writes what a verified upstream callback produces.
+#[async_trait]
+pub trait SignInWriter: Send + Sync {
+    /// Finds the linked user (or creates them with their link), applies the
+    /// sync mode, and writes the session entries.
+    async fn sign_in(&self, s: SignIn) -> Result<SignedIn, StoreError>;
+}
+
+#[async_trait]
+impl SignInWriter for Composed {
+    async fn sign_in(&self, s: SignIn) -> Result<SignedIn, StoreError> {
+        let (user_id, created, email_unverified) = match self
+            .store
+            .find_user_by_link(&s.realm, &s.alias, &s.subject)
+            .await?
+        {
+            Some(u) if u.enabled == Some(false) => return Ok(SignedIn::Disabled),
+            Some(mut u) => {
+                let mut unverified = false;
+                if s.force {
+                    s.profile.apply(&mut u);
+                    if let (Some(email), Some(true)) = (u.email.clone(), u.email_verified) {
+                        let q =
+                            super::UserQuery { email: Some(email.clone()), max: 2, exact: true, ..Default::default() };
+                        let others = self.store.search_users(&s.realm, &q).await?;
+                        if others.iter().any(|o| o.email.as_deref() == Some(email.as_str()) && o.id != u.id) {
+                            u.email_verified = Some(false);
+                            unverified = true;
+                        }
+                    }
+                    self.store.update_user(&s.realm, &u).await?;
+                }
+                (u.id.unwrap_or_default(), false, unverified)
+            }
+            None => {
+                let Some(user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
+                let unverified = self.store.create_linked_user(&s.realm, &user, &s.link, s.token.as_ref()).await?;
+                (user.id.unwrap_or_default(), true, unverified)
+            }
+        };
+        self.sessions.put_many((s.entries)(&user_id)).await?;
+        Ok(SignedIn::User { user_id, created, email_unverified })
     }
 }

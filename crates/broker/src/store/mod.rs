@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use federa_protocol::Secret;
 
 pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
-pub use self::hot::{CodeRedeemer, GrantRefs, Redeemed, Redemption};
+pub use self::hot::{
+    CodeRedeemer, EntriesFor, Entry, GrantRefs, Profile, Redeemed, Redemption, SignIn, SignInWriter, SignedIn,
+};
 use crate::keys::SigningKey;
 use crate::repr::{
     ClientRepresentation, FederatedIdentityRepresentation, IdentityProviderMapperRepresentation,
@@ -262,6 +264,21 @@ pub trait SessionStore: Send + Sync {
     async fn take(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Removes a value.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Writes several entries; stores that can send them at once override it.
+    async fn put_many(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        for e in entries {
+            self.put(&e.key, &e.value, e.ttl).await?;
+        }
+        Ok(())
+    }
+
+    /// A one-trip sign-in writer, when this store shares the database with
+    /// the users (the embedded store); `None` makes the broker compose the
+    /// separate stores.
+    fn sign_in_writer(&self) -> Option<std::sync::Arc<dyn SignInWriter>> {
+        None
+    }
+
     /// A one-trip code redeemer, when this store shares the database with
     /// the users (the embedded store); `None` makes the broker compose the
     /// separate stores.

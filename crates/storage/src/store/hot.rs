@@ -5,16 +5,16 @@
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use federa_broker::store::{CodeRedeemer, Redeemed, Redemption};
+use federa_broker::store::{CodeRedeemer, Redeemed, Redemption, SignIn, SignInWriter, SignedIn};
 
 use federa_broker::StoreError;
 
 use super::errors::db_err;
-use super::users::user_from_row;
-use super::Res;
+use super::users::{link_row, user_from_row, user_row};
+use super::{realm_id, Res};
 use crate::db::Conn;
 use crate::rows::{SessionRow, UserRow};
-use crate::schema::{realms, session_entries, users};
+use crate::schema::{federated_identities, realms, session_entries, users};
 use crate::sessions::EmbeddedSessions;
 
 fn now_ms() -> i64 {
@@ -39,20 +39,35 @@ fn take(c: &mut Conn, key: &str, now: i64) -> Res<Option<String>> {
     Ok(value.filter(|_| deleted == 1))
 }
 
-#[async_trait]
-impl CodeRedeemer for EmbeddedSessions {
-    async fn redeem_code(&self, r: Redemption) -> Res<Redeemed> {
+/// Replaces an entry.
+pub(crate) fn put_row(c: &mut Conn, key: &str, value: &str, expires_at: i64) -> diesel::QueryResult<()> {
+    diesel::delete(session_entries::table.filter(session_entries::key.eq(key))).execute(c)?;
+    let row = SessionRow { key: key.to_owned(), value: value.to_owned(), expires_at };
+    diesel::insert_into(session_entries::table).values(&row).execute(c).map(|_| ())
+}
+
+impl EmbeddedSessions {
+    /// Runs `f` in one write transaction on the blocking pool: one trip,
+    /// one commit; an error inside rolls everything back.
+    async fn one_trip<T, F>(&self, f: F) -> Res<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Res<T> + Send + 'static,
+    {
         let (pool, gate) = (self.pool.clone(), self.gate.clone());
-        let work = move || -> Res<Redeemed> {
+        let work = move || -> Res<T> {
             let _turn = gate.lock();
             let mut c = pool.get().map_err(|e| StoreError::Backend(format!("database pool: {e}")))?;
             let mut out = None;
+            let mut f = Some(f);
             c.transaction::<_, diesel::result::Error, _>(|c| {
-                out = Some(redeem(c, &r));
-                // A failure inside rolls everything back.
-                match &out {
-                    Some(Err(_)) => Err(diesel::result::Error::RollbackTransaction),
-                    _ => Ok(()),
+                let result = f.take().map(|f| f(c));
+                let failed = matches!(result, Some(Err(_)));
+                out = result;
+                if failed {
+                    Err(diesel::result::Error::RollbackTransaction)
+                } else {
+                    Ok(())
                 }
             })
             .or_else(|e| match e {
@@ -63,6 +78,98 @@ impl CodeRedeemer for EmbeddedSessions {
         };
         tokio::task::spawn_blocking(work).await.map_err(|e| StoreError::Backend(format!("blocking task: {e}")))?
     }
+}
+
+#[async_trait]
+impl CodeRedeemer for EmbeddedSessions {
+    async fn redeem_code(&self, r: Redemption) -> Res<Redeemed> {
+        self.one_trip(move |c| redeem(c, &r)).await
+    }
+}
+
+#[async_trait]
+impl SignInWriter for EmbeddedSessions {
+    async fn sign_in(&self, s: SignIn) -> Res<SignedIn> {
+        let key = self.key.clone().ok_or_else(|| StoreError::Backend("sessions without the master key".into()))?;
+        self.one_trip(move |c| sign_in(c, &key, s)).await
+    }
+}
+
+/// Whether another user of the realm has `email`.
+fn email_taken(c: &mut Conn, realm_id: &str, email: &str, except: Option<&str>) -> Res<bool> {
+    let mut q = users::table.filter(users::realm_id.eq(realm_id).and(users::email.eq(email))).into_boxed();
+    if let Some(id) = except {
+        q = q.filter(users::id.ne(id));
+    }
+    Ok(q.count().get_result::<i64>(c).map_err(db_err)? > 0)
+}
+
+fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
+    let realm = realm_id(c, &s.realm)?;
+    let linked: Option<String> = federated_identities::table
+        .filter(
+            federated_identities::realm_id
+                .eq(&realm)
+                .and(federated_identities::idp_alias.eq(&s.alias))
+                .and(federated_identities::upstream_subject.eq(&s.subject)),
+        )
+        .select(federated_identities::user_id)
+        .first(c)
+        .optional()
+        .map_err(db_err)?;
+    let mut email_unverified = false;
+    let (user_id, created) = match linked {
+        Some(id) => {
+            let row = users::table
+                .filter(users::id.eq(&id))
+                .select(UserRow::as_select())
+                .first(c)
+                .optional()
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::NotFound("linked user not found".into()))?;
+            let mut user = user_from_row(row)?;
+            if user.enabled == Some(false) {
+                return Ok(SignedIn::Disabled);
+            }
+            if s.force {
+                s.profile.apply(&mut user);
+                if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
+                    if email_taken(c, &realm, &email, Some(&id))? {
+                        user.email_verified = Some(false);
+                        email_unverified = true;
+                    }
+                }
+                let row = user_row(&realm, &user)?;
+                diesel::update(users::table.filter(users::realm_id.eq(&realm).and(users::id.eq(&id))))
+                    .set(&row)
+                    .execute(c)
+                    .map_err(db_err)?;
+            }
+            (id, false)
+        }
+        None => {
+            let Some(mut user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
+            if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
+                if email_taken(c, &realm, &email, None)? {
+                    user.email_verified = Some(false);
+                    email_unverified = true;
+                }
+            }
+            diesel::insert_into(users::table).values(user_row(&realm, &user)?).execute(c).map_err(db_err)?;
+            let id = user.id.clone().unwrap_or_default();
+            diesel::insert_into(federated_identities::table)
+                .values(link_row(key, &realm, &id, &s.link, s.token.as_ref())?)
+                .execute(c)
+                .map_err(db_err)?;
+            (id, true)
+        }
+    };
+    let now = now_ms();
+    for e in (s.entries)(&user_id) {
+        let ttl = i64::try_from(e.ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
+        put_row(c, &e.key, &e.value, now + ttl).map_err(db_err)?;
+    }
+    Ok(SignedIn::User { user_id, created, email_unverified })
 }
 
 fn redeem(c: &mut Conn, r: &Redemption) -> Res<Redeemed> {

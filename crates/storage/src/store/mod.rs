@@ -9,7 +9,7 @@
 mod audit;
 mod clients;
 mod errors;
-mod hot;
+pub(crate) mod hot;
 mod keys;
 mod realms;
 mod upstreams;
@@ -88,7 +88,9 @@ impl DbStore {
 
     /// The session store kept in this database.
     pub fn embedded_sessions(&self) -> EmbeddedSessions {
-        EmbeddedSessions::new(self.pool.clone(), self.gate.clone())
+        let mut sessions = EmbeddedSessions::new(self.pool.clone(), self.gate.clone());
+        sessions.key = Some(self.key.clone());
+        sessions
     }
 
     /// Counts the rows of every table, for tests that check nothing changed.

@@ -28,7 +28,7 @@ fn role_from_row(r: RoleRow) -> RoleRepresentation {
     RoleRepresentation { id: Some(r.id), name: Some(r.name), description: r.description, ..Default::default() }
 }
 
-fn user_row(realm_id: &str, u: &UserRepresentation) -> Res<UserRow> {
+pub(super) fn user_row(realm_id: &str, u: &UserRepresentation) -> Res<UserRow> {
     Ok(UserRow {
         id: u.id.clone().unwrap_or_default(),
         realm_id: realm_id.to_owned(),
@@ -59,7 +59,7 @@ pub(super) fn user_from_row(r: UserRow) -> Res<UserRepresentation> {
     })
 }
 
-fn link_row(
+pub(super) fn link_row(
     key: &MasterKey,
     realm_id: &str,
     user_id: &str,

@@ -219,3 +219,109 @@ async fn redemption_with_redis() {
     let db = TestDb::sqlite();
     redemption(Arc::new(sessions), db.store()).await;
 }
+
+/// The session entries a test sign-in writes for a user.
+fn entries_for(tag: &'static str) -> federa_broker::store::EntriesFor {
+    Arc::new(move |user_id: &str| {
+        vec![federa_broker::store::Entry { key: format!("sso:{tag}"), value: user_id.to_owned(), ttl: LONG }]
+    })
+}
+
+/// The callback's writes (one trip on the embedded store, composed over
+/// Redis): a first sign-in creates the user with their link, a later one
+/// finds them through it, FORCE rewrites the profile, a taken username is a
+/// conflict naming the username, and refusals write nothing.
+async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::DbStore) {
+    use federa_broker::store::{Profile, SignIn, SignInWriter, SignedIn, UniqueKey};
+    let admin = federa_broker::AdminService::new(Arc::new(store.clone()));
+    admin
+        .create_realm(
+            serde_json::from_value(serde_json::json!({"realm": "r"})).unwrap(),
+            federa_broker::RealmSource::Api,
+        )
+        .await
+        .unwrap();
+    let writer: Arc<dyn SignInWriter> = sessions.sign_in_writer().unwrap_or_else(|| {
+        Arc::new(federa_broker::store::hot::Composed { store: Arc::new(store.clone()), sessions: sessions.clone() })
+    });
+    let profile = |email: &str| Profile { email: Some(email.into()), email_verified: true, ..Profile::default() };
+    let new_user = |name: &str, email: &str| {
+        let mut u: federa_broker::repr::UserRepresentation =
+            serde_json::from_value(serde_json::json!({"username": name, "enabled": true})).unwrap();
+        federa_broker::validate::user(&mut u, "", 0).unwrap();
+        profile(email).apply(&mut u);
+        Some(u)
+    };
+    let sign_in = |subject: &str, name: &str, email: &str, force: bool, tag: &'static str| SignIn {
+        realm: "r".into(),
+        alias: "up".into(),
+        subject: subject.into(),
+        profile: profile(email),
+        force,
+        new_user: new_user(name, email),
+        link: serde_json::from_value(serde_json::json!({"identityProvider": "up", "userId": subject})).unwrap(),
+        token: None,
+        entries: entries_for(tag),
+    };
+
+    let SignedIn::User { user_id, created: true, email_unverified: false } =
+        writer.sign_in(sign_in("s-ann", "ann", "ann@x.test", false, "one")).await.unwrap()
+    else {
+        panic!("a first sign-in creates the user")
+    };
+    assert_eq!(sessions.get("sso:one").await.unwrap().as_deref(), Some(user_id.as_str()), "entries written");
+
+    // A later sign-in finds the user through the link; FORCE rewrites the profile.
+    let again = writer.sign_in(sign_in("s-ann", "ignored", "ann2@x.test", true, "two")).await.unwrap();
+    assert_eq!(again, SignedIn::User { user_id: user_id.clone(), created: false, email_unverified: false });
+    let ann = admin.get_user("r", &user_id).await.unwrap();
+    assert_eq!((ann.username.as_deref(), ann.email.as_deref()), (Some("ann"), Some("ann2@x.test")));
+
+    // Someone else's address is stored unverified.
+    let bob = writer.sign_in(sign_in("s-bob", "bob", "ann2@x.test", false, "three")).await.unwrap();
+    assert!(matches!(bob, SignedIn::User { created: true, email_unverified: true, .. }), "{bob:?}");
+
+    // A taken username: a conflict naming it, and nothing written.
+    let before = store.row_counts().await.unwrap();
+    let err = writer.sign_in(sign_in("s-other", "ann", "o@x.test", false, "four")).await.unwrap_err();
+    assert_eq!(err.unique_key(), Some(UniqueKey::Username), "{err}");
+    assert_eq!(store.row_counts().await.unwrap(), before);
+    assert_eq!(sessions.get("sso:four").await.unwrap(), None);
+
+    // First sign-ins refused by policy, and disabled users: nothing written.
+    let mut refused = sign_in("s-new", "new", "n@x.test", false, "five");
+    refused.new_user = None;
+    assert_eq!(writer.sign_in(refused).await.unwrap(), SignedIn::FirstLoginRefused);
+    assert_eq!(store.row_counts().await.unwrap(), before);
+    let mut disabled = admin.get_user("r", &user_id).await.unwrap();
+    disabled.enabled = Some(false);
+    admin.update_user("r", &user_id, disabled).await.unwrap();
+    let before = store.row_counts().await.unwrap();
+    assert_eq!(writer.sign_in(sign_in("s-ann", "ann", "a@x.test", true, "six")).await.unwrap(), SignedIn::Disabled);
+    assert_eq!(store.row_counts().await.unwrap(), before);
+    assert_eq!(sessions.get("sso:five").await.unwrap(), None);
+    assert_eq!(sessions.get("sso:six").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_embedded_on_sqlite() {
+    let db = TestDb::sqlite();
+    let store = db.store();
+    assert!(store.embedded_sessions().sign_in_writer().is_some(), "the embedded store signs in in one trip");
+    sign_in_writes(Arc::new(store.embedded_sessions()), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_embedded_on_postgres() {
+    let Some(db) = TestDb::postgres("session_store::sign_in_embedded_on_postgres") else { return };
+    let store = db.store();
+    sign_in_writes(Arc::new(store.embedded_sessions()), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_redis() {
+    let Some(sessions) = redis_sessions("session_store::sign_in_with_redis").await else { return };
+    assert!(sessions.sign_in_writer().is_none(), "Redis composes the stores");
+    let db = TestDb::sqlite();
+    sign_in_writes(Arc::new(sessions), db.store()).await;
+}

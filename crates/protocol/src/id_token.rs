@@ -13,7 +13,9 @@ use josekit::jws::{JwsSigner, HS256, HS384, HS512};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use crate::jwt::{decode_header, is_public_key_alg, is_signing_key, key_fits_alg, public_key_verifier, CompactJws};
+use crate::jwt::{
+    decode_header, is_public_key_alg, is_signing_key, key_fits_alg, public_key_verifier, CompactJws, VerifierCache,
+};
 
 /// The algorithms accepted when a provider's configuration names none: every
 /// public-key algorithm of RFC 7518 section 3.1 and RFC 8037 section 3.1 that
@@ -176,6 +178,26 @@ pub enum IdTokenError {
 /// `x5u`, `x5c`) are never used. Then `iss`, `aud` and `azp`, `exp`, `iat`,
 /// `nbf` when present, `sub`, `nonce` and `auth_time` are checked.
 pub fn verify(token: &str, jwks: &Value, exp: &Expectations<'_>) -> Result<VerifiedIdToken, IdTokenError> {
+    verify_inner(token, jwks, exp, None)
+}
+
+/// [`verify`], with the upstream's public keys parsed once and kept in
+/// `cache` (a key is parsed again only when its JWK changes).
+pub fn verify_cached(
+    token: &str,
+    jwks: &Value,
+    exp: &Expectations<'_>,
+    cache: &VerifierCache,
+) -> Result<VerifiedIdToken, IdTokenError> {
+    verify_inner(token, jwks, exp, Some(cache))
+}
+
+fn verify_inner(
+    token: &str,
+    jwks: &Value,
+    exp: &Expectations<'_>,
+    cache: Option<&VerifierCache>,
+) -> Result<VerifiedIdToken, IdTokenError> {
     let jws = CompactJws::parse(token).map_err(IdTokenError::Malformed)?;
     let alg = jws.alg();
     if alg.eq_ignore_ascii_case("none") || !exp.allowed_algs.contains(&alg) {
@@ -188,7 +210,7 @@ pub fn verify(token: &str, jwks: &Value, exp: &Expectations<'_>) -> Result<Verif
             return Err(IdTokenError::BadSignature);
         }
     } else {
-        verify_with_jwks(&jws, jwks, alg)?;
+        verify_with_jwks(&jws, jwks, alg, cache)?;
     }
     check_claims(&jws.claims, exp)?;
     Ok(VerifiedIdToken { claims: jws.claims })
@@ -218,7 +240,12 @@ fn hmac_signer(alg: &str, secret: Option<&str>) -> Result<Option<Box<dyn JwsSign
 
 /// Verifies a public-key signature with the key of the JWK Set that the token
 /// designates (OpenID Connect Core 1.0 section 10.1.1).
-fn verify_with_jwks(jws: &CompactJws<'_>, jwks: &Value, alg: &str) -> Result<(), IdTokenError> {
+fn verify_with_jwks(
+    jws: &CompactJws<'_>,
+    jwks: &Value,
+    alg: &str,
+    cache: Option<&VerifierCache>,
+) -> Result<(), IdTokenError> {
     if !is_public_key_alg(alg) {
         return Err(IdTokenError::AlgorithmNotAllowed(alg.to_owned()));
     }
@@ -255,7 +282,11 @@ fn verify_with_jwks(jws: &CompactJws<'_>, jwks: &Value, alg: &str) -> Result<(),
     };
     let mut usable = false;
     for key in candidates {
-        let Ok(verifier) = public_key_verifier(alg, key) else { continue };
+        let verifier = match cache {
+            Some(c) => c.get(alg, key),
+            None => public_key_verifier(alg, key).map(std::sync::Arc::from),
+        };
+        let Ok(verifier) = verifier else { continue };
         usable = true;
         if verifier.verify(jws.signing_input, &jws.signature).is_ok() {
             return Ok(());

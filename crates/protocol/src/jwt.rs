@@ -150,6 +150,19 @@ pub fn half_hash(alg: &str, value: &str) -> Option<String> {
 /// 3.1). Nothing about time or audience is checked here: the caller does that
 /// with its own clock.
 pub fn verify_own(token: &str, keys: &[Value]) -> Result<Map<String, Value>, JwtError> {
+    verify_own_inner(token, keys, None)
+}
+
+/// [`verify_own`], with each public key parsed once and kept in `cache`.
+pub fn verify_own_cached(token: &str, keys: &[Value], cache: &VerifierCache) -> Result<Map<String, Value>, JwtError> {
+    verify_own_inner(token, keys, Some(cache))
+}
+
+fn verify_own_inner(
+    token: &str,
+    keys: &[Value],
+    cache: Option<&VerifierCache>,
+) -> Result<Map<String, Value>, JwtError> {
     let jws = CompactJws::parse(token).map_err(JwtError::Malformed)?;
     let alg = jws.alg();
     if !OWN_ALGS.contains(&alg) {
@@ -164,9 +177,60 @@ pub fn verify_own(token: &str, keys: &[Value]) -> Result<Map<String, Value>, Jwt
     if key_alg != Some(alg) || !key_fits_alg(key, alg) {
         return Err(JwtError::AlgorithmNotAllowed(alg.to_owned()));
     }
-    let verifier = public_key_verifier(alg, key).map_err(JwtError::Key)?;
+    let verifier = match cache {
+        Some(c) => c.get(alg, key),
+        None => public_key_verifier(alg, key).map(std::sync::Arc::from),
+    }
+    .map_err(JwtError::Key)?;
     verifier.verify(jws.signing_input, &jws.signature).map_err(|_| JwtError::BadSignature)?;
     Ok(jws.claims)
+}
+
+/// The most verifiers a [`VerifierCache`] keeps; past it the cache starts
+/// over, so a key set that changes all the time cannot grow it.
+const MAX_CACHED_VERIFIERS: usize = 256;
+
+/// Verifiers built from public JWKs, so that a key is parsed (JWK to an
+/// OpenSSL key, a curve point checked) once rather than for every token. An
+/// entry is found by the algorithm and the JWK's exact JSON, so a changed key
+/// is a new entry, never a stale one.
+#[derive(Default)]
+pub struct VerifierCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<dyn JwsVerifier>>>,
+}
+
+impl VerifierCache {
+    /// The verifier of `key` for `alg`, built on first use.
+    pub(crate) fn get(&self, alg: &str, key: &Value) -> Result<std::sync::Arc<dyn JwsVerifier>, String> {
+        let id = format!("{alg} {key}");
+        if let Some(v) = self.map.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(v);
+        }
+        let verifier: std::sync::Arc<dyn JwsVerifier> = std::sync::Arc::from(public_key_verifier(alg, key)?);
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= MAX_CACHED_VERIFIERS {
+                m.clear();
+            }
+            m.insert(id, verifier.clone());
+        }
+        Ok(verifier)
+    }
+
+    /// How many verifiers are kept.
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for VerifierCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifierCache({} keys)", self.len())
+    }
 }
 
 /// The `typ` of a compact JWS's header, read without verifying anything, so
@@ -407,6 +471,24 @@ pub(crate) mod tests {
 
         assert!(matches!(verify_own("a.b", std::slice::from_ref(&jwk)), Err(JwtError::Malformed(_))));
         assert!(matches!(verify_own(&format!("{token}.x"), &[jwk]), Err(JwtError::Malformed(_))));
+    }
+
+    #[test]
+    fn cached_verifiers_are_built_once_per_key_and_never_for_another() {
+        let (pem, jwk) = key_pair("ES256", "k1");
+        let signer = TokenSigner::from_pem("ES256", "k1", &pem).unwrap();
+        let token = signer.sign("at+jwt", &claims()).unwrap();
+        let cache = VerifierCache::default();
+        for _ in 0..3 {
+            assert!(verify_own_cached(&token, std::slice::from_ref(&jwk), &cache).is_ok());
+        }
+        assert_eq!(cache.len(), 1, "one key, one verifier");
+
+        // Another key under the same kid is another entry, and refuses the token.
+        let (_, mut impostor) = key_pair("ES256", "k2");
+        impostor["kid"] = json!("k1");
+        assert!(matches!(verify_own_cached(&token, &[impostor], &cache), Err(JwtError::BadSignature)));
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

@@ -15,4 +15,4 @@ pub use error::{OAuthError, OAuthErrorCode};
 pub use id_token::{IdTokenError, VerifiedIdToken};
 pub use jwt::{JwtError, TokenSigner};
 pub use secret::Secret;
-pub use values::{ClientAuthMethod, MapperSyncMode, ParseValueError, PkceMethod, SyncMode};
+pub use values::{ClientAuthMethod, GrantType, MapperSyncMode, ParseValueError, PkceMethod, SyncMode};

@@ -97,6 +97,18 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// A token request's grant (RFC 6749 sections 4.1.3, 4.4.2 and 6).
+    GrantType {
+        /// An authorization code.
+        AuthorizationCode = "authorization_code",
+        /// A refresh token.
+        RefreshToken = "refresh_token",
+        /// The client's own credentials.
+        ClientCredentials = "client_credentials",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! key, `typ: at+jwt`, the realm's issuer, expiry, not revoked, and a session
 //! that is still alive.
 
-use federa_protocol::jwt::{peek_typ, verify_own};
+use federa_protocol::jwt::{peek_typ, verify_own_cached};
 use serde_json::{Map, Value};
 
 use super::state::{self, SsoSession};
@@ -55,8 +55,8 @@ impl Broker {
             return Err(BearerError::Invalid("the token is not an access token".into()));
         }
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(internal)?;
-        let claims =
-            verify_own(token, &keys.public).map_err(|_| BearerError::Invalid("the token is not valid".into()))?;
+        let claims = verify_own_cached(token, &keys.public, &keys.verifiers)
+            .map_err(|_| BearerError::Invalid("the token is not valid".into()))?;
         let claims = AccessClaims(claims);
         if claims.str("iss") != Some(realm.issuer.as_str()) || claims.str("client_id").is_none() {
             return Err(BearerError::Invalid("the token is not an access token of this realm".into()));

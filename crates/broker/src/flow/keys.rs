@@ -18,6 +18,8 @@ pub struct RealmKeys {
     pub signer: TokenSigner,
     /// Every public key, as JWKs.
     pub public: Vec<serde_json::Value>,
+    /// Their verifiers, each built once.
+    pub verifiers: federa_protocol::jwt::VerifierCache,
 }
 
 /// Parsed keys by realm.
@@ -44,7 +46,7 @@ impl KeyCache {
         let signer = TokenSigner::from_pem(&active.alg, &active.kid, active.private_pem.expose().as_bytes())
             .map_err(|e| StoreError::Backend(format!("realm {realm:?} signing key: {e}")))?;
         let public = keys.iter().map(|k| k.public_jwk.clone()).collect();
-        let entry = Arc::new(RealmKeys { signer, public });
+        let entry = Arc::new(RealmKeys { signer, public, verifiers: Default::default() });
         if let Ok(mut cache) = self.realms.lock() {
             cache.insert(realm.to_owned(), (Instant::now(), entry.clone()));
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use federa_protocol::id_token::{self, Expectations, IdTokenError};
+use federa_protocol::jwt::VerifierCache;
 use federa_protocol::{ClientAuthMethod, OAuthError, OAuthErrorCode, Secret, SyncMode};
 use serde_json::{Map, Value};
 
@@ -243,7 +244,15 @@ impl Broker {
         let jwks =
             self.upstreams.jwks(&self.http, jwks_url, false).await.map_err(|e| failed(&up.alias, &realm.name, e))?;
         let skew = secs(up.clock_skew);
-        let checked = verify_off_worker(token, jwks, issuer, &up.client_id, nonce, skew, max_age).await;
+        let check = || Check {
+            issuer: issuer.to_owned(),
+            client_id: up.client_id.clone(),
+            nonce: nonce.map(str::to_owned),
+            clock_skew: skew,
+            max_age,
+        };
+        let verifiers = self.upstreams.verifiers();
+        let checked = verify_off_worker(token, jwks, check(), verifiers.clone()).await;
         match checked.map_err(internal)? {
             Err(IdTokenError::UnknownKey(_)) => {
                 let jwks = self
@@ -251,7 +260,7 @@ impl Broker {
                     .jwks(&self.http, jwks_url, true)
                     .await
                     .map_err(|e| failed(&up.alias, &realm.name, e))?;
-                verify_off_worker(token, jwks, issuer, &up.client_id, nonce, skew, max_age)
+                verify_off_worker(token, jwks, check(), verifiers)
                     .await
                     .map_err(internal)?
                     .map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}")))
@@ -432,31 +441,37 @@ pub(crate) fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Verifies an upstream ID token on the blocking pool: a signature check is
-/// tens to hundreds of microseconds of CPU, too long for an async worker.
+/// What an upstream ID token is checked against, owned for the blocking pool.
+struct Check {
+    issuer: String,
+    client_id: String,
+    nonce: Option<String>,
+    clock_skew: i64,
+    max_age: Option<i64>,
+}
+
+/// Verifies an upstream ID token on the blocking pool (a signature check is
+/// tens to hundreds of microseconds of CPU, too long for an async worker),
+/// with the upstream's keys parsed once (`verifiers`).
 async fn verify_off_worker(
     token: &str,
     jwks: Value,
-    issuer: &str,
-    client_id: &str,
-    nonce: Option<&str>,
-    clock_skew: i64,
-    max_age: Option<i64>,
+    check: Check,
+    verifiers: Arc<VerifierCache>,
 ) -> Result<Result<federa_protocol::VerifiedIdToken, IdTokenError>, tokio::task::JoinError> {
-    let (token, issuer, client_id, nonce) =
-        (token.to_owned(), issuer.to_owned(), client_id.to_owned(), nonce.map(str::to_owned));
+    let token = token.to_owned();
     tokio::task::spawn_blocking(move || {
         let exp = Expectations {
-            issuer: &issuer,
-            client_id: &client_id,
-            nonce: nonce.as_deref(),
+            issuer: &check.issuer,
+            client_id: &check.client_id,
+            nonce: check.nonce.as_deref(),
             allowed_algs: id_token::DEFAULT_ALGS,
             client_secret: None,
             now: now(),
-            clock_skew,
-            max_age,
+            clock_skew: check.clock_skew,
+            max_age: check.max_age,
         };
-        id_token::verify(&token, &jwks, &exp)
+        id_token::verify_cached(&token, &jwks, &exp, &verifiers)
     })
     .await
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use federa_protocol::jwt::half_hash;
-use federa_protocol::{pkce, OAuthError, OAuthErrorCode, PkceMethod};
+use federa_protocol::{pkce, GrantType, OAuthError, OAuthErrorCode, PkceMethod};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -105,10 +105,14 @@ impl Broker {
     ) -> Result<TokenResponse, TokenError> {
         let creds = super::client_auth::credentials(form, basic)?;
         let client = self.authenticate_client(realm, &creds).await?;
-        match form.get("grant_type").map(String::as_str).filter(|g| !g.is_empty()) {
-            Some("authorization_code") => self.authorization_code_grant(realm, &client, form).await,
+        let grant = form.get("grant_type").map(String::as_str).filter(|g| !g.is_empty());
+        match grant.map(str::parse::<GrantType>) {
             None => Err(refuse(OAuthErrorCode::InvalidRequest, "grant_type is required")),
-            Some(_) => Err(refuse(OAuthErrorCode::UnsupportedGrantType, "only authorization_code is supported")),
+            Some(Ok(GrantType::AuthorizationCode)) => self.authorization_code_grant(realm, &client, form).await,
+            // refresh_token and client_credentials join with the sessions issue.
+            Some(Ok(GrantType::RefreshToken | GrantType::ClientCredentials) | Err(_)) => {
+                Err(refuse(OAuthErrorCode::UnsupportedGrantType, "only authorization_code is supported"))
+            }
         }
     }
 

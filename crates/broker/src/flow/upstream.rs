@@ -84,6 +84,7 @@ pub struct UpstreamCache {
     metadata: Mutex<HashMap<String, (Instant, Option<ProviderMetadata>)>>,
     jwks: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
     refetch_interval: Duration,
+    verifiers: Arc<federa_protocol::jwt::VerifierCache>,
 }
 
 impl Default for UpstreamCache {
@@ -95,7 +96,17 @@ impl Default for UpstreamCache {
 impl UpstreamCache {
     /// Caches whose key sets are fetched again for an unknown kid at most once per `interval`.
     pub fn with_refetch_interval(interval: Duration) -> Self {
-        Self { metadata: Mutex::default(), jwks: Mutex::default(), refetch_interval: interval }
+        Self {
+            metadata: Mutex::default(),
+            jwks: Mutex::default(),
+            refetch_interval: interval,
+            verifiers: Arc::default(),
+        }
+    }
+
+    /// Upstream public keys, each parsed once into a verifier.
+    pub fn verifiers(&self) -> Arc<federa_protocol::jwt::VerifierCache> {
+        self.verifiers.clone()
     }
 
     /// The discovery document at `url`, from the cache or fetched.

@@ -1,0 +1,146 @@
+//! Verification of a sample of the tokens Federa issues, so that a fast
+//! wrong answer cannot count as a success: the signature against the realm's
+//! JWK Set (checked here with josekit directly, not with Federa's own
+//! verifier), `iss`, `aud`, `nonce`, `exp`, the explicit `typ` of each token
+//! and the ID token's `at_hash`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use josekit::jwk::Jwk;
+use josekit::jws::{JwsVerifier as _, RS256};
+use serde_json::{Map, Value};
+use sha2::Digest as _;
+
+use crate::flow::Target;
+use crate::util::Failures;
+use crate::APP;
+
+/// Checks one token response in every `every`, and keeps count.
+pub struct TokenCheck {
+    issuer: String,
+    keys: Vec<Value>,
+    every: usize,
+    seen: AtomicUsize,
+    checked: AtomicUsize,
+    /// Sampled responses that failed verification, and why.
+    pub failures: Failures,
+}
+
+impl TokenCheck {
+    /// Reads the realm's JWK Set once (the realm has one key for the whole run).
+    pub async fn fetch(http: &reqwest::Client, target: &Target, every: usize) -> TokenCheck {
+        let resp = http.get(&target.certs).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "GET {}", target.certs);
+        let jwks: Value = resp.json().await.unwrap();
+        let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
+        assert!(!keys.is_empty(), "the realm's JWK Set has no keys: {jwks}");
+        TokenCheck {
+            issuer: target.issuer.clone(),
+            keys,
+            every: every.max(1),
+            seen: AtomicUsize::new(0),
+            checked: AtomicUsize::new(0),
+            failures: Failures::default(),
+        }
+    }
+
+    /// How many token responses were verified.
+    pub fn checked(&self) -> usize {
+        self.checked.load(Ordering::Relaxed)
+    }
+
+    pub fn every(&self) -> usize {
+        self.every
+    }
+
+    /// The signing keys Federa publishes, as `alg kty-bits` (e.g. `RS256 RSA-2048`).
+    pub fn key_summary(&self) -> String {
+        let describe = |k: &Value| {
+            let alg = k["alg"].as_str().unwrap_or("?");
+            let bits = k["n"].as_str().and_then(|n| URL_SAFE_NO_PAD.decode(n).ok()).map(|n| n.len() * 8);
+            match (k["kty"].as_str(), bits) {
+                (Some("RSA"), Some(b)) => format!("{alg} RSA-{b}"),
+                (kty, _) => format!("{alg} {}", kty.unwrap_or("?")),
+            }
+        };
+        self.keys.iter().map(describe).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Verifies every `every`-th response (the first included); a failure
+    /// is counted here and makes the operation fail.
+    pub fn sample(&self, id_token: &str, access_token: &str, nonce: &str) -> Result<(), String> {
+        if !self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every) {
+            return Ok(());
+        }
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        self.verify(id_token, access_token, nonce).map_err(|reason| {
+            self.failures.add(reason.clone(), Duration::ZERO);
+            format!("a sampled token failed verification: {reason}")
+        })
+    }
+
+    fn verify(&self, id_token: &str, access_token: &str, nonce: &str) -> Result<(), String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+        let (id_header, id) = self.verify_jws(id_token).map_err(|e| format!("ID token: {e}"))?;
+        let (at_header, at) = self.verify_jws(access_token).map_err(|e| format!("access token: {e}"))?;
+        let s = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+        let aud_is_app = |m: &Map<String, Value>| match m.get("aud") {
+            Some(Value::String(a)) => a == APP,
+            Some(Value::Array(a)) => a.iter().any(|x| x == APP),
+            _ => false,
+        };
+        let expect = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_owned()) };
+
+        expect(s(&id_header, "typ").as_deref() == Some("JWT"), "ID token: typ is not JWT")?;
+        expect(s(&id, "iss").as_deref() == Some(self.issuer.as_str()), "ID token: wrong iss")?;
+        expect(aud_is_app(&id), "ID token: aud is not the client")?;
+        expect(s(&id, "nonce").as_deref() == Some(nonce), "ID token: nonce is not the one sent")?;
+        expect(id.get("exp").and_then(Value::as_i64).is_some_and(|e| e > now), "ID token: expired or no exp")?;
+        let at_hash = URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(access_token.as_bytes())[..16]);
+        expect(s(&id, "at_hash") == Some(at_hash), "ID token: at_hash does not match the access token")?;
+
+        expect(s(&at_header, "typ").as_deref() == Some("at+jwt"), "access token: typ is not at+jwt")?;
+        expect(s(&at, "iss").as_deref() == Some(self.issuer.as_str()), "access token: wrong iss")?;
+        expect(aud_is_app(&at), "access token: aud is not the client")?;
+        expect(s(&at, "client_id").as_deref() == Some(APP), "access token: client_id is not the client")?;
+        expect(s(&at, "sub").is_some() && s(&at, "sub") == s(&id, "sub"), "the tokens name different subjects")?;
+        Ok(())
+    }
+
+    /// Checks a compact JWS's RS256 signature with the JWK its `kid` names;
+    /// returns its header and claims.
+    fn verify_jws(&self, token: &str) -> Result<(Map<String, Value>, Map<String, Value>), String> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let [header_b64, claims_b64, sig_b64] = parts[..] else {
+            return Err("not a compact JWS".into());
+        };
+        let object = |b64: &str| -> Result<Map<String, Value>, String> {
+            let bytes = URL_SAFE_NO_PAD.decode(b64).map_err(|_| "not base64url".to_owned())?;
+            match serde_json::from_slice(&bytes) {
+                Ok(Value::Object(m)) => Ok(m),
+                _ => Err("not a JSON object".into()),
+            }
+        };
+        let header = object(header_b64)?;
+        let claims = object(claims_b64)?;
+        if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+            return Err(format!("alg is {:?}, not RS256", header.get("alg")));
+        }
+        let kid = header.get("kid").and_then(Value::as_str).ok_or("no kid")?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k["kid"].as_str() == Some(kid))
+            .and_then(Value::as_object)
+            .ok_or_else(|| format!("kid {kid:?} is not in the JWK Set"))?;
+        let jwk = Jwk::from_map(key.clone()).map_err(|e| format!("bad JWK: {e}"))?;
+        let verifier = RS256.verifier_from_jwk(&jwk).map_err(|e| format!("bad JWK: {e}"))?;
+        let signature = URL_SAFE_NO_PAD.decode(sig_b64).map_err(|_| "the signature is not base64url")?;
+        let input = &token[..header_b64.len() + 1 + claims_b64.len()];
+        verifier.verify(input.as_bytes(), &signature).map_err(|_| "the signature does not verify".to_owned())?;
+        Ok((header, claims))
+    }
+}

@@ -177,7 +177,10 @@ pub fn clk_tck() -> u64 {
 /// `/proc/<pid>/stat` (fields 14 and 15; the command name in field 2 may
 /// hold spaces, so fields are counted after its closing parenthesis).
 fn stat_ticks(path: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
+    stat_text_ticks(&std::fs::read_to_string(path).ok()?)
+}
+
+fn stat_text_ticks(text: &str) -> Option<u64> {
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state): utime is field 14, stime field 15.
@@ -257,5 +260,27 @@ impl CpuUse {
     /// Cores used by everything else: other processes on the machine.
     pub fn others(&self) -> f64 {
         (self.busy - self.federa - self.harness).max(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime cutime ...; the name holds ") 9 9 (".
+        let line = "42 (a) 9 9 (b) S 1 42 42 0 -1 4194304 10 0 0 0 150 25 7 3 20 0 4";
+        assert_eq!(stat_text_ticks(line), Some(175));
+        assert_eq!(stat_text_ticks("42 (short) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_has_cpu_time_and_the_machine_has_more() {
+        let own = stat_ticks("/proc/self/stat");
+        let (busy, total) = machine_ticks().unwrap();
+        assert!(own.is_some());
+        assert!(busy <= total && total > 0);
     }
 }

@@ -144,3 +144,83 @@ impl TokenCheck {
         Ok((header, claims))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use josekit::jwk::KeyPair as _;
+    use serde_json::json;
+
+    use super::*;
+
+    const ISSUER: &str = "http://127.0.0.1:1/realms/bench";
+
+    /// A check over one fresh RS256 key, verifying every response, and a
+    /// function that issues (ID token, access token) for given claims.
+    fn setup() -> (TokenCheck, impl Fn(Value, Value) -> (String, String)) {
+        let pair = RS256.generate_key_pair(2048).unwrap();
+        let mut jwk = pair.to_jwk_public_key();
+        jwk.set_key_id("k1");
+        jwk.set_algorithm("RS256");
+        let signer = federa_protocol::TokenSigner::from_pem("RS256", "k1", &pair.to_pem_private_key()).unwrap();
+        let check = TokenCheck {
+            issuer: ISSUER.into(),
+            keys: vec![Value::Object(jwk.as_ref().clone())],
+            every: 1,
+            seen: AtomicUsize::new(0),
+            checked: AtomicUsize::new(0),
+            failures: Failures::default(),
+        };
+        let issue = move |id: Value, at: Value| {
+            let access = signer.sign("at+jwt", at.as_object().unwrap()).unwrap();
+            let mut id = id.as_object().unwrap().clone();
+            let at_hash = URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(access.as_bytes())[..16]);
+            id.entry("at_hash").or_insert(json!(at_hash));
+            (signer.sign("JWT", &id).unwrap(), access)
+        };
+        (check, issue)
+    }
+
+    fn id_claims() -> Value {
+        json!({"iss": ISSUER, "sub": "u1", "aud": APP, "nonce": "n1", "exp": 4_000_000_000_i64})
+    }
+
+    fn at_claims() -> Value {
+        json!({"iss": ISSUER, "sub": "u1", "aud": APP, "client_id": APP, "exp": 4_000_000_000_i64})
+    }
+
+    #[test]
+    fn a_correct_response_passes_and_wrong_ones_fail() {
+        let (check, issue) = setup();
+        let (id, at) = issue(id_claims(), at_claims());
+        assert_eq!(check.sample(&id, &at, "n1"), Ok(()));
+        assert!(check.sample(&id, &at, "another nonce").unwrap_err().contains("nonce"));
+
+        let mut wrong_aud = id_claims();
+        wrong_aud["aud"] = json!("someone-else");
+        let (id2, at2) = issue(wrong_aud, at_claims());
+        assert!(check.sample(&id2, &at2, "n1").unwrap_err().contains("aud"));
+
+        // A signature that is not the key's.
+        let (other, other_issue) = setup();
+        let (id3, at3) = other_issue(id_claims(), at_claims());
+        assert!(check.sample(&id3, &at3, "n1").unwrap_err().contains("does not verify"));
+        assert_eq!(other.checked(), 0);
+
+        // The two tokens of different responses do not pair up (at_hash).
+        let mut other_at = at_claims();
+        other_at["jti"] = json!("another token");
+        let (_, at4) = issue(id_claims(), other_at);
+        assert!(check.sample(&id, &at4, "n1").unwrap_err().contains("at_hash"));
+        assert_eq!(check.checked(), 5);
+        assert_eq!(check.failures.count(), 4);
+    }
+
+    #[test]
+    fn only_one_response_in_every_is_verified() {
+        let (mut check, _) = setup();
+        check.every = 3;
+        let outcomes: Vec<bool> = (0..6).map(|_| check.sample("x", "y", "n").is_err()).collect();
+        assert_eq!(outcomes, [true, false, false, true, false, false]);
+        assert_eq!(check.checked(), 2);
+    }
+}

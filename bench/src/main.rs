@@ -185,9 +185,10 @@ async fn main() {
     let session = load::sso_session(&target, &fast.issuer, &check).await;
     let mint = load::mint(&target, &session, args.codes, args.code_workers).await;
     let (minted, mint_elapsed, mint_failures) = (mint.codes.len(), mint.elapsed, mint.failures);
+    eprintln!("federa-bench:   minted {minted} in {mint_elapsed:?}; exchanging them");
     let ex = load::exchange_closed_loop(&target, &check, federa.pid, mint.codes, args.code_workers).await;
     eprintln!(
-        "federa-bench:   minted {minted} in {mint_elapsed:?}, exchanged {} in {:?}, {} failures",
+        "federa-bench:   exchanged {} in {:?}, {} failures",
         ex.exchanged,
         ex.elapsed,
         ex.failures.count() + mint_failures.count()

@@ -13,10 +13,11 @@
 //!    in a closed loop, each one a new user created just in time, and
 //!    Federa's CPU time over the measured window ([`load`]);
 //! 5. the same through the real upstream, node `oidc-provider`;
-//! 6. runs sign-ins in an open loop at a fraction (70 %) of the closed
-//!    loop's peak rate, latency measured from each scheduled start ([`open_loop`]);
-//! 7. measures authorization_code exchanges alone, on codes minted
-//!    beforehand through the SSO path, closed loop then open loop;
+//! 6. measures authorization_code exchanges alone, on codes minted
+//!    beforehand through the SSO path, in a closed loop;
+//! 7. runs sign-ins, then exchanges, in an open loop at a fraction (70 %) of
+//!    the closed loops' peak rates, latency measured from each scheduled
+//!    start ([`open_loop`]);
 //! 8. measures the signature cost again, reads the RSS after the load and at
 //!    its peak (VmHWM);
 //! 9. writes the results to `--out` (docs/PERFORMANCE.md) and stdout.
@@ -161,6 +162,25 @@ async fn main() {
         Some(run)
     };
 
+    eprintln!(
+        "federa-bench: minting {} codes through the SSO path, then exchanging them ({} workers)",
+        args.codes, args.code_workers
+    );
+    let session = load::sso_session(&target, &fast.issuer, &check).await;
+    let mint = load::mint(&target, &session, args.codes, args.code_workers).await;
+    let (minted, mint_elapsed, mint_failures) = (mint.codes.len(), mint.elapsed, mint.failures);
+    eprintln!("federa-bench:   minted {minted} in {mint_elapsed:?}; exchanging them");
+    let ex = load::exchange_closed_loop(&target, &check, federa.pid, mint.codes, args.code_workers).await;
+    eprintln!(
+        "federa-bench:   exchanged {} in {:?}, {} failures",
+        ex.exchanged,
+        ex.elapsed,
+        ex.failures.count() + mint_failures.count()
+    );
+
+    // Every closed loop is done: the peak so far is theirs.
+    let rss_closed_peak = federa.hwm_kib();
+
     let open_rate = args.open_fraction * fast_run.per_second();
     eprintln!("federa-bench: open-loop sign-ins at {open_rate:.0}/s for {}s", args.open_duration);
     let open_logins = open_loop::sign_ins(
@@ -176,22 +196,6 @@ async fn main() {
         "federa-bench:   p99 {:?} ms, {} failures",
         util::percentile_ms(&open_logins.latencies, 99.0),
         open_logins.failures.count()
-    );
-
-    eprintln!(
-        "federa-bench: minting {} codes through the SSO path, then exchanging them ({} workers)",
-        args.codes, args.code_workers
-    );
-    let session = load::sso_session(&target, &fast.issuer, &check).await;
-    let mint = load::mint(&target, &session, args.codes, args.code_workers).await;
-    let (minted, mint_elapsed, mint_failures) = (mint.codes.len(), mint.elapsed, mint.failures);
-    eprintln!("federa-bench:   minted {minted} in {mint_elapsed:?}; exchanging them");
-    let ex = load::exchange_closed_loop(&target, &check, federa.pid, mint.codes, args.code_workers).await;
-    eprintln!(
-        "federa-bench:   exchanged {} in {:?}, {} failures",
-        ex.exchanged,
-        ex.elapsed,
-        ex.failures.count() + mint_failures.count()
     );
 
     let open_ex_rate = args.open_fraction * ex.per_second();
@@ -218,7 +222,7 @@ async fn main() {
     let results = summary::Results {
         args: &args,
         time_to_ready: federa.time_to_ready,
-        rss: (rss_idle, rss_after, rss_peak),
+        rss: (rss_idle, rss_closed_peak, rss_after, rss_peak),
         sig: (sig_before, sig_after),
         fast: &fast_run,
         node: node_run.as_ref(),

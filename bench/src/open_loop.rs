@@ -5,6 +5,7 @@
 //! loop hides it by slowing its own arrivals.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,11 @@ pub struct OpenLoopResult {
     /// Operations that started more than [`LATE_AFTER`] after their time.
     pub late: usize,
     pub max_late: Duration,
+    /// The most operations in flight at once (queueing shows here).
+    pub max_in_flight: usize,
+    /// The slowest operation that was scheduled in each second of the
+    /// schedule, ms (failures included): where a stall happened.
+    pub worst_by_second: Vec<f64>,
     /// The CPU used from the first scheduled start until the last operation ended.
     pub cpu: CpuUse,
 }
@@ -58,6 +64,8 @@ where
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     let (mut late, mut max_late) = (0usize, Duration::ZERO);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut max_in_flight = 0usize;
     for i in 0..n {
         let scheduled = start + period * u32::try_from(i).unwrap_or(u32::MAX);
         if Instant::now() < scheduled {
@@ -66,27 +74,51 @@ where
         let behind = Instant::now().saturating_duration_since(scheduled);
         late += usize::from(behind > LATE_AFTER);
         max_late = max_late.max(behind);
+        max_in_flight = max_in_flight.max(in_flight.fetch_add(1, Ordering::Relaxed) + 1);
         let fut = op(i);
-        let failures = failures.clone();
+        let (failures, in_flight) = (failures.clone(), in_flight.clone());
+        let second = scheduled.saturating_duration_since(start).as_secs();
         tasks.push(tokio::spawn(async move {
             let result = fut.await;
             let took = scheduled.elapsed();
-            match result {
-                Ok(()) => Some(micros(took)),
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            let ok = match result {
+                Ok(()) => true,
                 Err(reason) => {
                     failures.add(reason, took);
-                    None
+                    false
                 }
-            }
+            };
+            (second, micros(took), ok)
         }));
     }
     let mut latencies = Vec::with_capacity(n);
+    let mut worst_by_second: Vec<f64> = Vec::new();
     for t in tasks {
-        latencies.extend(t.await.unwrap());
+        let (second, took, ok) = t.await.unwrap();
+        let at = usize::try_from(second).unwrap_or(usize::MAX);
+        if worst_by_second.len() <= at {
+            worst_by_second.resize(at + 1, 0.0);
+        }
+        worst_by_second[at] = worst_by_second[at].max(took as f64 / 1000.0);
+        if ok {
+            latencies.push(took);
+        }
     }
     let cpu = cpu_start.until(&CpuSample::take(federa_pid));
     latencies.sort_unstable();
-    OpenLoopResult { rate, duration, offered: n, latencies, failures, late, max_late, cpu }
+    OpenLoopResult {
+        rate,
+        duration,
+        offered: n,
+        latencies,
+        failures,
+        late,
+        max_late,
+        max_in_flight,
+        worst_by_second,
+        cpu,
+    }
 }
 
 /// Brokered sign-ins of new users through `upstream`, at `rate` per second.

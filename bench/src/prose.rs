@@ -75,8 +75,8 @@ impl Results<'_> {
         let (ol, oe) = (self.open_logins, self.open_ex);
         let _ = writeln!(
             doc,
-            "- Open loops, at {:.0} % of the closed loop's peak in the same run: {} sign-ins scheduled at {:.0}/s \
-             ({:.0} s), then {} exchanges at {:.0}/s ({:.1} s, on codes minted just before in {:.1} s). An \
+            "- Open loops, after all the closed loops, at {:.0} % of the closed loop's peak in the same run: {} \
+             sign-ins scheduled at {:.0}/s ({:.0} s), then {} exchanges at {:.0}/s ({:.1} s, on codes minted just before in {:.1} s). An \
              operation starts at its scheduled time whether or not earlier ones have finished; its latency runs \
              from that scheduled time, so queueing in Federa or in the generator counts. Starts later than {} ms \
              behind schedule: {} sign-ins (at most {:.1} ms), {} exchanges (at most {:.1} ms).",
@@ -93,6 +93,18 @@ impl Results<'_> {
             secs(ol.max_late) * 1000.0,
             oe.late,
             secs(oe.max_late) * 1000.0,
+        );
+        let worst = |r: &crate::open_loop::OpenLoopResult| {
+            r.worst_by_second.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(", ")
+        };
+        let _ = writeln!(
+            doc,
+            "- Open-loop queueing: at most {} sign-ins and {} exchanges were in flight at once. The slowest \
+             operation scheduled in each second of the schedule, ms: sign-ins {}; exchanges {}.",
+            ol.max_in_flight,
+            oe.max_in_flight,
+            worst(ol),
+            worst(oe)
         );
         let _ = writeln!(
             doc,

@@ -24,8 +24,8 @@ const OPEN_P99_TARGET: f64 = 50.0;
 pub struct Results<'a> {
     pub args: &'a Args,
     pub time_to_ready: Duration,
-    /// Idle, after the load, peak (KiB).
-    pub rss: (u64, u64, u64),
+    /// Idle, peak after the closed loops, after the load, peak (KiB).
+    pub rss: (u64, u64, u64, u64),
     /// Before and after the load.
     pub sig: (SignatureCost, SignatureCost),
     pub fast: &'a LoadResult,
@@ -133,8 +133,9 @@ impl Results<'_> {
                 Goal::None,
             ),
             Row::new("**RSS idle**", Some(mib(self.rss.0)), "MiB", 1, Goal::Below(20.0)),
-            Row::new("RSS right after the load", Some(mib(self.rss.1)), "MiB", 1, Goal::None),
-            Row::new("**RSS peak (VmHWM)**", Some(mib(self.rss.2)), "MiB", 1, Goal::Below(60.0)),
+            Row::new("RSS peak over the closed loops (VmHWM)", Some(mib(self.rss.1)), "MiB", 1, Goal::None),
+            Row::new("RSS right after the load", Some(mib(self.rss.2)), "MiB", 1, Goal::None),
+            Row::new("**RSS peak over the whole run (VmHWM)**", Some(mib(self.rss.3)), "MiB", 1, Goal::Below(60.0)),
             Row::new("time to ready", Some(self.time_to_ready.as_secs_f64() * 1000.0), "ms", 0, Goal::Below(200.0)),
             Row::new("failed sign-ins, mints and exchanges", Some(self.total_failures() as f64), "", 0, Goal::Zero),
             Row::new("token responses verified (sampled)", Some(self.check.checked() as f64), "", 0, Goal::None),

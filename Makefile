@@ -46,7 +46,10 @@ fmt:
 	$(CARGO) fmt --all
 
 # Builds the release binary, then runs the benchmark harness (bench/) against
-# it on this machine and writes docs/PERFORMANCE.md (a few minutes).
+# it on this machine and writes docs/PERFORMANCE.md (a few minutes): rates,
+# latency (closed and open loop), Federa's CPU per operation against the cost
+# of one RSA-2048 signature measured in the same run, and memory. Fails
+# (status 2) if a sampled token does not verify against the realm's JWKS.
 bench: test-deps
 	$(CARGO) build --release -p federa
 	$(CARGO) run --release -p federa-bench -- --federa target/release/federa --out docs/PERFORMANCE.md

@@ -11,7 +11,9 @@ use std::time::Duration;
 pub use client::{Client, ClientAuth};
 pub use upstream::{FirstLogin, Upstream};
 
-use crate::repr::{ClientRepresentation, IdentityProviderRepresentation, RealmRepresentation};
+use crate::repr::{
+    ClientRepresentation, IdentityProviderMapperRepresentation, IdentityProviderRepresentation, RealmRepresentation,
+};
 
 /// A setting that Federa stores but that has no effect yet, named for the admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +111,16 @@ pub fn realm_notices(r: &RealmRepresentation) -> Vec<Notice> {
     for (i, p) in r.identity_providers.iter().flatten().enumerate() {
         v.extend(idp_notices(p).into_iter().map(|n| n.prefixed(&format!("identityProviders[{i}]."))));
     }
+    for (i, m) in r.identity_provider_mappers.iter().flatten().enumerate() {
+        v.extend(mapper_notices(m).into_iter().map(|n| n.prefixed(&format!("identityProviderMappers[{i}]."))));
+    }
     v
+}
+
+/// A mapper is validated and stored, but sign-ins do not run mappers yet:
+/// said once per mapper.
+pub fn mapper_notices(_m: &IdentityProviderMapperRepresentation) -> Vec<Notice> {
+    vec![Notice::new("identityProviderMapper", "has no effect yet: sign-ins do not apply mappers")]
 }
 
 /// The settings of a client that Federa stores but does not honour yet.

@@ -86,8 +86,12 @@ async fn create_mapper(
     body: Body<IdentityProviderMapperRepresentation>,
 ) -> Result<HttpResponse, WebError> {
     let (realm, alias) = path.into_inner();
-    let id = st.admin.create_mapper(&realm, &alias, body.into_inner()).await?;
-    Ok(created(location(&st, &realm, &["identity-provider", "instances", &alias, "mappers", &id])))
+    let repr = body.into_inner();
+    let notices = federa_broker::model::mapper_notices(&repr);
+    let id = st.admin.create_mapper(&realm, &alias, repr).await?;
+    let what = format!("realm {realm:?} identity provider {alias:?} mapper {id:?}");
+    let resp = created(location(&st, &realm, &["identity-provider", "instances", &alias, "mappers", &id]));
+    Ok(with_notices(resp, &what, &notices))
 }
 
 async fn get_mapper(
@@ -106,8 +110,11 @@ async fn update_mapper(
     body: Body<IdentityProviderMapperRepresentation>,
 ) -> Result<HttpResponse, WebError> {
     let (realm, alias, id) = path.into_inner();
-    st.admin.update_mapper(&realm, &alias, &id, body.into_inner()).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let repr = body.into_inner();
+    let notices = federa_broker::model::mapper_notices(&repr);
+    st.admin.update_mapper(&realm, &alias, &id, repr).await?;
+    let what = format!("realm {realm:?} identity provider {alias:?} mapper {id:?}");
+    Ok(with_notices(HttpResponse::NoContent().finish(), &what, &notices))
 }
 
 async fn delete_mapper(

@@ -674,6 +674,47 @@ async fn sign_in_with_sessions_on_redis() {
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)));
 }
 
+/// `firstBrokerLoginFlowAlias` and `trustEmail` through the real upstream:
+/// a flow Federa does not know refuses first sign-ins (nothing is created)
+/// and lets linked users in; a trusted provider's verified address is
+/// stored verified.
+async fn first_login_policy_and_trusted_email(db: TestDb) {
+    let w = world(db).await;
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let node = |extra: Value| {
+        let mut idp = json!({
+            "alias": "node", "displayName": "Node IdP", "providerId": "oidc",
+            "config": {
+                "issuer": w.node.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
+                "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email"
+            }
+        });
+        idp.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        idp
+    };
+    let path = format!("/{REALM}/identity-provider/instances/node");
+    let custom = node(json!({"firstBrokerLoginFlowAlias": "my custom flow", "trustEmail": true}));
+    assert_eq!(w.admin(reqwest::Method::PUT, &path, custom.clone()).await.0, 204);
+
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert_eq!(page.status, 400, "{:#?}", page.hops);
+    assert!(page.body.contains("Sign-in not permitted") && page.body.contains("my custom flow"), "{}", page.body);
+    assert!(w.users().await.is_empty(), "nothing is created");
+
+    // The default policy creates the user; trustEmail keeps the upstream's verified address verified.
+    assert_eq!(w.admin(reqwest::Method::PUT, &path, node(json!({"trustEmail": true}))).await.0, 204);
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    let users = w.users().await;
+    assert_eq!((users.len(), users[0]["emailVerified"].clone()), (1, json!(true)), "{users:?}");
+
+    // Once linked, the user signs in whatever the first-login policy says.
+    assert_eq!(w.admin(reqwest::Method::PUT, &path, custom).await.0, 204);
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    assert_eq!(w.users().await.len(), 1);
+}
+
 /// A restart between the upstream redirect and the callback loses nothing:
 /// every step's state is in the stores, none in the instance.
 async fn restart_mid_sign_in(db: TestDb) {
@@ -725,3 +766,4 @@ on_both!(misbehaving_upstreams);
 on_both!(session_and_request_options);
 on_both!(signing_algorithms);
 on_both!(restart_mid_sign_in);
+on_both!(first_login_policy_and_trusted_email);

@@ -140,6 +140,23 @@ async fn settings_without_effect_are_named_in_the_admin_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_without_issuer_is_named_and_refuses_with_the_missing_setting() {
+    let w = World::start().await;
+    // Like the vc-authn provider of a real export: endpoints, but no issuer anywhere.
+    let idp = json!({"alias": "noiss", "providerId": "oidc", "config": {
+        "clientId": "f", "clientSecret": "s", "authorizationUrl": "http://127.0.0.1:9/authorize",
+        "tokenUrl": "http://127.0.0.1:9/token", "jwksUrl": "http://127.0.0.1:9/jwks"}});
+    let r = w.admin(reqwest::Method::POST, &format!("/{REALM}/identity-provider/instances"), idp).await;
+    assert_eq!(r.status().as_u16(), 201);
+    assert!(warnings(&r).iter().any(|h| h.contains("config.issuer: is missing")), "{:?}", warnings(&r));
+    let r = w.authorize(&[("kc_idp_hint", "noiss")]).await;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.headers().get("location").is_none(), "the browser is not sent upstream");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("config.issuer is not set"), "the page names the missing setting: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_asking_for_private_key_jwt_gets_a_clear_page() {
     let w = World::start().await;
     let r = w.authorize(&[("kc_idp_hint", "pkj")]).await;

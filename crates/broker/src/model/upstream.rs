@@ -213,7 +213,19 @@ impl Upstream {
             Some(other) => FirstLogin::Unknown(other.to_owned()),
         };
 
-        let (notices, refusal) = assess(p, auth_method, &first_login, |k| b(k).ok().flatten(), |k| s(k).is_some());
+        let (mut notices, mut refusal) =
+            assess(p, auth_method, &first_login, |k| b(k).ok().flatten(), |k| s(k).is_some());
+        if issuer.is_none() && discovery_url.is_none() {
+            // Its ID tokens can never be checked (OIDC Core 3.1.3.7 step 2
+            // needs the issuer): nobody can sign in through it as configured.
+            notices.push(Notice::new(
+                "config.issuer",
+                "is missing and cannot be discovered (no metadataDescriptorUrl): no one can sign in through this provider until one is set",
+            ));
+            refusal.get_or_insert_with(|| {
+                "config.issuer is not set and cannot be discovered, so its ID tokens cannot be checked".into()
+            });
+        }
         Ok(Self {
             display_name: p.display_name.clone().filter(|d| !d.trim().is_empty()).unwrap_or_else(|| alias.clone()),
             alias,

@@ -1,6 +1,7 @@
 //! The typed model end to end: settings Federa stores but does not honour
 //! yet are named in the admin API's answers, a provider whose settings ask
-//! for something Federa cannot do yet refuses its sign-ins with a clear page,
+//! for something Federa cannot do yet (an essential-claim filter) refuses its
+//! sign-ins with a clear page,
 //! a pending sign-in stores only bounded, forwarded parameters, and the token
 //! endpoint does not tell an unknown client from a wrong secret.
 
@@ -49,7 +50,7 @@ impl World {
             "identityProviders": [
                 idp("one", json!({})),
                 idp("two", json!({})),
-                idp("pkj", json!({"clientAuthMethod": "private_key_jwt", "hideOnLoginPage": "true"})),
+                idp("claim", json!({"filteredByClaim": "true", "claimFilterName": "group", "claimFilterValue": "staff", "hideOnLoginPage": "true"})),
             ]
         });
         let r = w.admin(reqwest::Method::POST, "", realm).await;
@@ -157,14 +158,14 @@ async fn a_provider_without_issuer_is_named_and_refuses_with_the_missing_setting
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_asking_for_private_key_jwt_gets_a_clear_page() {
+async fn an_upstream_with_a_trust_setting_not_honoured_yet_gets_a_clear_page() {
     let w = World::start().await;
-    let r = w.authorize(&[("kc_idp_hint", "pkj")]).await;
+    let r = w.authorize(&[("kc_idp_hint", "claim")]).await;
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.headers().get("location").is_none(), "the browser is not sent upstream");
     let body = r.text().await.unwrap();
     assert!(body.contains("<html"), "a themed page");
-    assert!(body.contains("private_key_jwt"), "the page names the setting: {body}");
+    assert!(body.contains("filteredByClaim"), "the page names the setting: {body}");
 }
 
 #[derive(QueryableByName)]

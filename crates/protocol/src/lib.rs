@@ -3,6 +3,7 @@
 //! random numbers; callers pass `now` where time matters and random bytes
 //! where secrets are made.
 
+pub mod client_assertion;
 pub mod discovery;
 pub mod error;
 pub mod id_token;

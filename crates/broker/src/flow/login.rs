@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use federa_protocol::client_assertion;
 use federa_protocol::id_token::{self, Expectations, IdTokenError};
 use federa_protocol::jwt::VerifierCache;
 use federa_protocol::{ClientAuthMethod, OAuthError, OAuthErrorCode, Secret, SyncMode};
@@ -175,6 +176,12 @@ impl Broker {
         verifier: Option<&str>,
     ) -> Result<Map<String, Value>, AuthError> {
         let redirect_uri = self.broker_endpoint(&realm.name, &up.alias);
+        let assertion = match up.auth_method {
+            ClientAuthMethod::SecretJwt | ClientAuthMethod::PrivateKeyJwt => {
+                Some(self.client_assertion(up, realm).await?)
+            }
+            ClientAuthMethod::SecretBasic | ClientAuthMethod::SecretPost => None,
+        };
         let mut form: Vec<(&str, &str)> =
             vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &redirect_uri)];
         if let Some(v) = verifier {
@@ -194,8 +201,10 @@ impl Broker {
                 form.push(("client_id", &up.client_id));
                 form.push(("client_secret", secret));
             }
-            other => {
-                return Err(failed(&up.alias, &realm.name, format!("clientAuthMethod {other} is not supported yet")));
+            ClientAuthMethod::SecretJwt | ClientAuthMethod::PrivateKeyJwt => {
+                form.push(("client_id", &up.client_id));
+                form.push(("client_assertion_type", client_assertion::ASSERTION_TYPE));
+                form.push(("client_assertion", assertion.as_deref().unwrap_or_default()));
             }
         }
         let resp = request.form(&form).send().await.map_err(|e| {
@@ -224,6 +233,35 @@ impl Broker {
             Value::Object(m) => Ok(m),
             _ => Err(failed(&up.alias, &realm.name, "the token response is not a JSON object")),
         }
+    }
+
+    /// A client assertion for the upstream's token endpoint (OIDC Core
+    /// section 9): signed with the client secret (client_secret_jwt) or the
+    /// realm's key, which the realm's JWKS publishes (private_key_jwt).
+    async fn client_assertion(&self, up: &Upstream, realm: &RealmInfo) -> Result<String, AuthError> {
+        let claims = client_assertion::claims(&up.client_id, &up.token_url, &random_token(), now());
+        let signed = match up.auth_method {
+            ClientAuthMethod::SecretJwt => {
+                let alg = up.assertion_alg.as_deref().unwrap_or("HS256");
+                let secret = up.client_secret.as_ref().map(Secret::expose).unwrap_or_default();
+                client_assertion::sign_with_secret(alg, secret, &claims)
+            }
+            _ => {
+                let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(internal)?;
+                if let Some(alg) = up.assertion_alg.as_deref().filter(|a| *a != keys.signer.alg()) {
+                    return Err(failed(
+                        &up.alias,
+                        &realm.name,
+                        format!(
+                            "clientAssertionSigningAlg {alg} differs from the realm key's algorithm {}; private_key_jwt signs with the realm key",
+                            keys.signer.alg()
+                        ),
+                    ));
+                }
+                keys.signer.sign("JWT", &claims)
+            }
+        };
+        signed.map_err(|e| failed(&up.alias, &realm.name, format!("the client assertion cannot be signed: {e}")))
     }
 
     async fn verify_id_token(

@@ -193,7 +193,19 @@ mod tests {
         assert!(u.refusal.is_none(), "reported only: they do not change what is trusted");
 
         let u = Upstream::from_repr(&idp(&[("clientAuthMethod", "private_key_jwt")]), "").unwrap();
-        assert!(u.refusal.as_deref().is_some_and(|r| r.contains("private_key_jwt")));
+        assert!(u.refusal.is_none() && u.notices.is_empty(), "private_key_jwt is honoured: {u:?}");
+        let err = Upstream::from_repr(&idp(&[("clientAuthMethod", "client_secret_jwt")]), "").unwrap_err();
+        assert!(err.to_string().starts_with("config.clientSecret:"), "{err}");
+        let err = Upstream::from_repr(
+            &idp(&[
+                ("clientAuthMethod", "client_secret_jwt"),
+                ("clientSecret", "s"),
+                ("clientAssertionSigningAlg", "RS256"),
+            ]),
+            "",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("config.clientAssertionSigningAlg:"), "{err}");
         let u = Upstream::from_repr(&idp(&[("filteredByClaim", "true"), ("claimFilterName", "grp")]), "").unwrap();
         assert!(u.refusal.as_deref().is_some_and(|r| r.contains("filteredByClaim")));
     }

@@ -54,6 +54,10 @@ pub struct Upstream {
     pub client_secret: Option<Secret>,
     /// How Federa authenticates at its token endpoint.
     pub auth_method: ClientAuthMethod,
+    /// The algorithm of the client assertion (`clientAssertionSigningAlg`),
+    /// for client_secret_jwt (default HS256) and private_key_jwt (the realm
+    /// key's algorithm, which it must then equal).
+    pub assertion_alg: Option<String>,
     /// `authorizationUrl`, when configured.
     pub authorization_url: Option<Url>,
     /// `tokenUrl`, when configured.
@@ -171,6 +175,28 @@ impl Upstream {
             })
             .transpose()?
             .unwrap_or(ClientAuthMethod::SecretPost);
+        let assertion_alg = s("clientAssertionSigningAlg").map(str::to_owned);
+        match (auth_method, assertion_alg.as_deref()) {
+            (ClientAuthMethod::SecretJwt, Some(a)) if !federa_protocol::client_assertion::HMAC_ALGS.contains(&a) => {
+                return Err(BrokerError::invalid(
+                    field("clientAssertionSigningAlg"),
+                    format!("{a:?} cannot sign a client_secret_jwt assertion; use HS256, HS384 or HS512"),
+                ))
+            }
+            (ClientAuthMethod::PrivateKeyJwt, Some(a)) if !crate::validate::REALM_ALGORITHMS.contains(&a) => {
+                return Err(BrokerError::invalid(
+                    field("clientAssertionSigningAlg"),
+                    format!(
+                        "{a:?} cannot sign a private_key_jwt assertion; use the realm key's algorithm ({})",
+                        crate::validate::REALM_ALGORITHMS.join(", ")
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        if auth_method == ClientAuthMethod::SecretJwt && s("clientSecret").is_none() {
+            return Err(BrokerError::invalid(field("clientSecret"), "is required for client_secret_jwt"));
+        }
         let pkce_method = s("pkceMethod")
             .map(|v| v.parse::<PkceMethod>().map_err(|e| BrokerError::invalid(field("pkceMethod"), e.to_string())))
             .transpose()?;
@@ -239,6 +265,7 @@ impl Upstream {
             client_id,
             client_secret: s("clientSecret").map(Secret::new),
             auth_method,
+            assertion_alg,
             authorization_url,
             token_url,
             userinfo_url,
@@ -284,18 +311,12 @@ fn assess(
     let mut notices = Vec::new();
     let mut refusal = None;
     let mut note = |field: &str, message: &str| notices.push(Notice::new(field, message));
-    if matches!(auth_method, ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::SecretJwt) {
+    let asserts = matches!(auth_method, ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::SecretJwt);
+    if set("clientAssertionSigningAlg") && !asserts {
         note(
-            "config.clientAuthMethod",
-            "private_key_jwt and client_secret_jwt are not supported yet: sign-ins through this provider are refused",
+            "config.clientAssertionSigningAlg",
+            "has no effect: only client_secret_jwt and private_key_jwt send a client assertion",
         );
-        refusal = Some(format!(
-            "clientAuthMethod {} is not supported yet; use client_secret_basic or client_secret_post",
-            auth_method.as_str()
-        ));
-    }
-    if set("clientAssertionSigningAlg") {
-        note("config.clientAssertionSigningAlg", "has no effect yet (no client assertions are sent)");
     }
     if flag("filteredByClaim") == Some(true) {
         note(

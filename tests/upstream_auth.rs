@@ -1,0 +1,98 @@
+//! How Federa authenticates at an upstream token endpoint, against the real
+//! upstream (node oidc-provider) configured for each method: client_secret_jwt
+//! (an HMAC assertion with the client secret) and private_key_jwt (an
+//! assertion signed with the realm's key, whose public half the upstream reads
+//! from the realm's JWKS). A wrong secret is refused by the upstream, and the
+//! sign-in ends on Federa's error page.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use federa_broker::SessionStore;
+use federa_tests::browser::{query_params, Browser};
+use federa_tests::upstream::NodeIdp;
+use federa_tests::{RunningFedera, TestDb, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+const REALM: &str = "upauth";
+const APP_CB: &str = "http://app.test/cb";
+/// Long enough for HS256 (RFC 7518 section 3.2: at least 32 bytes).
+const JWT_SECRET: &str = "a-client-secret-for-hs256-assertions-7c1f0e9a";
+
+async fn admin(fed: &RunningFedera, method: reqwest::Method, path: &str, body: Value) -> u16 {
+    let r = reqwest::Client::new()
+        .request(method, format!("{}{path}", fed.admin()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+async fn sign_in(fed: &RunningFedera, alias: &str) -> federa_tests::browser::Page {
+    let url = format!(
+        "{}/realms/{REALM}/protocol/openid-connect/auth?client_id=app&redirect_uri={}&response_type=code&scope=openid&state=st&kc_idp_hint={alias}&login_hint=user-of-{alias}",
+        fed.base,
+        url::form_urlencoded::byte_serialize(APP_CB.as_bytes()).collect::<String>()
+    );
+    Browser::new().navigate(&url, APP_CB).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_assertions_authenticate_federa_at_the_upstream() {
+    federa_tests::logs::start();
+    let db = TestDb::sqlite();
+    let store = db.store();
+    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    let fed = RunningFedera::start(&store, sessions);
+    let realm =
+        json!({"realm": REALM, "clients": [{"clientId": "app", "secret": "app-secret", "redirectUris": [APP_CB]}]});
+    assert_eq!(admin(&fed, reqwest::Method::POST, "", realm).await, 201);
+    // The upstream knows Federa's realm key from the realm's published JWKS.
+    let jwks: Value = reqwest::get(format!("{}/realms/{REALM}/protocol/openid-connect/certs", fed.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let callback = |alias: &str| format!("{}/realms/{REALM}/broker/{alias}/endpoint", fed.base);
+    let node = NodeIdp::start(json!([
+        {"client_id": "fed-hmac", "client_secret": JWT_SECRET, "token_endpoint_auth_method": "client_secret_jwt",
+         "redirect_uris": [callback("hmac"), callback("wrong")]},
+        {"client_id": "fed-key", "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks,
+         "redirect_uris": [callback("key")]},
+    ]));
+    let idp = |alias: &str, client: &str, method: &str, secret: Option<&str>| {
+        // Each provider signs in a user of its own (the login hint names them).
+        let mut config =
+            json!({"issuer": node.issuer, "clientId": client, "clientAuthMethod": method, "loginHint": "true"});
+        if let Some(s) = secret {
+            config["clientSecret"] = json!(s);
+        }
+        json!({"alias": alias, "providerId": "oidc", "config": config})
+    };
+    let path = format!("/{REALM}/identity-provider/instances");
+    for body in [
+        idp("hmac", "fed-hmac", "client_secret_jwt", Some(JWT_SECRET)),
+        idp("key", "fed-key", "private_key_jwt", None),
+        idp("wrong", "fed-hmac", "client_secret_jwt", Some("another-secret-of-enough-length-0123456789")),
+    ] {
+        assert_eq!(admin(&fed, reqwest::Method::POST, &path, body).await, 201);
+    }
+
+    for alias in ["hmac", "key"] {
+        let page = sign_in(&fed, alias).await;
+        let refused = federa_tests::logs::containing(&format!("sign-in through {alias:?} refused"));
+        assert!(page.url.starts_with(APP_CB), "{alias}: {:#?}\n{refused:#?}", page.hops);
+        assert!(query_params(&page.url).contains_key("code"), "{alias}: {}", page.url);
+    }
+    // An assertion the upstream cannot verify: its token endpoint refuses, and so does Federa.
+    let page = sign_in(&fed, "wrong").await;
+    assert_eq!(page.status, 400, "{:#?}", page.hops);
+    assert!(!page.url.starts_with(APP_CB), "nothing reaches the app: {:#?}", page.hops);
+    assert!(page.body.contains("Sign-in failed"), "{}", page.body);
+    let refused = federa_tests::logs::containing("sign-in through \"wrong\" refused");
+    assert!(refused.iter().any(|l| l.contains("invalid_client")), "the upstream refused the assertion: {refused:#?}");
+}

@@ -715,6 +715,36 @@ async fn first_login_policy_and_trusted_email(db: TestDb) {
     assert_eq!(w.users().await.len(), 1);
 }
 
+/// The essential claim (`filteredByClaim`) through the real upstream: a user
+/// whose claim does not match is refused with a page and nothing is created;
+/// one whose claim matches in full signs in.
+async fn essential_claim(db: TestDb) {
+    let w = world(db).await;
+    let app = w.client("app", Some(APP_SECRET), APP_CB).await;
+    let node = |pattern: &str| {
+        json!({
+            "alias": "node", "displayName": "Node IdP", "providerId": "oidc",
+            "config": {
+                "issuer": w.node.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
+                "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email",
+                "loginHint": "true", "filteredByClaim": "true", "claimFilterName": "email", "claimFilterValue": pattern
+            }
+        })
+    };
+    let path = format!("/{REALM}/identity-provider/instances/node");
+    // A prefix is not a match: the value must match in full.
+    assert_eq!(w.admin(reqwest::Method::PUT, &path, node("alice@upstream")).await.0, 204);
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert_eq!(page.status, 400, "{:#?}", page.hops);
+    assert!(page.body.contains("Sign-in not permitted"), "{}", page.body);
+    assert!(w.users().await.is_empty(), "nothing is created");
+
+    assert_eq!(w.admin(reqwest::Method::PUT, &path, node(r"[a-z]+@upstream\.test")).await.0, 204);
+    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    assert_eq!(w.users().await.len(), 1);
+}
+
 /// A restart between the upstream redirect and the callback loses nothing:
 /// every step's state is in the stores, none in the instance.
 async fn restart_mid_sign_in(db: TestDb) {
@@ -767,3 +797,4 @@ on_both!(session_and_request_options);
 on_both!(signing_algorithms);
 on_both!(restart_mid_sign_in);
 on_both!(first_login_policy_and_trusted_email);
+on_both!(essential_claim);

@@ -1,6 +1,6 @@
 //! The typed model end to end: settings Federa stores but does not honour
 //! yet are named in the admin API's answers, a provider whose settings ask
-//! for something Federa cannot do yet (an essential-claim filter) refuses its
+//! for something Federa cannot do yet (a static upstream key) refuses its
 //! sign-ins with a clear page,
 //! a pending sign-in stores only bounded, forwarded parameters, and the token
 //! endpoint does not tell an unknown client from a wrong secret.
@@ -50,7 +50,7 @@ impl World {
             "identityProviders": [
                 idp("one", json!({})),
                 idp("two", json!({})),
-                idp("claim", json!({"filteredByClaim": "true", "claimFilterName": "group", "claimFilterValue": "staff", "hideOnLoginPage": "true"})),
+                idp("static", json!({"useJwksUrl": "false", "publicKeySignatureVerifier": "-----BEGIN PUBLIC KEY-----", "hideOnLoginPage": "true"})),
             ]
         });
         let r = w.admin(reqwest::Method::POST, "", realm).await;
@@ -129,15 +129,11 @@ async fn settings_without_effect_are_named_in_the_admin_answer() {
 
     // A realm created whole names the settings of its parts.
     let realm = json!({"realm": "whole", "identityProviders": [
-        {"alias": "x", "providerId": "oidc", "config": {"clientId": "f", "issuer": "https://idp.test", "filteredByClaim": "true"}}
+        {"alias": "x", "providerId": "oidc", "config": {"clientId": "f", "issuer": "https://idp.test", "logoutUrl": "https://idp.test/logout"}}
     ]});
     let r = w.admin(reqwest::Method::POST, "", realm).await;
     assert_eq!(r.status().as_u16(), 201);
-    assert!(
-        warnings(&r).iter().any(|h| h.contains("identityProviders[0].config.filteredByClaim")),
-        "{:?}",
-        warnings(&r)
-    );
+    assert!(warnings(&r).iter().any(|h| h.contains("identityProviders[0].config.logoutUrl")), "{:?}", warnings(&r));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,12 +156,12 @@ async fn a_provider_without_issuer_is_named_and_refuses_with_the_missing_setting
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_with_a_trust_setting_not_honoured_yet_gets_a_clear_page() {
     let w = World::start().await;
-    let r = w.authorize(&[("kc_idp_hint", "claim")]).await;
+    let r = w.authorize(&[("kc_idp_hint", "static")]).await;
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.headers().get("location").is_none(), "the browser is not sent upstream");
     let body = r.text().await.unwrap();
     assert!(body.contains("<html"), "a themed page");
-    assert!(body.contains("filteredByClaim"), "the page names the setting: {body}");
+    assert!(body.contains("publicKeySignatureVerifier"), "the page names the setting: {body}");
 }
 
 #[derive(QueryableByName)]

@@ -142,6 +142,27 @@ impl Broker {
                 claims.entry(k).or_insert(v);
             }
         }
+        // The essential claim (`filteredByClaim`): checked on everything the
+        // upstream said, before anything is created or updated.
+        if let Some(filter) = up.claim_filter.as_ref().filter(|f| !f.accepts(&claims)) {
+            log::warn!(
+                "realm {:?}: sign-in through {alias:?} of subject {:?} refused: claim {:?} does not match the provider's claimFilterValue",
+                realm.name,
+                verified.subject(),
+                filter.name
+            );
+            if req.has_prompt("none") {
+                let error = OAuthError::new(OAuthErrorCode::AccessDenied, "the user is not permitted to sign in");
+                return Err(AuthError::Client(req.error(&realm.issuer, error)));
+            }
+            return Err(AuthError::page(
+                "Sign-in not permitted",
+                format!(
+                    "Your account at {} is not permitted to sign in here. Ask your administrator.",
+                    up.display_name
+                ),
+            ));
+        }
         let token_json = up.store_token.then(|| Value::Object(tokens.clone()).to_string());
 
         let sid = random_token();

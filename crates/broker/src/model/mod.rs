@@ -206,8 +206,53 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("config.clientAssertionSigningAlg:"), "{err}");
-        let u = Upstream::from_repr(&idp(&[("filteredByClaim", "true"), ("claimFilterName", "grp")]), "").unwrap();
-        assert!(u.refusal.as_deref().is_some_and(|r| r.contains("filteredByClaim")));
+        let u = Upstream::from_repr(
+            &idp(&[("useJwksUrl", "false"), ("publicKeySignatureVerifier", "-----BEGIN PUBLIC KEY-----")]),
+            "",
+        )
+        .unwrap();
+        assert!(u.refusal.as_deref().is_some_and(|r| r.contains("publicKeySignatureVerifier")));
+    }
+
+    #[test]
+    fn the_essential_claim_matches_in_full_reaches_into_objects_and_arrays() {
+        let filter = |name: &str, value: &str| {
+            Upstream::from_repr(
+                &idp(&[("filteredByClaim", "true"), ("claimFilterName", name), ("claimFilterValue", value)]),
+                "",
+            )
+            .unwrap()
+            .claim_filter
+            .unwrap()
+        };
+        let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+            "group": "staff", "groups": ["guests", "staff"], "realm_access": {"roles": ["admin"]},
+            "https://x.test/tier": "gold", "level": 3
+        }))
+        .unwrap();
+        let cases = [
+            ("group", "staff", true),
+            ("group", "sta", false),
+            ("group", "staff|students", true),
+            ("group", "xstaff", false),
+            ("groups", "staff", true),
+            ("groups", "admins", false),
+            ("realm_access.roles", "admin", true),
+            ("https://x.test/tier", "gold", true),
+            ("level", "[0-9]", true),
+            ("missing", ".*", false),
+        ];
+        for (name, value, expected) in cases {
+            assert_eq!(filter(name, value).accepts(&claims), expected, "{name} ~ {value}");
+        }
+        let err = Upstream::from_repr(
+            &idp(&[("filteredByClaim", "true"), ("claimFilterName", "g"), ("claimFilterValue", "(")]),
+            "",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("config.claimFilterValue:"), "{err}");
+        let err = Upstream::from_repr(&idp(&[("filteredByClaim", "true")]), "").unwrap_err();
+        assert!(err.to_string().starts_with("config.claimFilterName:"), "{err}");
     }
 
     #[test]

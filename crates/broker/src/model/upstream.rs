@@ -27,6 +27,43 @@ pub enum FirstLogin {
     Unknown(String),
 }
 
+/// The essential-claim filter (`filteredByClaim`, `claimFilterName`,
+/// `claimFilterValue`): a sign-in is accepted only when the claim's value
+/// matches the regular expression in full.
+#[derive(Debug, Clone)]
+pub struct ClaimFilter {
+    /// The claim; a dotted name reaches into nested objects (`realm_access.roles`).
+    pub name: String,
+    /// The pattern, anchored at both ends.
+    pub pattern: regex::Regex,
+}
+
+impl ClaimFilter {
+    /// Whether the claims pass: the claim is there and its value (a string,
+    /// number or boolean, or any element of an array of them) matches.
+    pub fn accepts(&self, claims: &serde_json::Map<String, serde_json::Value>) -> bool {
+        let mut parts = self.name.split('.');
+        let Some(first) = parts.next() else { return false };
+        let mut value = claims.get(first);
+        for part in parts {
+            value = value.and_then(|v| v.get(part));
+        }
+        // A claim named with a dot in its own name (`https://x.test/groups`) is tried whole too.
+        let value = value.or_else(|| claims.get(&self.name));
+        let matches = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => self.pattern.is_match(s),
+            serde_json::Value::Number(n) => self.pattern.is_match(&n.to_string()),
+            serde_json::Value::Bool(b) => self.pattern.is_match(&b.to_string()),
+            _ => false,
+        };
+        match value {
+            Some(serde_json::Value::Array(items)) => items.iter().any(matches),
+            Some(v) => matches(v),
+            None => false,
+        }
+    }
+}
+
 /// An upstream identity provider, validated and typed.
 #[derive(Debug)]
 pub struct Upstream {
@@ -95,6 +132,8 @@ pub struct Upstream {
     pub pass_login_hint: bool,
     /// Skip its userinfo endpoint.
     pub disable_userinfo: bool,
+    /// The essential-claim filter, when `filteredByClaim` is on.
+    pub claim_filter: Option<ClaimFilter>,
     /// Settings stored but without effect yet, for the admin.
     pub notices: Vec<Notice>,
     /// Set when a setting changes what is trusted and Federa cannot honour it
@@ -197,6 +236,18 @@ impl Upstream {
         if auth_method == ClientAuthMethod::SecretJwt && s("clientSecret").is_none() {
             return Err(BrokerError::invalid(field("clientSecret"), "is required for client_secret_jwt"));
         }
+        let claim_filter = if b("filteredByClaim")? == Some(true) {
+            let name = s("claimFilterName").ok_or_else(|| {
+                BrokerError::invalid(field("claimFilterName"), "is required when filteredByClaim is on")
+            })?;
+            let value = cfg.get("claimFilterValue").map(String::as_str).unwrap_or_default();
+            let pattern = regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                BrokerError::invalid(field("claimFilterValue"), format!("{value:?} is not a regular expression: {e}"))
+            })?;
+            Some(ClaimFilter { name: name.to_owned(), pattern })
+        } else {
+            None
+        };
         let pkce_method = s("pkceMethod")
             .map(|v| v.parse::<PkceMethod>().map_err(|e| BrokerError::invalid(field("pkceMethod"), e.to_string())))
             .transpose()?;
@@ -286,6 +337,7 @@ impl Upstream {
             pass_ui_locales: b("uiLocales")? == Some(true),
             pass_login_hint: b("loginHint")? == Some(true),
             disable_userinfo: b("disableUserInfo")? == Some(true),
+            claim_filter,
             notices,
             refusal,
         })
@@ -318,14 +370,8 @@ fn assess(
             "has no effect: only client_secret_jwt and private_key_jwt send a client assertion",
         );
     }
-    if flag("filteredByClaim") == Some(true) {
-        note(
-            "config.filteredByClaim",
-            "the essential-claim filter is not applied yet: sign-ins through this provider are refused",
-        );
-        refusal.get_or_insert_with(|| "filteredByClaim (essential claim) is not supported yet".into());
-    } else if set("claimFilterName") || set("claimFilterValue") {
-        note("config.claimFilterName", "has no effect (filteredByClaim is off, and the filter is not implemented yet)");
+    if flag("filteredByClaim") != Some(true) && (set("claimFilterName") || set("claimFilterValue")) {
+        note("config.claimFilterName", "has no effect while filteredByClaim is off");
     }
     if flag("validateSignature") == Some(false) {
         note("config.validateSignature", "false has no effect: Federa always verifies upstream ID-token signatures");

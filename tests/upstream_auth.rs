@@ -96,3 +96,66 @@ async fn client_assertions_authenticate_federa_at_the_upstream() {
     let refused = federa_tests::logs::containing("sign-in through \"wrong\" refused");
     assert!(refused.iter().any(|l| l.contains("invalid_client")), "the upstream refused the assertion: {refused:#?}");
 }
+
+/// The PEM of an RSA public JWK.
+fn rsa_pem(jwk: &Value) -> String {
+    use base64::Engine as _;
+    let part = |k: &str| {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
+        openssl::bn::BigNum::from_slice(&bytes).unwrap()
+    };
+    let rsa = openssl::rsa::Rsa::from_public_components(part("n"), part("e")).unwrap();
+    String::from_utf8(openssl::pkey::PKey::from_rsa(rsa).unwrap().public_key_to_pem().unwrap()).unwrap()
+}
+
+/// `useJwksUrl: false` with `publicKeySignatureVerifier`: the ID token is
+/// checked with the configured key (PEM), never the upstream's JWKS, and a
+/// configured key id must be the token's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_upstream_key_checks_the_id_token() {
+    federa_tests::logs::start();
+    let db = TestDb::sqlite();
+    let store = db.store();
+    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    let fed = RunningFedera::start(&store, sessions);
+    let realm =
+        json!({"realm": REALM, "clients": [{"clientId": "app", "secret": "app-secret", "redirectUris": [APP_CB]}]});
+    assert_eq!(admin(&fed, reqwest::Method::POST, "", realm).await, 201);
+    let callback = |alias: &str| format!("{}/realms/{REALM}/broker/{alias}/endpoint", fed.base);
+    let aliases = ["pinned", "wrongkid", "otherkey"];
+    let node = NodeIdp::start(json!([{
+        "client_id": "fed", "client_secret": "node-secret", "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": aliases.iter().map(|a| callback(a)).collect::<Vec<_>>(),
+    }]));
+    let jwks: Value = reqwest::get(node.url("/jwks")).await.unwrap().json().await.unwrap();
+    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kty"] == "RSA").unwrap().clone();
+    let kid = key["kid"].as_str().unwrap().to_owned();
+    let other = openssl::rsa::Rsa::generate(2048).unwrap();
+    let other_pem = String::from_utf8(other.public_key_to_pem().unwrap()).unwrap();
+    for (alias, pem, key_id) in [
+        ("pinned", rsa_pem(&key), kid.clone()),
+        ("wrongkid", rsa_pem(&key), "another-kid".into()),
+        ("otherkey", other_pem, kid),
+    ] {
+        let body = json!({"alias": alias, "providerId": "oidc", "config": {
+            "issuer": node.issuer, "clientId": "fed", "clientSecret": "node-secret", "clientAuthMethod": "client_secret_basic",
+            "loginHint": "true", "useJwksUrl": "false", "validateSignature": "true",
+            "publicKeySignatureVerifier": pem, "publicKeySignatureVerifierKeyId": key_id}});
+        assert_eq!(
+            admin(&fed, reqwest::Method::POST, &format!("/{REALM}/identity-provider/instances"), body).await,
+            201
+        );
+    }
+    let page = sign_in(&fed, "pinned").await;
+    assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
+    for (alias, reason) in [("wrongkid", "is not publicKeySignatureVerifierKeyId"), ("otherkey", "signature")] {
+        let page = sign_in(&fed, alias).await;
+        assert_eq!(page.status, 400, "{alias}: {:#?}", page.hops);
+        let refused = federa_tests::logs::containing(&format!("sign-in through {alias:?} refused"));
+        assert!(refused.iter().any(|l| l.contains(reason)), "{alias}: {refused:#?}");
+    }
+    // A PEM that is no key is refused at the admin API, naming the field.
+    let bad = json!({"alias": "bad", "providerId": "oidc", "config": {"issuer": node.issuer, "clientId": "fed",
+        "useJwksUrl": "false", "publicKeySignatureVerifier": "not a key"}});
+    assert_eq!(admin(&fed, reqwest::Method::POST, &format!("/{REALM}/identity-provider/instances"), bad).await, 400);
+}

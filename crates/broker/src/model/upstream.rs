@@ -132,6 +132,11 @@ pub struct Upstream {
     pub pass_login_hint: bool,
     /// Skip its userinfo endpoint.
     pub disable_userinfo: bool,
+    /// A static key set of the one configured key (`useJwksUrl` false with
+    /// `publicKeySignatureVerifier`), used instead of the upstream's JWKS.
+    pub static_jwks: Option<serde_json::Value>,
+    /// `publicKeySignatureVerifierKeyId`: the kid every ID token must name.
+    pub static_kid: Option<String>,
     /// The essential-claim filter, when `filteredByClaim` is on.
     pub claim_filter: Option<ClaimFilter>,
     /// Settings stored but without effect yet, for the admin.
@@ -248,6 +253,15 @@ impl Upstream {
         } else {
             None
         };
+        let static_kid = s("publicKeySignatureVerifierKeyId").map(str::to_owned);
+        let static_jwks = match (b("useJwksUrl")?, s("publicKeySignatureVerifier")) {
+            (Some(false), Some(pem)) => {
+                let jwk = federa_protocol::pem_key::jwk_from_pem(pem, static_kid.as_deref())
+                    .map_err(|e| BrokerError::invalid(field("publicKeySignatureVerifier"), e))?;
+                Some(serde_json::json!({ "keys": [jwk] }))
+            }
+            _ => None,
+        };
         let pkce_method = s("pkceMethod")
             .map(|v| v.parse::<PkceMethod>().map_err(|e| BrokerError::invalid(field("pkceMethod"), e.to_string())))
             .transpose()?;
@@ -290,8 +304,8 @@ impl Upstream {
             Some(other) => FirstLogin::Unknown(other.to_owned()),
         };
 
-        let (mut notices, mut refusal) =
-            assess(p, auth_method, &first_login, |k| b(k).ok().flatten(), |k| s(k).is_some());
+        let mut notices = assess(p, auth_method, &first_login, |k| b(k).ok().flatten(), |k| s(k).is_some());
+        let mut refusal = None;
         if issuer.is_none() && discovery_url.is_none() {
             // Its ID tokens can never be checked (OIDC Core 3.1.3.7 step 2
             // needs the issuer): nobody can sign in through it as configured.
@@ -337,6 +351,8 @@ impl Upstream {
             pass_ui_locales: b("uiLocales")? == Some(true),
             pass_login_hint: b("loginHint")? == Some(true),
             disable_userinfo: b("disableUserInfo")? == Some(true),
+            static_jwks,
+            static_kid,
             claim_filter,
             notices,
             refusal,
@@ -349,19 +365,15 @@ impl Upstream {
     }
 }
 
-/// The settings of a provider that Federa stores but does not honour yet,
-/// and the reason to refuse its sign-ins when one of them changes what is
-/// trusted (ignoring it would let in someone the admin meant to keep out, or
-/// trust a key the admin did not choose).
+/// The settings of a provider that Federa stores but does not honour yet.
 fn assess(
     p: &IdentityProviderRepresentation,
     auth_method: ClientAuthMethod,
     first_login: &FirstLogin,
     flag: impl Fn(&str) -> Option<bool>,
     set: impl Fn(&str) -> bool,
-) -> (Vec<Notice>, Option<String>) {
+) -> Vec<Notice> {
     let mut notices = Vec::new();
-    let mut refusal = None;
     let mut note = |field: &str, message: &str| notices.push(Notice::new(field, message));
     let asserts = matches!(auth_method, ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::SecretJwt);
     if set("clientAssertionSigningAlg") && !asserts {
@@ -377,14 +389,11 @@ fn assess(
         note("config.validateSignature", "false has no effect: Federa always verifies upstream ID-token signatures");
     }
     if flag("useJwksUrl") == Some(false) {
-        if set("publicKeySignatureVerifier") {
+        if !set("publicKeySignatureVerifier") {
             note(
-                "config.publicKeySignatureVerifier",
-                "a static upstream key is not supported yet: sign-ins through this provider are refused",
+                "config.useJwksUrl",
+                "false without publicKeySignatureVerifier has no effect: Federa reads the upstream's JWKS",
             );
-            refusal.get_or_insert_with(|| "a static publicKeySignatureVerifier key is not supported yet".into());
-        } else {
-            note("config.useJwksUrl", "false has no effect: Federa reads the upstream's keys from its JWKS");
         }
     } else if set("publicKeySignatureVerifier") || set("publicKeySignatureVerifierKeyId") {
         note("config.publicKeySignatureVerifier", "has no effect while useJwksUrl is on");
@@ -418,5 +427,5 @@ fn assess(
     if p.post_broker_login_flow_alias.as_deref().is_some_and(|f| !f.trim().is_empty()) {
         note("postBrokerLoginFlowAlias", "has no effect (Federa runs no post-login flows)");
     }
-    (notices, refusal)
+    notices
 }

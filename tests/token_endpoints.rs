@@ -39,6 +39,7 @@ struct World {
     raw: reqwest::Client,
     http: openidconnect::reqwest::Client,
     node: Option<NodeIdp>,
+    store: federa_storage::DbStore,
     _db: TestDb,
 }
 
@@ -76,7 +77,7 @@ impl World {
             .redirect(openidconnect::reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let w = World { fed, raw, http, node, _db: db };
+        let w = World { fed, raw, http, node, store, _db: db };
         let idps: Vec<Value> = w
             .node
             .iter()
@@ -390,6 +391,53 @@ async fn a_token_whose_session_ended_is_inactive() {
     // Revoking it changes nothing and is not an error.
     let (status, _) = w.post("revoke", Some(("app", APP_SECRET)), &[("token", &token)]).await;
     assert_eq!(status, 200);
+}
+
+/// Signs claims with the realm's own active key, as Federa would: tokens no
+/// grant issues, to probe the check itself.
+async fn sign_as_realm(w: &World, claims: Value) -> String {
+    use federa_broker::KeyStore as _;
+    let keys = w.store.signing_keys(REALM).await.unwrap();
+    let k = keys.iter().find(|k| k.active).unwrap();
+    let signer = federa_protocol::TokenSigner::from_pem(&k.alg, &k.kid, k.private_pem.expose().as_bytes()).unwrap();
+    signer.sign("at+jwt", claims.as_object().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_passes_without_a_session_only_as_a_clients_own() {
+    let w = World::start(false).await;
+    let real = part(&w.service_token().await, 1);
+    let with = |changes: Value| {
+        let mut c = real.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            match v {
+                Value::Null => c.as_object_mut().unwrap().remove(k),
+                v => c.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+            };
+        }
+        c
+    };
+    // The harness signs what Federa accepts: the client's token, re-signed, is active.
+    assert_eq!(w.introspect(&sign_as_realm(&w, real.clone()).await).await["active"], true);
+
+    // A user's token without its sid (no client_credentials mark) never passes.
+    let user = with(json!({"gty": null, "sub": "3f1e2d4c-user", "client_id": "app", "aud": "app"}));
+    let t = sign_as_realm(&w, user).await;
+    assert_eq!(w.introspect(&t).await, json!({"active": false}), "a user token without a session");
+    assert_eq!(w.userinfo_status(&t).await.0, 401);
+    // The mark does not excuse a sid that names no live session: never both.
+    let both = with(json!({"sid": "no-such-session"}));
+    assert_eq!(w.introspect(&sign_as_realm(&w, both).await).await, json!({"active": false}), "mark and sid");
+    // The mark is honoured only for the client's own service account, of a client allowed the grant.
+    for (changes, what) in [
+        (json!({"sub": "3f1e2d4c-user"}), "another subject"),
+        (json!({"client_id": "nosvc", "sub": "service-account-nosvc"}), "a client without service accounts"),
+        (json!({"client_id": "spa-svc", "sub": "service-account-spa-svc"}), "a public client"),
+        (json!({"gty": "authorization_code"}), "another grant's mark"),
+    ] {
+        let t = sign_as_realm(&w, with(changes)).await;
+        assert_eq!(w.introspect(&t).await, json!({"active": false}), "{what}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

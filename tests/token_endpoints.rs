@@ -271,6 +271,24 @@ async fn client_credentials_refuses_public_clients_without_service_accounts_and_
         Err(RequestTokenError::ServerResponse(e)) => assert_eq!(*e.error(), CoreErrorResponseType::UnauthorizedClient),
         other => panic!("expected unauthorized_client, got {other:?}"),
     }
+
+    // The admin API says the flag is honoured on a confidential client and
+    // useless on a public one.
+    let warnings = |r: &reqwest::Response| -> Vec<String> {
+        r.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+    };
+    let path = format!("/{REALM}/clients");
+    let r = w.admin(reqwest::Method::POST, &path, json!({"clientId": "svc2", "serviceAccountsEnabled": true})).await;
+    assert_eq!(r.status().as_u16(), 201);
+    assert!(warnings(&r).iter().all(|h| !h.contains("serviceAccountsEnabled")), "{:?}", warnings(&r));
+    let public = json!({"clientId": "pub2", "publicClient": true, "serviceAccountsEnabled": true});
+    let r = w.admin(reqwest::Method::POST, &path, public).await;
+    assert_eq!(r.status().as_u16(), 201);
+    assert!(
+        warnings(&r).iter().any(|h| h.contains("serviceAccountsEnabled: has no effect on a public client")),
+        "{:?}",
+        warnings(&r)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

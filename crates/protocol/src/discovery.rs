@@ -77,11 +77,18 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
         "token_endpoint": format!("{base}/token"),
         "userinfo_endpoint": format!("{base}/userinfo"),
         "jwks_uri": format!("{base}/certs"),
-        // Logout, revocation and introspection are advertised once they are
-        // served; a client must not be told of endpoints that answer 404.
+        // Logout is advertised once it is served; a client must not be told
+        // of endpoints that answer 404.
+        // RFC 7009 section 2 and RFC 8414 section 2: a public client may
+        // revoke its own tokens; introspection needs a confidential client
+        // (RFC 7662 section 2.1).
+        "revocation_endpoint": format!("{base}/revoke"),
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        "introspection_endpoint": format!("{base}/token/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [alg],
         "token_endpoint_auth_methods_supported": client_auth,
@@ -110,15 +117,30 @@ mod tests {
         assert_eq!(doc["token_endpoint"], format!("{base}/token"));
         assert_eq!(doc["userinfo_endpoint"], format!("{base}/userinfo"));
         assert_eq!(doc["jwks_uri"], format!("{base}/certs"));
-        for unserved in ["end_session_endpoint", "revocation_endpoint", "introspection_endpoint"] {
-            assert!(doc.get(unserved).is_none(), "{unserved} is not served yet");
-        }
+        assert!(doc.get("end_session_endpoint").is_none(), "end_session_endpoint is not served yet");
         assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["RS256"]));
         assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(doc["response_modes_supported"], json!(["query", "form_post"]));
         assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
         assert_eq!(doc["frontchannel_logout_supported"], false);
         assert!(doc["claims_supported"].as_array().is_some_and(|c| c.contains(&json!("sub"))));
+    }
+
+    #[test]
+    fn own_metadata_lists_revocation_introspection_and_client_credentials() {
+        let doc = op_metadata(ISSUER, "RS256");
+        let base = "https://sso.example.com/realms/acme/protocol/openid-connect";
+        assert_eq!(doc["revocation_endpoint"], format!("{base}/revoke"));
+        assert_eq!(doc["introspection_endpoint"], format!("{base}/token/introspect"));
+        assert_eq!(
+            doc["revocation_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "client_secret_post", "none"])
+        );
+        assert_eq!(
+            doc["introspection_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "client_secret_post"])
+        );
+        assert_eq!(doc["grant_types_supported"], json!(["authorization_code", "client_credentials"]));
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod metrics;
 mod oidc;
 pub mod pages;
 pub mod state;
+mod tokens;
 
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::StatusCode;

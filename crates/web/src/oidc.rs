@@ -33,6 +33,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/protocol/openid-connect/token", web::post().to(token))
             .route("/protocol/openid-connect/userinfo", web::get().to(userinfo))
             .route("/protocol/openid-connect/userinfo", web::post().to(userinfo))
+            .configure(crate::tokens::configure)
             .route("/broker/{alias}/login", web::get().to(broker_login))
             .route("/broker/{alias}/endpoint", web::get().to(endpoint_get))
             .route("/broker/{alias}/endpoint", web::post().to(endpoint_post)),
@@ -200,7 +201,7 @@ async fn realm_or_page(st: &AppState, name: &str) -> Result<RealmInfo, HttpRespo
     }
 }
 
-async fn realm_or_json(st: &AppState, name: &str) -> Result<RealmInfo, HttpResponse> {
+pub(crate) async fn realm_or_json(st: &AppState, name: &str) -> Result<RealmInfo, HttpResponse> {
     match st.broker.realm(name).await {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(HttpResponse::NotFound()
@@ -269,7 +270,7 @@ async fn auth_post(
 }
 
 /// What to say of repeated parameters.
-fn repeated_message(params: &Params) -> String {
+pub(crate) fn repeated_message(params: &Params) -> String {
     format!("{} must not be sent more than once", params.repeated().join(", "))
 }
 

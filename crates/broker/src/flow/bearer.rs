@@ -1,12 +1,17 @@
 //! The one check of Federa's own access tokens (RFC 9068), shared by
-//! userinfo and, later, introspection and revocation: signature by a realm
-//! key, `typ: at+jwt`, the realm's issuer, expiry, not revoked, and a session
-//! that is still alive.
+//! userinfo, introspection and revocation: signature by a realm key, `typ:
+//! at+jwt`, the realm's issuer, expiry, not revoked, and what the token
+//! stands for still there: a user's token needs its live SSO session (`sid`);
+//! a client's own token (client_credentials, marked by
+//! [`GRANT_CLAIM`](super::token::GRANT_CLAIM), never with a `sid`) needs its
+//! client still enabled and allowed the grant.
 
 use federa_protocol::jwt::{peek_typ, verify_own_cached};
+use federa_protocol::GrantType;
 use serde_json::{Map, Value};
 
 use super::state::{self, SsoSession};
+use super::token::GRANT_CLAIM;
 use super::{now, Broker, RealmInfo};
 
 /// A refused bearer token (RFC 6750 section 3.1).
@@ -30,9 +35,24 @@ impl AccessClaims {
         self.0.get(name).and_then(Value::as_str)
     }
 
-    /// The user.
+    /// The subject: a user, or a client's service account.
     pub fn subject(&self) -> &str {
         self.str("sub").unwrap_or_default()
+    }
+
+    /// The user, unless the token is a client's own (client_credentials).
+    pub fn user(&self) -> Option<&str> {
+        (!self.is_client_token()).then(|| self.subject())
+    }
+
+    /// Whether a client got this token for itself (client_credentials).
+    pub fn is_client_token(&self) -> bool {
+        self.str(GRANT_CLAIM) == Some(GrantType::ClientCredentials.as_str())
+    }
+
+    /// Every claim.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.0
     }
 
     /// The granted scopes.
@@ -65,15 +85,34 @@ impl Broker {
             return Err(BearerError::Invalid("the token has expired".into()));
         }
         let jti = claims.str("jti").unwrap_or_default();
-        let sid = claims.str("sid").unwrap_or_default();
-        let (revoked_key, session_key) =
-            (state::revoked_key(&realm.name, jti), state::sso_key_public(&realm.name, sid));
-        let (revoked, session) = tokio::join!(self.sessions.get(&revoked_key), self.sessions.get(&session_key));
+        let revoked_key = state::revoked_key(&realm.name, jti);
+        // A token with a session must have it alive; a token without one
+        // passes only as a client's own token. Never both, never neither: a
+        // user's token without its `sid` is refused, whatever else it says.
+        let (revoked, alive, ended) = match (claims.str("sid"), claims.is_client_token()) {
+            (Some(sid), false) => {
+                let session_key = state::sso_key_public(&realm.name, sid);
+                let (revoked, session) = tokio::join!(self.sessions.get(&revoked_key), self.sessions.get(&session_key));
+                let alive = session.map_err(internal)?.and_then(|s| serde_json::from_str::<SsoSession>(&s).ok());
+                (revoked, alive.is_some(), "the session of this token has ended")
+            }
+            (None, true) => {
+                let client_id = claims.str("client_id").unwrap_or_default();
+                let (revoked, client) =
+                    tokio::join!(self.sessions.get(&revoked_key), self.find_client(&realm.name, client_id));
+                // Disabling the client or its service accounts ends its tokens.
+                let alive = client.map_err(internal)?.is_some_and(|c| {
+                    c.may_use_client_credentials() && claims.str("sub") == Some(c.service_account_subject().as_str())
+                });
+                (revoked, alive, "the client of this token is disabled or may no longer use the grant")
+            }
+            _ => return Err(BearerError::Invalid("the token is not an access token of this realm".into())),
+        };
         if revoked.map_err(internal)?.is_some() {
             return Err(BearerError::Invalid("the token was revoked".into()));
         }
-        if session.map_err(internal)?.and_then(|s| serde_json::from_str::<SsoSession>(&s).ok()).is_none() {
-            return Err(BearerError::Invalid("the session of this token has ended".into()));
+        if !alive {
+            return Err(BearerError::Invalid(ended.into()));
         }
         Ok(claims)
     }
@@ -82,7 +121,9 @@ impl Broker {
     /// user that its scopes allow.
     pub async fn userinfo(&self, realm: &RealmInfo, bearer: Option<&str>) -> Result<Map<String, Value>, BearerError> {
         let claims = self.check_access_token(realm, bearer.ok_or(BearerError::Missing)?).await?;
-        let sub = claims.subject();
+        let sub = claims
+            .user()
+            .ok_or_else(|| BearerError::Invalid("the token is a client's own and names no user".into()))?;
         let user = self
             .store
             .get_user(&realm.name, sub)

@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod bearer;
 pub mod cache;
 pub mod client_auth;
+pub mod introspect;
 mod keys;
 mod login;
 pub mod state;

@@ -1,7 +1,8 @@
 //! The token endpoint: one handler per grant (authorization_code, RFC 6749
-//! section 4.1.3 and RFC 7636 section 4.6) after client authentication
-//! (`client_auth`), Federa's ID tokens (OIDC Core section 2) and JWT access
-//! tokens (RFC 9068), and the JWKS.
+//! section 4.1.3 and RFC 7636 section 4.6; client_credentials, RFC 6749
+//! section 4.4) after client authentication (`client_auth`), Federa's ID
+//! tokens (OIDC Core section 2) and JWT access tokens (RFC 9068), and the
+//! JWKS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,11 +30,25 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds.
     pub expires_in: i64,
-    /// The ID token.
-    pub id_token: String,
+    /// The ID token; none for a client's own token (there is no user).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
     /// The granted scopes.
     pub scope: String,
 }
+
+/// The claim that marks an access token a client got for itself with the
+/// client_credentials grant (Auth0 names it the same way): `"gty":
+/// "client_credentials"`. Such a token has no `sid`, and
+/// `check_access_token` accepts a token without `sid` only when it carries
+/// this mark, so a user's token never passes without its session.
+pub const GRANT_CLAIM: &str = "gty";
+
+/// The scopes a client_credentials request may name without being refused,
+/// none of which is granted: they concern a user (OIDC Core sections 3.1.2.1
+/// and 5.4), and a client's own token has none. Client libraries send
+/// `openid` out of habit, so it is dropped rather than refused.
+const USER_SCOPES: &[&str] = &["openid", "profile", "email"];
 
 /// A refused token request: the RFC 6749 section 5.2 body. The web layer
 /// alone turns its code into a status (401 for `invalid_client`, 500 for
@@ -109,11 +124,51 @@ impl Broker {
         match grant.map(str::parse::<GrantType>) {
             None => Err(refuse(OAuthErrorCode::InvalidRequest, "grant_type is required")),
             Some(Ok(GrantType::AuthorizationCode)) => self.authorization_code_grant(realm, &client, form).await,
-            // refresh_token and client_credentials join with the sessions issue.
-            Some(Ok(GrantType::RefreshToken | GrantType::ClientCredentials) | Err(_)) => {
-                Err(refuse(OAuthErrorCode::UnsupportedGrantType, "only authorization_code is supported"))
-            }
+            Some(Ok(GrantType::ClientCredentials)) => self.client_credentials_grant(realm, &client, form).await,
+            // refresh_token joins with the sessions issue.
+            Some(Ok(GrantType::RefreshToken) | Err(_)) => Err(refuse(
+                OAuthErrorCode::UnsupportedGrantType,
+                "only authorization_code and client_credentials are supported",
+            )),
         }
+    }
+
+    /// The client_credentials grant (RFC 6749 section 4.4): a confidential
+    /// client with service accounts enabled gets an access token for itself.
+    /// No ID token and no refresh token (section 4.4.3): there is no user and
+    /// the client can always authenticate again.
+    async fn client_credentials_grant(
+        &self,
+        realm: &RealmInfo,
+        client: &Client,
+        form: &BTreeMap<String, String>,
+    ) -> Result<TokenResponse, TokenError> {
+        if !client.may_use_client_credentials() {
+            return Err(refuse(
+                OAuthErrorCode::UnauthorizedClient,
+                "client_credentials needs a confidential client with service accounts enabled",
+            ));
+        }
+        let scope = client_credentials_scope(form.get("scope").map(String::as_str))?;
+        let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
+        let now = now();
+        let lifespan = secs(realm.token_lifespan);
+        let client_id = client.client_id.as_str();
+        let mut access = Map::new();
+        access.insert("iss".into(), json!(realm.issuer));
+        access.insert("sub".into(), json!(client.service_account_subject()));
+        access.insert("aud".into(), json!(client_id));
+        access.insert("exp".into(), json!(now + lifespan));
+        access.insert("iat".into(), json!(now));
+        access.insert("jti".into(), json!(random_token()));
+        access.insert("client_id".into(), json!(client_id));
+        access.insert("scope".into(), json!(scope));
+        access.insert(GRANT_CLAIM.into(), json!(GrantType::ClientCredentials.as_str()));
+        let access_token =
+            tokio::task::spawn_blocking(move || keys.signer.sign("at+jwt", &access).map_err(server_error))
+                .await
+                .map_err(server_error)??;
+        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token: None, scope })
     }
 
     /// The authorization_code grant (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
@@ -213,7 +268,7 @@ impl Broker {
             id.insert("nonce".into(), json!(n));
         }
         let (access_token, id_token) = sign_pair(keys, access, id).await?;
-        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token, scope })
+        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token: Some(id_token), scope })
     }
 
     /// The realm's public keys as a JWK Set.
@@ -226,6 +281,20 @@ impl Broker {
     pub async fn signing_alg(&self, realm: &str) -> Result<String, crate::StoreError> {
         Ok(self.keys.get(self.store.as_ref(), realm).await?.signer.alg().to_owned())
     }
+}
+
+/// The scope a client's own token carries: the requested user scopes are
+/// dropped (see [`USER_SCOPES`]) and any other value is refused. Federa has
+/// no client scopes to grant yet, and granting a value merely because a
+/// client asked for it would let the client give itself any permission a
+/// resource server reads from `scope` (Keycloak likewise refuses a scope the
+/// client has not been given).
+fn client_credentials_scope(requested: Option<&str>) -> Result<String, TokenError> {
+    let requested = requested.unwrap_or_default().split(' ').filter(|s| !s.is_empty());
+    if let Some(other) = requested.clone().find(|s| !USER_SCOPES.contains(s)) {
+        return Err(refuse(OAuthErrorCode::InvalidScope, &format!("scope {other:?} cannot be granted to this client")));
+    }
+    Ok(String::new())
 }
 
 /// Signs the access token and the ID token (with its `at_hash`) off the async
@@ -267,5 +336,13 @@ mod tests {
         assert_eq!(all["name"], "Alice Anders");
         assert_eq!(all["email_verified"], true);
         assert_eq!(all["preferred_username"], "alice");
+    }
+
+    #[test]
+    fn a_client_gets_no_user_scope_and_no_unknown_one() {
+        assert_eq!(client_credentials_scope(None).unwrap(), "");
+        assert_eq!(client_credentials_scope(Some(" openid  profile email ")).unwrap(), "");
+        let err = client_credentials_scope(Some("openid admin")).unwrap_err();
+        assert_eq!(err.error.error, OAuthErrorCode::InvalidScope);
     }
 }

@@ -32,6 +32,10 @@ pub struct Client {
     pub bearer_only: bool,
     /// The authorization code flow is allowed.
     pub standard_flow: bool,
+    /// Keycloak's `serviceAccountsEnabled`: a confidential client may get
+    /// tokens for itself with the client_credentials grant (RFC 6749
+    /// section 4.4).
+    pub service_accounts: bool,
     /// How it authenticates.
     pub auth: ClientAuth,
     /// Its secret, for [`ClientAuth::Secret`].
@@ -59,6 +63,7 @@ impl Client {
             enabled: c.enabled != Some(false),
             bearer_only: c.bearer_only == Some(true),
             standard_flow: c.standard_flow_enabled != Some(false),
+            service_accounts: c.service_accounts_enabled == Some(true),
             auth,
             secret: c.secret.as_deref().filter(|s| !s.is_empty()).map(Secret::new),
             redirect_uris: c.redirect_uris.clone().unwrap_or_default(),
@@ -69,6 +74,22 @@ impl Client {
     /// Whether the public client flag is set.
     pub fn is_public(&self) -> bool {
         self.auth == ClientAuth::None
+    }
+
+    /// Whether the client may use the client_credentials grant: service
+    /// accounts enabled on a confidential client (a public client holds no
+    /// credentials, so anyone could act as it; a bearer-only one holds no
+    /// secret and never authenticates).
+    pub fn may_use_client_credentials(&self) -> bool {
+        self.enabled && self.service_accounts && !self.is_public() && !self.bearer_only
+    }
+
+    /// The `sub` of the tokens this client gets for itself: Keycloak's name
+    /// for the client's service-account user, `service-account-<clientId>`.
+    /// It depends only on the `clientId`, so it stays the same when the
+    /// client is recreated or the realm imported again.
+    pub fn service_account_subject(&self) -> String {
+        format!("service-account-{}", self.client_id)
     }
 }
 
@@ -90,8 +111,8 @@ pub fn notices(c: &ClientRepresentation) -> Vec<Notice> {
     if on(c.direct_access_grants_enabled) {
         v.push(Notice::new("directAccessGrantsEnabled", "has no effect: Federa holds no passwords"));
     }
-    if on(c.service_accounts_enabled) {
-        v.push(Notice::new("serviceAccountsEnabled", "has no effect yet (client_credentials is not implemented)"));
+    if on(c.service_accounts_enabled) && c.public_client == Some(true) {
+        v.push(Notice::new("serviceAccountsEnabled", "has no effect on a public client: it holds no credentials"));
     }
     if on(c.consent_required) {
         v.push(Notice::new("consentRequired", "has no effect yet (Federa asks for no consent)"));

@@ -74,6 +74,8 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}/auth"),
+        // OpenID Connect RP-Initiated Logout 1.0 section 2.1.
+        "end_session_endpoint": format!("{base}/logout"),
         "token_endpoint": format!("{base}/token"),
         "userinfo_endpoint": format!("{base}/userinfo"),
         "jwks_uri": format!("{base}/certs"),
@@ -110,7 +112,8 @@ mod tests {
         assert_eq!(doc["token_endpoint"], format!("{base}/token"));
         assert_eq!(doc["userinfo_endpoint"], format!("{base}/userinfo"));
         assert_eq!(doc["jwks_uri"], format!("{base}/certs"));
-        for unserved in ["end_session_endpoint", "revocation_endpoint", "introspection_endpoint"] {
+        assert_eq!(doc["end_session_endpoint"], format!("{base}/logout"));
+        for unserved in ["revocation_endpoint", "introspection_endpoint"] {
             assert!(doc.get(unserved).is_none(), "{unserved} is not served yet");
         }
         assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["RS256"]));

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod client_auth;
 mod keys;
 mod login;
+pub mod logout;
 pub mod state;
 pub mod token;
 pub mod upstream;

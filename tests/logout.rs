@@ -281,6 +281,9 @@ async fn confirmation_without_hint(db: TestDb) {
     }
     let page = browser.post_form(&action, &[], APP_BYE).await;
     confirmation(&page);
+    // A GET never confirms: the token would travel in a URL.
+    let page = browser.navigate(&w.logout_url(&[(CONFIRM_FIELD, &token)]), APP_BYE).await;
+    confirmation(&page);
     // The right token from another browser (without this session) is refused, and used up.
     let other = Browser::new();
     let page = other.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;

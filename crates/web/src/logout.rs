@@ -19,7 +19,8 @@ use crate::state::AppState;
 
 /// The field of the confirmation form carrying its one-time token. A POST
 /// with this field answers a confirmation page; any other POST is a logout
-/// request, as a GET is (RP-Initiated Logout 1.0 section 2).
+/// request, as a GET is (RP-Initiated Logout 1.0 section 2). A GET never
+/// confirms: the token stays out of URLs, logs and `Referer` headers.
 const CONFIRM_FIELD: &str = "federa_confirm";
 
 /// `GET .../logout`.
@@ -29,7 +30,7 @@ pub(crate) async fn logout_get(
     path: web::Path<String>,
     query: web::Query<Pairs>,
 ) -> HttpResponse {
-    logout(req, st, path.into_inner(), Params::from_pairs(query.into_inner())).await
+    logout(req, st, path.into_inner(), Params::from_pairs(query.into_inner()), false).await
 }
 
 /// `POST .../logout`: a logout request, or the answer of a confirmation page.
@@ -39,10 +40,10 @@ pub(crate) async fn logout_post(
     path: web::Path<String>,
     form: web::Form<Pairs>,
 ) -> HttpResponse {
-    logout(req, st, path.into_inner(), Params::from_pairs(form.into_inner())).await
+    logout(req, st, path.into_inner(), Params::from_pairs(form.into_inner()), true).await
 }
 
-async fn logout(req: HttpRequest, st: web::Data<AppState>, realm: String, params: Params) -> HttpResponse {
+async fn logout(req: HttpRequest, st: web::Data<AppState>, realm: String, params: Params, post: bool) -> HttpResponse {
     let realm = match realm_or_page(&st, &realm).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -52,7 +53,7 @@ async fn logout(req: HttpRequest, st: web::Data<AppState>, realm: String, params
         return error_page(&st, Some(&realm), 400, "Invalid sign-out request", &message);
     }
     let cookie_sid = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-    let outcome = match params.get(CONFIRM_FIELD) {
+    let outcome = match params.get(CONFIRM_FIELD).filter(|_| post) {
         Some(token) => st.broker.confirm_logout(&realm, token, cookie_sid.as_deref()).await,
         None => st.broker.logout(&realm, params.values(), cookie_sid.as_deref()).await,
     };

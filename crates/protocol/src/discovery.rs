@@ -74,11 +74,13 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}/auth"),
+        // OpenID Connect RP-Initiated Logout 1.0 section 2.1.
+        "end_session_endpoint": format!("{base}/logout"),
         "token_endpoint": format!("{base}/token"),
         "userinfo_endpoint": format!("{base}/userinfo"),
         "jwks_uri": format!("{base}/certs"),
-        // Logout is advertised once it is served; a client must not be told
-        // of endpoints that answer 404.
+        // Only endpoints that are served are advertised: a client must not
+        // be told of endpoints that answer 404.
         // RFC 7009 section 2 and RFC 8414 section 2: a public client may
         // revoke its own tokens; introspection needs a confidential client
         // (RFC 7662 section 2.1).
@@ -117,7 +119,7 @@ mod tests {
         assert_eq!(doc["token_endpoint"], format!("{base}/token"));
         assert_eq!(doc["userinfo_endpoint"], format!("{base}/userinfo"));
         assert_eq!(doc["jwks_uri"], format!("{base}/certs"));
-        assert!(doc.get("end_session_endpoint").is_none(), "end_session_endpoint is not served yet");
+        assert_eq!(doc["end_session_endpoint"], format!("{base}/logout"));
         assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["RS256"]));
         assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
         assert_eq!(doc["response_modes_supported"], json!(["query", "form_post"]));

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 mod health;
+mod logout;
 pub mod metrics;
 mod oidc;
 pub mod pages;

@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// The cookie binding a sign-in flow to the browser that started it.
 const FLOW_COOKIE: &str = "FEDERA_FLOW";
 /// The cookie holding the browser's SSO session.
-const SESSION_COOKIE: &str = "FEDERA_SESSION";
+pub(crate) const SESSION_COOKIE: &str = "FEDERA_SESSION";
 
 /// Registers the per-realm OpenID Provider and broker routes.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -34,6 +34,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/protocol/openid-connect/userinfo", web::get().to(userinfo))
             .route("/protocol/openid-connect/userinfo", web::post().to(userinfo))
             .configure(crate::tokens::configure)
+            .route("/protocol/openid-connect/logout", web::get().to(crate::logout::logout_get))
+            .route("/protocol/openid-connect/logout", web::post().to(crate::logout::logout_post))
             .route("/broker/{alias}/login", web::get().to(broker_login))
             .route("/broker/{alias}/endpoint", web::get().to(endpoint_get))
             .route("/broker/{alias}/endpoint", web::post().to(endpoint_post)),
@@ -49,7 +51,7 @@ fn cookie_path(realm: &str) -> String {
     format!("/realms/{}/", path_segment(realm))
 }
 
-fn cookie<'a>(st: &AppState, realm: &str, name: &'a str, value: String, max_age: i64) -> Cookie<'a> {
+pub(crate) fn cookie<'a>(st: &AppState, realm: &str, name: &'a str, value: String, max_age: i64) -> Cookie<'a> {
     build_cookie(secure(st), realm, name, value, max_age)
 }
 
@@ -66,24 +68,27 @@ fn build_cookie(secure: bool, realm: &str, name: &str, value: String, max_age: i
         .finish()
 }
 
-fn common<'a>(realm: Option<&'a RealmInfo>, static_base: &'a str) -> Common<'a> {
+pub(crate) fn common<'a>(realm: Option<&'a RealmInfo>, static_base: &'a str) -> Common<'a> {
     Common { realm_display_name: realm.map(|r| r.display_name.as_str()).unwrap_or("Federa"), locale: "en", static_base }
 }
 
-fn static_base(st: &AppState, realm: Option<&RealmInfo>) -> String {
+pub(crate) fn static_base(st: &AppState, realm: Option<&RealmInfo>) -> String {
     let theme = realm.and_then(|r| r.login_theme.as_deref()).filter(|t| st.themes.has(t)).unwrap_or("default");
     format!("{}/resources/{}", st.public_url, path_segment(theme))
 }
 
-fn theme(realm: Option<&RealmInfo>) -> &str {
+pub(crate) fn theme(realm: Option<&RealmInfo>) -> &str {
     realm.and_then(|r| r.login_theme.as_deref()).unwrap_or("default")
 }
 
 /// What a page may do, which its Content-Security-Policy says.
 #[derive(Clone, Copy)]
-enum PagePolicy<'a> {
+pub(crate) enum PagePolicy<'a> {
     /// Nothing but the theme's stylesheet: the login and error pages.
     Static,
+    /// A form for the person to submit (no script), posting to the origin
+    /// of `action`: the logout confirmation.
+    Form { action: &'a str },
     /// The form_post page: also its one script, by nonce, and its form,
     /// posting to the origin of `action`.
     FormPost { nonce: &'a str, action: &'a str },
@@ -95,6 +100,7 @@ fn content_security_policy(public_url: &str, policy: PagePolicy<'_>) -> String {
     let base = format!("default-src 'none'; style-src {public_url}; frame-ancestors 'none'");
     match policy {
         PagePolicy::Static => base,
+        PagePolicy::Form { action } => format!("{base}; form-action {}", origin(action)),
         PagePolicy::FormPost { nonce, action } => {
             format!("{base}; script-src 'nonce-{nonce}'; form-action {}", origin(action))
         }
@@ -122,12 +128,23 @@ fn page_response(
 }
 
 /// An HTML page with the headers of every page.
-fn html(st: &AppState, builder: actix_web::HttpResponseBuilder, policy: PagePolicy<'_>, body: String) -> HttpResponse {
+pub(crate) fn html(
+    st: &AppState,
+    builder: actix_web::HttpResponseBuilder,
+    policy: PagePolicy<'_>,
+    body: String,
+) -> HttpResponse {
     page_response(st, builder, policy, "text/html; charset=utf-8", body)
 }
 
 /// A themed error page; the status says whose fault it was.
-fn error_page(st: &AppState, realm: Option<&RealmInfo>, status: u16, title: &str, message: &str) -> HttpResponse {
+pub(crate) fn error_page(
+    st: &AppState,
+    realm: Option<&RealmInfo>,
+    status: u16,
+    title: &str,
+    message: &str,
+) -> HttpResponse {
     let base = static_base(st, realm);
     let support_id = random_token()[..12].to_owned();
     log::info!("error page {support_id}: {title}: {message}");
@@ -190,7 +207,7 @@ fn origin(uri: &str) -> String {
     }
 }
 
-async fn realm_or_page(st: &AppState, name: &str) -> Result<RealmInfo, HttpResponse> {
+pub(crate) async fn realm_or_page(st: &AppState, name: &str) -> Result<RealmInfo, HttpResponse> {
     match st.broker.realm(name).await {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(error_page(st, None, 404, "Unknown realm", &format!("There is no realm {name:?} here."))),
@@ -249,7 +266,7 @@ async fn certs(st: web::Data<AppState>, path: web::Path<String>) -> HttpResponse
 }
 
 /// Request parameters as actix reads them, every pair kept (see [`Params`]).
-type Pairs = Vec<(String, String)>;
+pub(crate) type Pairs = Vec<(String, String)>;
 
 async fn auth_get(
     req: HttpRequest,
@@ -575,6 +592,10 @@ mod tests {
             "default-src 'none'; style-src https://id.test; frame-ancestors 'none'; script-src 'nonce-n0nce'; \
              form-action https://app.test:8443"
         );
+        let form =
+            content_security_policy("https://id.test", PagePolicy::Form { action: "https://id.test/realms/r/x" });
+        assert!(form.ends_with("frame-ancestors 'none'; form-action https://id.test"), "{form}");
+        assert!(!form.contains("script-src"), "{form}");
         let odd = content_security_policy("https://id.test", PagePolicy::FormPost { nonce: "n", action: "not a url" });
         assert!(odd.ends_with("form-action 'none'"), "{odd}");
     }

@@ -1,6 +1,6 @@
 //! The pages people see: the login page (the realm's upstream identity
-//! providers, one of which the user picks), the error page, the logged-out
-//! page and the auto-submitting form of OAuth 2.0 Form Post Response Mode.
+//! providers, one of which the user picks), the error page, the logout
+//! confirmation, the logged-out page and the auto-submitting form of OAuth 2.0 Form Post Response Mode.
 //!
 //! Pages are handlebars templates. The "default" theme is built into the
 //! binary (`themes/default/` at the root of the workspace); an override folder
@@ -51,9 +51,10 @@ const LAYOUT: &str = "layout";
 const LOGIN: &str = "login";
 const ERROR: &str = "error";
 const LOGGED_OUT: &str = "logged-out";
+const LOGOUT_CONFIRM: &str = "logout-confirm";
 const FORM_POST: &str = "form-post";
 
-const TEMPLATES: [TemplateFile; 5] = [
+const TEMPLATES: [TemplateFile; 6] = [
     TemplateFile { name: LAYOUT, file: "layout.hbs", source: include_str!("../../../themes/default/layout.hbs") },
     TemplateFile { name: LOGIN, file: "login.hbs", source: include_str!("../../../themes/default/login.hbs") },
     TemplateFile { name: ERROR, file: "error.hbs", source: include_str!("../../../themes/default/error.hbs") },
@@ -61,6 +62,11 @@ const TEMPLATES: [TemplateFile; 5] = [
         name: LOGGED_OUT,
         file: "logged-out.hbs",
         source: include_str!("../../../themes/default/logged-out.hbs"),
+    },
+    TemplateFile {
+        name: LOGOUT_CONFIRM,
+        file: "logout-confirm.hbs",
+        source: include_str!("../../../themes/default/logout-confirm.hbs"),
     },
     TemplateFile {
         name: FORM_POST,
@@ -102,7 +108,7 @@ impl Themes {
     /// `themes/default/`), plus every theme folder found in `override_dir`: a
     /// folder of theme folders, each named after its theme and holding some of
     /// `layout.hbs`, `login.hbs`, `error.hbs`, `logged-out.hbs`,
-    /// `form-post.hbs` and `static/federa.css`; what a theme folder does not
+    /// `logout-confirm.hbs`, `form-post.hbs` and `static/federa.css`; what a theme folder does not
     /// hold comes from the default theme. Folders whose name starts with a dot
     /// are skipped (Kubernetes mounts config maps with a `..data` folder).
     ///
@@ -160,6 +166,11 @@ impl Themes {
     /// The logged-out page of `theme` (or of "default" when there is no such theme).
     pub fn render_logged_out(&self, theme: &str, page: &LoggedOutPage<'_>) -> Result<String, PageError> {
         self.theme(theme).render(theme, LOGGED_OUT, page)
+    }
+
+    /// The logout confirmation of `theme` (or of "default" when there is no such theme).
+    pub fn render_logout_confirm(&self, theme: &str, page: &LogoutConfirmPage<'_>) -> Result<String, PageError> {
+        self.theme(theme).render(theme, LOGOUT_CONFIRM, page)
     }
 
     /// The form-post page of `theme` (or of "default" when there is no such theme).
@@ -252,6 +263,17 @@ impl Theme {
                 },
             )?;
             self.render(theme, LOGGED_OUT, &LoggedOutPage { common: common() })?;
+            self.render(
+                theme,
+                LOGOUT_CONFIRM,
+                &LogoutConfirmPage {
+                    common: common(),
+                    action: "/realms/realm/protocol/openid-connect/logout",
+                    confirm_field: "confirm",
+                    confirm_token: "token",
+                    client_name: full.then_some("Client"),
+                },
+            )?;
             self.render(
                 theme,
                 FORM_POST,
@@ -378,6 +400,23 @@ pub struct LoggedOutPage<'a> {
     pub common: Common<'a>,
 }
 
+/// The question asked before a sign-out that the application's request
+/// alone cannot be trusted for: a form posting `confirm_token` (as the field
+/// `confirm_field`) to `action`, and nothing that submits it by itself.
+#[derive(Serialize)]
+pub struct LogoutConfirmPage<'a> {
+    #[serde(flatten)]
+    pub common: Common<'a>,
+    /// The logout endpoint.
+    pub action: &'a str,
+    /// The name of the hidden field carrying the token.
+    pub confirm_field: &'a str,
+    /// The one-time confirmation token.
+    pub confirm_token: &'a str,
+    /// The application that asked, when it is known and has a name.
+    pub client_name: Option<&'a str>,
+}
+
 /// One hidden field of the form-post page: a parameter of the authorization response.
 #[derive(Serialize)]
 pub struct FormField<'a> {
@@ -451,6 +490,17 @@ mod tests {
         themes.render_logged_out(name, &LoggedOutPage { common: common() }).unwrap()
     }
 
+    fn logout_confirm(themes: &Themes, name: &str) -> String {
+        let page = LogoutConfirmPage {
+            common: common(),
+            action: "https://id.example/realms/acme/protocol/openid-connect/logout",
+            confirm_field: "federa_confirm",
+            confirm_token: "t0ken",
+            client_name: Some("Payroll"),
+        };
+        themes.render_logout_confirm(name, &page).unwrap()
+    }
+
     fn form_post(themes: &Themes, name: &str) -> String {
         let page = FormPostPage {
             common: common(),
@@ -498,9 +548,13 @@ mod tests {
         let themes = Themes::load(Some(dir.path())).unwrap();
         for theme in ["default", "custom"] {
             assert!(themes.has(theme));
-            for html in
-                [login(&themes, theme), error(&themes, theme), logged_out(&themes, theme), form_post(&themes, theme)]
-            {
+            for html in [
+                login(&themes, theme),
+                error(&themes, theme),
+                logged_out(&themes, theme),
+                logout_confirm(&themes, theme),
+                form_post(&themes, theme),
+            ] {
                 assert_html_page(&html);
             }
         }
@@ -509,7 +563,34 @@ mod tests {
         // What "custom" does not override comes from "default".
         assert_eq!(error(&themes, "custom"), error(&themes, "default"));
         assert_eq!(logged_out(&themes, "custom"), logged_out(&themes, "default"));
+        assert_eq!(logout_confirm(&themes, "custom"), logout_confirm(&themes, "default"));
         assert_eq!(form_post(&themes, "custom"), form_post(&themes, "default"));
+    }
+
+    #[test]
+    fn logout_confirm_posts_the_token_and_submits_nothing_by_itself() {
+        let themes = Themes::load(None).unwrap();
+        let html = logout_confirm(&themes, "default");
+        assert!(html.contains("<h1>Sign out of Acme Corp?</h1>"), "{html}");
+        assert!(html.contains("Payroll asks to sign you out."), "{html}");
+        assert!(
+            html.contains(
+                r#"<form method="post" action="https://id.example/realms/acme/protocol/openid-connect/logout">"#
+            ),
+            "{html}"
+        );
+        assert!(html.contains(r#"<input type="hidden" name="federa_confirm" value="t0ken">"#), "{html}");
+        assert!(html.contains(r#"<button type="submit""#), "{html}");
+        assert!(!html.contains("<script"), "only the person submits it: {html}");
+        let page = LogoutConfirmPage {
+            common: common(),
+            action: "/logout",
+            confirm_field: "c",
+            confirm_token: "t",
+            client_name: None,
+        };
+        let html = themes.render_logout_confirm("default", &page).unwrap();
+        assert!(!html.contains("asks to sign you out"), "{html}");
     }
 
     #[test]
@@ -560,6 +641,18 @@ mod tests {
                 )
                 .unwrap(),
             themes.render_logged_out("default", &LoggedOutPage { common: common() }).unwrap(),
+            themes
+                .render_logout_confirm(
+                    "default",
+                    &LogoutConfirmPage {
+                        common: common(),
+                        action: XSS,
+                        confirm_field: XSS,
+                        confirm_token: XSS,
+                        client_name: Some(XSS),
+                    },
+                )
+                .unwrap(),
             themes
                 .render_form_post(
                     "default",
@@ -643,6 +736,7 @@ mod tests {
         assert_eq!(login(&themes, "keycloak"), login(&themes, "default"));
         assert_eq!(error(&themes, "keycloak"), error(&themes, "default"));
         assert_eq!(logged_out(&themes, "keycloak"), logged_out(&themes, "default"));
+        assert_eq!(logout_confirm(&themes, "keycloak"), logout_confirm(&themes, "default"));
         assert_eq!(form_post(&themes, "keycloak"), form_post(&themes, "default"));
         assert_eq!(themes.static_file("keycloak", "federa.css"), themes.static_file("default", "federa.css"));
     }

@@ -10,6 +10,7 @@ pub mod client_auth;
 pub mod introspect;
 mod keys;
 mod login;
+pub mod logout;
 pub mod state;
 pub mod token;
 pub mod upstream;

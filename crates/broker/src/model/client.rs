@@ -42,6 +42,10 @@ pub struct Client {
     pub secret: Option<Secret>,
     /// Registered redirect URIs, matched exactly.
     pub redirect_uris: Vec<String>,
+    /// Registered post-logout redirect URIs (OpenID Connect RP-Initiated
+    /// Logout 1.0 section 3.1), matched exactly: Keycloak's
+    /// `attributes["post.logout.redirect.uris"]`.
+    pub post_logout_redirect_uris: Vec<String>,
     /// Settings stored but without effect yet.
     pub notices: Vec<Notice>,
 }
@@ -67,6 +71,7 @@ impl Client {
             auth,
             secret: c.secret.as_deref().filter(|s| !s.is_empty()).map(Secret::new),
             redirect_uris: c.redirect_uris.clone().unwrap_or_default(),
+            post_logout_redirect_uris: post_logout_redirect_uris(c),
             notices: notices(c),
         }
     }
@@ -93,6 +98,26 @@ impl Client {
     }
 }
 
+/// The attribute holding a client's post-logout redirect URIs.
+pub const POST_LOGOUT_REDIRECT_URIS: &str = "post.logout.redirect.uris";
+
+/// Keycloak's `post.logout.redirect.uris`: URIs separated by `##`, where
+/// `+` stands for every registered redirect URI. Empty entries are skipped
+/// and each URI is kept once, in order.
+pub fn post_logout_redirect_uris(c: &ClientRepresentation) -> Vec<String> {
+    let raw = c.attributes.as_ref().and_then(|a| a.get(POST_LOGOUT_REDIRECT_URIS)).map(String::as_str);
+    let mut out: Vec<String> = Vec::new();
+    for entry in raw.unwrap_or_default().split("##").map(str::trim).filter(|e| !e.is_empty()) {
+        let uris = if entry == "+" { c.redirect_uris.clone().unwrap_or_default() } else { vec![entry.to_owned()] };
+        for uri in uris {
+            if !out.contains(&uri) {
+                out.push(uri);
+            }
+        }
+    }
+    out
+}
+
 /// The settings of a client that Federa stores but does not honour yet.
 pub fn notices(c: &ClientRepresentation) -> Vec<Notice> {
     let mut v = Vec::new();
@@ -117,10 +142,44 @@ pub fn notices(c: &ClientRepresentation) -> Vec<Notice> {
     if on(c.consent_required) {
         v.push(Notice::new("consentRequired", "has no effect yet (Federa asks for no consent)"));
     }
-    for key in ["backchannel.logout.url", "post.logout.redirect.uris"] {
-        if c.attributes.as_ref().and_then(|a| a.get(key)).is_some_and(|u| !u.trim().is_empty()) {
-            v.push(Notice::new(&format!("attributes.{key}"), "has no effect yet (logout is not implemented)"));
-        }
+    let key = "backchannel.logout.url";
+    if c.attributes.as_ref().and_then(|a| a.get(key)).is_some_and(|u| !u.trim().is_empty()) {
+        v.push(Notice::new(&format!("attributes.{key}"), "has no effect yet (back-channel logout is not implemented)"));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(redirects: &[&str], post_logout: Option<&str>) -> ClientRepresentation {
+        let mut c = ClientRepresentation {
+            client_id: Some("app".into()),
+            redirect_uris: Some(redirects.iter().map(|s| (*s).to_owned()).collect()),
+            ..Default::default()
+        };
+        if let Some(v) = post_logout {
+            c.attributes = Some([(POST_LOGOUT_REDIRECT_URIS.to_owned(), v.to_owned())].into_iter().collect());
+        }
+        c
+    }
+
+    #[test]
+    fn post_logout_redirect_uris_are_keycloaks_list() {
+        let cb = ["https://app.test/cb", "https://app.test/cb2"];
+        let cases: [(Option<&str>, &[&str]); 6] = [
+            (None, &[]),
+            (Some(""), &[]),
+            (Some("https://app.test/bye"), &["https://app.test/bye"]),
+            (Some("https://app.test/bye##https://app.test/ciao"), &["https://app.test/bye", "https://app.test/ciao"]),
+            (Some("+"), &cb),
+            (Some("https://app.test/bye## + ##https://app.test/cb##"), &["https://app.test/bye", cb[0], cb[1]]),
+        ];
+        for (raw, want) in cases {
+            let m = Client::from_repr(&client(&cb, raw));
+            assert_eq!(m.post_logout_redirect_uris, want, "{raw:?}");
+            assert!(m.notices.is_empty(), "{raw:?}: honoured, so not reported: {:?}", m.notices);
+        }
+    }
 }

@@ -1,0 +1,419 @@
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) end to end:
+//! a real upstream (node oidc-provider), Federa on a real socket, a
+//! cookie-keeping browser and the app driven by the `openidconnect` client
+//! library to sign in. What is checked after a logout is what a user or an
+//! attacker would see: where the browser goes, whether the old access token
+//! still opens userinfo, and whether the next sign-in has to go upstream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use federa_broker::{KeyStore, SessionStore};
+use federa_tests::browser::{forms, query_params, Browser, Page};
+use federa_tests::upstream::NodeIdp;
+use federa_tests::{RunningFedera, TestDb, ADMIN_TOKEN};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+};
+use serde_json::{json, Value};
+
+const REALM: &str = "e2e";
+const APP_CB: &str = "http://app.test/cb";
+const APP_BYE: &str = "http://app.test/bye";
+const SPA_CB: &str = "http://spa.test/cb";
+const SPA_BYE: &str = "http://spa.test/bye";
+const APP_SECRET: &str = "app-secret-5f2d9c81";
+const UPSTREAM_SECRET: &str = "federa-at-node-secret-0c7d1e";
+/// The hidden field of Federa's confirmation form.
+const CONFIRM_FIELD: &str = "federa_confirm";
+
+type Client =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// Federa with a realm brokering the node upstream; the app registers a
+/// post-logout redirect URI (and "+", its redirect URIs), the SPA another.
+struct World {
+    fed: RunningFedera,
+    node: NodeIdp,
+    http: openidconnect::reqwest::Client,
+    store: federa_storage::DbStore,
+    _db: TestDb,
+}
+
+impl World {
+    fn issuer(&self) -> String {
+        format!("{}/realms/{REALM}", self.fed.base)
+    }
+
+    fn logout_url(&self, params: &[(&str, &str)]) -> String {
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        format!("{}/protocol/openid-connect/logout?{query}", self.issuer())
+    }
+
+    async fn client(&self, id: &str, secret: Option<&str>, redirect: &str) -> Client {
+        let meta =
+            CoreProviderMetadata::discover_async(IssuerUrl::new(self.issuer()).unwrap(), &self.http).await.unwrap();
+        CoreClient::from_provider_metadata(meta, ClientId::new(id.into()), secret.map(|s| ClientSecret::new(s.into())))
+            .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap())
+    }
+
+    /// The status of userinfo for an access token.
+    async fn userinfo(&self, access_token: &str) -> u16 {
+        let r = reqwest::Client::new()
+            .get(format!("{}/protocol/openid-connect/userinfo", self.issuer()))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    }
+
+    /// Signs the browser in to the app; returns the ID token and the access token.
+    async fn sign_in(&self, browser: &Browser) -> (String, String) {
+        let app = self.client("app", Some(APP_SECRET), APP_CB).await;
+        let (page, verifier, nonce) = start(browser, &app).await;
+        let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
+        let tokens = app
+            .exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&self.http)
+            .await
+            .unwrap();
+        let id_token = tokens.id_token().unwrap();
+        id_token.claims(&app.id_token_verifier(), &nonce).unwrap();
+        let access = tokens.access_token().secret().clone();
+        assert_eq!(self.userinfo(&access).await, 200, "signed in");
+        (id_token.to_string(), access)
+    }
+
+    /// Whether the browser's next sign-in to the app is answered from its
+    /// Federa session (true) or has to go upstream (false).
+    async fn has_sso(&self, browser: &Browser) -> bool {
+        let app = self.client("app", Some(APP_SECRET), APP_CB).await;
+        let (page, _, _) = start(browser, &app).await;
+        assert!(query_params(&page.url).contains_key("code"), "signs in either way: {:#?}", page.hops);
+        !page.hops.iter().any(|h| h.starts_with(&self.node.issuer))
+    }
+
+    /// Whether the browser holds a Federa session cookie.
+    fn has_cookie(&self, browser: &Browser) -> bool {
+        browser.cookies(&format!("{}/", self.issuer())).unwrap_or_default().contains("FEDERA_SESSION=")
+    }
+}
+
+async fn world(db: TestDb) -> World {
+    let store = db.store();
+    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    world_with(db, store, sessions).await
+}
+
+async fn world_with(db: TestDb, store: federa_storage::DbStore, sessions: Arc<dyn SessionStore>) -> World {
+    let fed = RunningFedera::start(&store, sessions);
+    let callback = format!("{}/realms/{REALM}/broker/node/endpoint", fed.base);
+    let node = NodeIdp::start(json!([{
+        "client_id": "federa",
+        "client_secret": UPSTREAM_SECRET,
+        "redirect_uris": [callback],
+        "token_endpoint_auth_method": "client_secret_basic",
+    }]));
+    let http = openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let w = World { fed, node, http, store, _db: db };
+    let realm = json!({
+        "realm": REALM,
+        "displayName": "End to end",
+        "clients": [
+            {"clientId": "app", "name": "The App", "secret": APP_SECRET, "redirectUris": [APP_CB],
+             "attributes": {"post.logout.redirect.uris": format!("{APP_BYE}##+")}},
+            {"clientId": "spa", "publicClient": true, "redirectUris": [SPA_CB],
+             "attributes": {"post.logout.redirect.uris": SPA_BYE}}
+        ],
+        "identityProviders": [{
+            "alias": "node", "displayName": "Node IdP", "providerId": "oidc",
+            "config": {
+                "issuer": w.node.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
+                "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email"
+            }
+        }]
+    });
+    let r = reqwest::Client::new().post(w.fed.admin()).bearer_auth(ADMIN_TOKEN).json(&realm).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap_or_default());
+    w
+}
+
+/// Starts a sign-in to `client` and follows it to the app's redirect URI.
+async fn start(browser: &Browser, client: &Client) -> (Page, openidconnect::PkceCodeVerifier, Nonce) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, nonce) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    (browser.navigate(url.as_str(), APP_CB).await, verifier, nonce)
+}
+
+fn claims_of(jwt: &str) -> serde_json::Map<String, Value> {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// The confirmation page's form: its action and one-time token.
+fn confirmation(page: &Page) -> (String, String) {
+    assert_eq!(page.status, 200, "{:#?}\n{}", page.hops, page.body);
+    assert!(page.body.contains("Sign out of End to end?"), "{}", page.body);
+    let form = forms(&page.body).into_iter().next().unwrap_or_else(|| panic!("no form: {}", page.body));
+    assert_eq!(form.method, "post");
+    let token = form.field(CONFIRM_FIELD).unwrap_or_else(|| panic!("no token: {}", page.body)).to_owned();
+    assert!(token.len() >= 32, "{token}");
+    (form.action, token)
+}
+
+/// The error page a refused logout shows: no redirect, and what it says.
+fn assert_refused(page: &Page, says: &str) {
+    assert_eq!(page.status, 400, "{:#?}\n{}", page.hops, page.body);
+    assert!(page.location.is_none(), "never a redirect: {:?}", page.location);
+    assert!(!page.hops.iter().any(|h| h.contains(".test/")), "went to an app: {:#?}", page.hops);
+    assert!(page.body.contains(says), "{says:?} not in {}", page.body);
+}
+
+/// A trusted logout: an ID token of this session and a registered URI.
+async fn logout_with_id_token_hint(w: &World) {
+    let browser = Browser::new();
+    let (id_token, access) = w.sign_in(&browser).await;
+    assert!(w.has_cookie(&browser));
+
+    let url = w.logout_url(&[("id_token_hint", &id_token), ("post_logout_redirect_uri", APP_BYE), ("state", "s&1")]);
+    let page = browser.navigate(&url, APP_BYE).await;
+    assert!(page.url.starts_with(APP_BYE), "{:#?}\n{}", page.hops, page.body);
+    assert_eq!(page.status, 302);
+    assert_eq!(query_params(&page.url).get("state").map(String::as_str), Some("s&1"));
+    assert!(!w.has_cookie(&browser), "the session cookie is expired");
+    assert_eq!(w.userinfo(&access).await, 401, "the session of the access token has ended");
+    assert!(!w.has_sso(&browser).await, "the next sign-in goes upstream again");
+
+    // The same with "+": the app's redirect URIs are post-logout redirect URIs too.
+    let (id_token, access) = w.sign_in(&browser).await;
+    let page = browser
+        .navigate(&w.logout_url(&[("id_token_hint", &id_token), ("post_logout_redirect_uri", APP_CB)]), APP_CB)
+        .await;
+    assert_eq!(page.url, APP_CB, "no state, the URI as registered: {:#?}", page.hops);
+    assert_eq!(w.userinfo(&access).await, 401);
+
+    // Without a redirect URI: the signed-out page, with the headers of every page.
+    let (id_token, access) = w.sign_in(&browser).await;
+    let r = browser.client().get(w.logout_url(&[("id_token_hint", &id_token)])).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let csp = r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("You are signed out"), "{body}");
+    assert_eq!(w.userinfo(&access).await, 401);
+    assert!(!w.has_cookie(&browser));
+}
+
+async fn trusted_logout(db: TestDb) {
+    let w = world(db).await;
+    // Discovery tells clients where to go.
+    let doc: Value =
+        reqwest::get(format!("{}/.well-known/openid-configuration", w.issuer())).await.unwrap().json().await.unwrap();
+    assert_eq!(doc["end_session_endpoint"], format!("{}/protocol/openid-connect/logout", w.issuer()));
+    logout_with_id_token_hint(&w).await;
+}
+
+/// A redirect URI that is not registered for the application named by the
+/// hint or client_id is refused with a page, and nothing ends.
+async fn unregistered_redirects_are_refused(db: TestDb) {
+    let w = world(db).await;
+    let browser = Browser::new();
+    let (id_token, access) = w.sign_in(&browser).await;
+    let hint = ("id_token_hint", id_token.as_str());
+    for (params, says) in [
+        (vec![hint, ("post_logout_redirect_uri", "http://evil.test/bye")], "not registered"),
+        (vec![hint, ("post_logout_redirect_uri", "http://app.test/bye/")], "not registered"),
+        // Registered, but for another application than the hint's.
+        (vec![hint, ("post_logout_redirect_uri", SPA_BYE)], "not registered"),
+        (vec![hint, ("client_id", "spa"), ("post_logout_redirect_uri", SPA_BYE)], "client_id"),
+        (vec![("client_id", "spa"), ("post_logout_redirect_uri", APP_BYE)], "not registered"),
+        (vec![("client_id", "nobody"), ("post_logout_redirect_uri", APP_BYE)], "Unknown application"),
+        // No application named at all.
+        (vec![("post_logout_redirect_uri", APP_BYE), ("state", "x")], "id_token_hint or client_id"),
+        (vec![hint, hint], "id_token_hint must not be sent more than once"),
+    ] {
+        let page = browser.navigate(&w.logout_url(&params), "http://evil.test").await;
+        assert_refused(&page, says);
+    }
+    assert_eq!(w.userinfo(&access).await, 200, "the session is intact");
+    assert!(w.has_cookie(&browser));
+    assert!(w.has_sso(&browser).await, "still signed in");
+}
+
+/// Without an ID token of this session the person is asked first; only the
+/// form's one-time token, from this browser, ends the session.
+async fn confirmation_without_hint(db: TestDb) {
+    let w = world(db).await;
+    let browser = Browser::new();
+    let (_, access) = w.sign_in(&browser).await;
+    let ask = w.logout_url(&[("client_id", "app"), ("post_logout_redirect_uri", APP_BYE), ("state", "st")]);
+
+    let r = browser.client().get(&ask).send().await.unwrap();
+    let csp = r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(csp.contains(&format!("form-action {}", w.fed.base)), "{csp}");
+    assert!(!csp.contains("script-src"), "{csp}");
+    assert_eq!(r.headers().get("x-frame-options").and_then(|v| v.to_str().ok()), Some("DENY"));
+    let page = browser.navigate(&ask, APP_BYE).await;
+    let (action, token) = confirmation(&page);
+    assert!(page.body.contains("The App asks to sign you out."), "{}", page.body);
+    assert_eq!(action, format!("{}/protocol/openid-connect/logout", w.issuer()));
+    assert_eq!(w.userinfo(&access).await, 200, "nothing ends before the answer");
+
+    // Wrong and empty tokens are refused; a POST without one is a new request, asked again.
+    for wrong in ["not-the-token", ""] {
+        let page = browser.post_form(&action, &[(CONFIRM_FIELD, wrong)], APP_BYE).await;
+        assert_refused(&page, "Sign-out expired");
+    }
+    let page = browser.post_form(&action, &[], APP_BYE).await;
+    confirmation(&page);
+    // A GET never confirms: the token would travel in a URL.
+    let page = browser.navigate(&w.logout_url(&[(CONFIRM_FIELD, &token)]), APP_BYE).await;
+    confirmation(&page);
+    // The right token from another browser (without this session) is refused, and used up.
+    let other = Browser::new();
+    let page = other.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;
+    assert_refused(&page, "Sign-out expired");
+    let page = browser.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;
+    assert_refused(&page, "Sign-out expired");
+    assert_eq!(w.userinfo(&access).await, 200, "the session is intact");
+    assert!(w.has_sso(&browser).await);
+
+    // A fresh page, answered by this browser: signed out, and sent back with state.
+    let (action, token) = confirmation(&browser.navigate(&ask, APP_BYE).await);
+    let page = browser.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;
+    assert!(page.url.starts_with(APP_BYE), "{:#?}\n{}", page.hops, page.body);
+    assert_eq!(query_params(&page.url).get("state").map(String::as_str), Some("st"));
+    assert_eq!(w.userinfo(&access).await, 401);
+    assert!(!w.has_cookie(&browser));
+    // Once only.
+    let page = browser.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;
+    assert_refused(&page, "Sign-out expired");
+    assert!(!w.has_sso(&browser).await);
+
+    // Without a redirect URI, the confirmed sign-out ends on the signed-out page.
+    let (_, access) = w.sign_in(&browser).await;
+    let (action, token) = confirmation(&browser.navigate(&w.logout_url(&[]), APP_BYE).await);
+    let page = browser.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You are signed out"), "{}", page.body);
+    assert_eq!(w.userinfo(&access).await, 401);
+}
+
+/// An id_token_hint that Federa did not sign, or that is not an ID token,
+/// is not trusted: the person is asked, and it names no application.
+async fn forged_hints_are_not_trusted(db: TestDb) {
+    let w = world(db).await;
+    let browser = Browser::new();
+    let (id_token, access) = w.sign_in(&browser).await;
+    let mut parts: Vec<String> = id_token.split('.').map(str::to_owned).collect();
+    let mut sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&parts[2]).unwrap();
+    sig[0] ^= 1;
+    parts[2] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig);
+    let forged = parts.join(".");
+    for hint in [forged.as_str(), access.as_str(), "not.a.jwt"] {
+        let page = browser.navigate(&w.logout_url(&[("id_token_hint", hint)]), APP_BYE).await;
+        confirmation(&page);
+        let with_redirect = [("id_token_hint", hint), ("post_logout_redirect_uri", APP_BYE)];
+        let page = browser.navigate(&w.logout_url(&with_redirect), APP_BYE).await;
+        assert_refused(&page, "id_token_hint or client_id");
+    }
+    assert_eq!(w.userinfo(&access).await, 200, "the session is intact");
+
+    // An ID token of the realm that has expired is still a valid hint (section 2).
+    let key = w.store.signing_keys(REALM).await.unwrap().into_iter().find(|k| k.active).unwrap();
+    let signer =
+        federa_protocol::TokenSigner::from_pem(&key.alg, &key.kid, key.private_pem.expose().as_bytes()).unwrap();
+    let mut claims = claims_of(&id_token);
+    let exp = claims["iat"].as_i64().unwrap() - 3600;
+    claims.insert("exp".into(), json!(exp));
+    let expired = signer.sign("JWT", &claims).unwrap();
+    let page = browser
+        .navigate(&w.logout_url(&[("id_token_hint", &expired), ("post_logout_redirect_uri", APP_BYE)]), APP_BYE)
+        .await;
+    assert!(page.url.starts_with(APP_BYE), "{:#?}\n{}", page.hops, page.body);
+    assert_eq!(w.userinfo(&access).await, 401);
+}
+
+/// The hint's session ends without the browser's cookie (an app signing the
+/// user out from elsewhere); a hint naming another session than the
+/// browser's own is asked about, and confirming ends both.
+async fn sessions_named_by_the_hint(db: TestDb) {
+    let w = world(db).await;
+    let browser = Browser::new();
+    let (id_token, access) = w.sign_in(&browser).await;
+    let elsewhere = Browser::new();
+    let page = elsewhere.navigate(&w.logout_url(&[("id_token_hint", &id_token)]), APP_BYE).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You are signed out"), "{}", page.body);
+    assert_eq!(w.userinfo(&access).await, 401, "the hint's session has ended");
+    assert!(!w.has_sso(&browser).await);
+
+    // Two browsers, two sessions: the first one's hint in the second browser.
+    let (hint_a, access_a) = w.sign_in(&browser).await;
+    let (_, access_b) = w.sign_in(&elsewhere).await;
+    let url = w.logout_url(&[("id_token_hint", &hint_a), ("post_logout_redirect_uri", APP_BYE)]);
+    let (action, token) = confirmation(&elsewhere.navigate(&url, APP_BYE).await);
+    assert_eq!((w.userinfo(&access_a).await, w.userinfo(&access_b).await), (200, 200), "asked first");
+    let page = elsewhere.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;
+    assert!(page.url.starts_with(APP_BYE), "{:#?}\n{}", page.hops, page.body);
+    assert_eq!((w.userinfo(&access_a).await, w.userinfo(&access_b).await), (401, 401));
+
+    // No session and no hint: nothing to end, the signed-out page.
+    let page = Browser::new().navigate(&w.logout_url(&[]), APP_BYE).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You are signed out"), "{}", page.body);
+}
+
+/// The trusted logout with the session store on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_logout_with_sessions_on_redis() {
+    let Some(redis) = federa_tests::redis_sessions("logout::trusted_logout_with_sessions_on_redis").await else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let store = db.store();
+    let w = world_with(db, store, Arc::new(redis)).await;
+    logout_with_id_token_hint(&w).await;
+}
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(TestDb::sqlite()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = TestDb::postgres(concat!("logout::", stringify!($name), "::postgres")) else {
+                    return;
+                };
+                super::$name(db).await;
+            }
+        }
+    };
+}
+
+on_both!(trusted_logout);
+on_both!(unregistered_redirects_are_refused);
+on_both!(confirmation_without_hint);
+on_both!(forged_hints_are_not_trusted);
+on_both!(sessions_named_by_the_hint);

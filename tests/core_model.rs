@@ -210,3 +210,14 @@ async fn an_unknown_client_and_a_wrong_secret_get_the_same_answer() {
     assert_eq!(answers[0], (true, answers[2].1, answers[2].2.clone()), "Basic: unknown client vs wrong secret");
     assert_eq!(answers[1], (false, answers[3].1, answers[3].2.clone()), "form: unknown client vs wrong secret");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_cache_can_be_cleared_by_an_admin() {
+    let w = World::start().await;
+    let r = w.admin(reqwest::Method::POST, &format!("/{REALM}/clear-keys-cache"), Value::Null).await;
+    assert_eq!(r.status().as_u16(), 204);
+    let r = w.admin(reqwest::Method::POST, "/no-such-realm/clear-keys-cache", Value::Null).await;
+    assert_eq!(r.status().as_u16(), 404);
+    let r = w.raw.post(format!("{}/{REALM}/clear-keys-cache", w.fed.admin())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "admins only");
+}

@@ -216,6 +216,13 @@ impl VerifierCache {
         Ok(verifier)
     }
 
+    /// Forgets every verifier.
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.clear();
+        }
+    }
+
     /// How many verifiers are kept.
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)

@@ -176,6 +176,13 @@ impl Broker {
         }
     }
 
+    /// Keycloak's "clear keys cache": forgets the upstreams' discovery
+    /// documents and keys this instance holds, so the next sign-ins read them
+    /// again.
+    pub fn clear_upstream_caches(&self) {
+        self.upstreams.clear();
+    }
+
     /// The issuer of a realm: exactly `{public_url}/realms/{realm}`.
     pub fn issuer(&self, realm: &str) -> String {
         format!("{}/realms/{}", self.public_url, path_segment(realm))

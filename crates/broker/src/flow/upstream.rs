@@ -104,6 +104,20 @@ impl UpstreamCache {
         }
     }
 
+    /// Forgets every discovery document, key set and parsed key, so the next
+    /// sign-in reads them from the upstreams again (an upstream rotated its
+    /// keys or moved its endpoints). Only this instance's caches: each
+    /// instance holds its own copies of this public data.
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.metadata.lock() {
+            m.clear();
+        }
+        if let Ok(mut j) = self.jwks.lock() {
+            j.clear();
+        }
+        self.verifiers.clear();
+    }
+
     /// Upstream public keys, each parsed once into a verifier.
     pub fn verifiers(&self) -> Arc<federa_protocol::jwt::VerifierCache> {
         self.verifiers.clone()
@@ -268,10 +282,14 @@ mod tests {
         cache.jwks(&http, &url, true).await.unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 1, "unknown kids within the interval do not refetch");
 
+        cache.clear();
+        cache.jwks(&http, &url, false).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "a cleared cache reads the key set again");
+
         let eager = UpstreamCache::with_refetch_interval(Duration::ZERO);
         eager.jwks(&http, &url, false).await.unwrap();
         eager.jwks(&http, &url, true).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 3, "an unknown kid after the interval refetches");
+        assert_eq!(hits.load(Ordering::SeqCst), 4, "an unknown kid after the interval refetches");
     }
 
     #[tokio::test]

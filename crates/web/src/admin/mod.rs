@@ -24,6 +24,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .configure(clients::configure)
             .configure(idps::configure)
             .service(web::resource("/{realm}/identity-provider/import-config").post(import_config::import_config))
+            .service(web::resource("/{realm}/clear-keys-cache").post(realms::clear_keys_cache))
             .configure(users::configure),
     );
 }

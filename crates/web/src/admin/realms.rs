@@ -78,3 +78,19 @@ pub(super) async fn create_role(
     let name = st.admin.create_role(&realm, body.into_inner()).await?;
     Ok(created(location(&st, &realm, &["roles", &name])))
 }
+
+/// `POST /admin/realms/{realm}/clear-keys-cache` (Keycloak's): forgets the
+/// upstream providers' discovery documents and keys this instance cached, so
+/// that an upstream's key rotation is picked up at once. Each instance keeps
+/// its own copy; behind a load balancer, call every instance (or wait for the
+/// hour after which each reads them again, or for the unknown-kid refetch).
+pub(super) async fn clear_keys_cache(
+    _: Admin,
+    st: web::Data<AppState>,
+    realm: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    st.admin.get_realm(&realm).await?;
+    st.broker.clear_upstream_caches();
+    log::info!("realm {:?}: upstream key and discovery caches cleared by an admin", realm.as_str());
+    Ok(HttpResponse::NoContent().finish())
+}

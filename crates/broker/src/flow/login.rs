@@ -168,9 +168,19 @@ impl Broker {
         let sid = random_token();
         let code = random_token();
         let now = now();
+        let upstream_auth_time = verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0);
+        // A forwarded prompt=none with a max_age the upstream was not told
+        // (passMaxAge off) came back from the upstream's session, of any age:
+        // it stands only on an auth_time within max_age (never for max_age=0,
+        // as in `authorize`), else the client hears login_required.
+        let unproven = |m: i64| !upstream_auth_time.is_some_and(|t| m > 0 && now - t <= m + secs(up.clock_skew));
+        if req.has_prompt("none") && !up.pass_max_age && req.max_age.is_some_and(unproven) {
+            log::info!("realm {:?}: {alias:?} answered prompt=none without an auth_time within max_age", realm.name);
+            let error = OAuthError::new(OAuthErrorCode::LoginRequired, "no authentication within max_age");
+            return Err(AuthError::Client(req.error(&realm.issuer, error)));
+        }
         // The user authenticated when the upstream says, not when its answer arrived.
-        let auth_time =
-            verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0).map_or(now, |t| t.min(now));
+        let auth_time = upstream_auth_time.map_or(now, |t| t.min(now));
         // The SSO session and the code are written with the user, in one trip.
         let entries = {
             let (realm_name, alias, sso_ttl) = (realm.name.clone(), alias.to_owned(), realm.sso_max);

@@ -429,15 +429,8 @@ impl Broker {
                 };
                 q.append_pair("code_challenge", &challenge).append_pair("code_challenge_method", method.as_str());
             }
-            let prompt = if req.has_prompt("none") && up.accepts_prompt_none {
-                Some(model::Prompt::None)
-            } else if req.has_prompt("login") || req.max_age == Some(0) {
-                Some(model::Prompt::Login)
-            } else {
-                up.prompt
-            };
-            if let Some(p) = prompt {
-                q.append_pair("prompt", p.as_str());
+            if let Some(prompt) = upstream_prompt(req, up.accepts_prompt_none, up.pass_max_age, up.prompt) {
+                q.append_pair("prompt", &prompt);
             }
             if up.pass_login_hint {
                 if let Some(h) = &req.login_hint {
@@ -500,6 +493,37 @@ impl Broker {
             None => Ok(None),
         }
     }
+}
+
+/// The `prompt` sent upstream (OIDC Core 3.1.2.1), space-separated.
+///
+/// - A client's `prompt=none` travels alone, and only to a provider that
+///   accepts it (`acceptsPromptNoneForwardFromClient`; [`Broker::authorize`]
+///   answers `login_required` itself otherwise).
+/// - The client's `prompt=login`, and a `max_age` the upstream is not told
+///   (`passMaxAge` off, or `max_age=0`), ask for `login`: Federa's session was
+///   too old or absent, and an upstream session left as it is would hand back
+///   an `auth_time` older than the client allows.
+/// - The provider's configured `prompt` is sent as configured, alongside
+///   `login` when both apply (a configured `none` cannot be combined, so
+///   `login` wins then).
+fn upstream_prompt(
+    req: &AuthRequest,
+    accepts_prompt_none: bool,
+    pass_max_age: bool,
+    configured: Option<model::Prompt>,
+) -> Option<String> {
+    use model::Prompt;
+    if req.has_prompt("none") && accepts_prompt_none {
+        return Some(Prompt::None.as_str().to_owned());
+    }
+    let login = req.has_prompt("login") || req.max_age.is_some_and(|m| m == 0 || !pass_max_age);
+    let values: Vec<&str> = match (login, configured) {
+        (false, c) => c.map(Prompt::as_str).into_iter().collect(),
+        (true, None | Some(Prompt::None | Prompt::Login)) => vec![Prompt::Login.as_str()],
+        (true, Some(c)) => vec![Prompt::Login.as_str(), c.as_str()],
+    };
+    (!values.is_empty()).then(|| values.join(" "))
 }
 
 /// The grant a code carries.

@@ -77,6 +77,58 @@ async fn contract(store: Arc<dyn SessionStore>) {
     assert_eq!(store.take("short:take").await.unwrap(), None);
     assert!(store.put_if_absent("short:nx", "new", LONG).await.unwrap(), "an expired entry blocks put_if_absent");
     assert_eq!(store.get("short:nx").await.unwrap().as_deref(), Some("new"));
+
+    index_contract(store).await;
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Secondary indexes: sets of members with expiry, added to and removed
+/// from one member at a time.
+async fn index_contract(store: Arc<dyn SessionStore>) {
+    assert!(store.index_members("sso-user:r:u1").await.unwrap().is_empty());
+    store.index_add("sso-user:r:u1", "sid-a", LONG).await.unwrap();
+    store.index_add("sso-user:r:u1", "sid-b", LONG).await.unwrap();
+    store.index_add("sso-user:r:u1", "sid-a", LONG).await.unwrap();
+    store.index_add("sso-user:r:u2", "sid-c", LONG).await.unwrap();
+    assert_eq!(sorted(store.index_members("sso-user:r:u1").await.unwrap()), ["sid-a", "sid-b"]);
+    assert_eq!(store.index_members("sso-user:r:u2").await.unwrap(), ["sid-c"]);
+    // An index and an entry of the same name do not meet.
+    assert_eq!(store.get("sso-user:r:u1").await.unwrap(), None);
+
+    store.index_remove("sso-user:r:u1", "sid-a").await.unwrap();
+    store.index_remove("sso-user:r:u1", "never").await.unwrap();
+    assert_eq!(store.index_members("sso-user:r:u1").await.unwrap(), ["sid-b"]);
+    store.index_delete("sso-user:r:u1").await.unwrap();
+    assert!(store.index_members("sso-user:r:u1").await.unwrap().is_empty());
+    assert_eq!(store.index_members("sso-user:r:u2").await.unwrap(), ["sid-c"]);
+
+    // Concurrent adds are all kept (no read-modify-write race).
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.index_add("sso-clients:r:s", &format!("c{i}"), LONG).await.unwrap() }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.index_members("sso-clients:r:s").await.unwrap().len(), 8);
+
+    // Expiry: a short-lived index is gone without any caller check; a later
+    // add with a longer life keeps the member.
+    store.index_add("sso-up-sid:r:idp:short", "sid-x", Duration::from_millis(150)).await.unwrap();
+    store.index_add("sso-up-sid:r:idp:long", "sid-y", Duration::from_millis(150)).await.unwrap();
+    store.index_add("sso-up-sid:r:idp:long", "sid-y", LONG).await.unwrap();
+    assert_eq!(store.index_members("sso-up-sid:r:idp:short").await.unwrap(), ["sid-x"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !store.index_members("sso-up-sid:r:idp:short").await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "an expired index member is still returned");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(store.index_members("sso-up-sid:r:idp:long").await.unwrap(), ["sid-y"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,8 +11,8 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use federa_broker::{SessionStore, StoreError};
 
 use crate::db::{Conn, DbPool, WriteGate};
-use crate::rows::SessionRow;
-use crate::schema::session_entries;
+use crate::rows::{IndexRow, SessionRow};
+use crate::schema::{session_entries, session_index};
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -77,7 +77,10 @@ impl EmbeddedSessions {
     pub async fn purge_expired(&self) -> Result<usize, StoreError> {
         let now = now_ms();
         self.run_write(move |c| {
-            diesel::delete(session_entries::table.filter(session_entries::expires_at.le(now))).execute(c)
+            let members = diesel::delete(session_index::table.filter(session_index::expires_at.le(now))).execute(c)?;
+            let entries =
+                diesel::delete(session_entries::table.filter(session_entries::expires_at.le(now))).execute(c)?;
+            Ok(entries + members)
         })
         .await
     }
@@ -168,6 +171,42 @@ impl SessionStore for EmbeddedSessions {
             .map(|_| ())
     }
 
+    async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let row = IndexRow { key: index_key.to_owned(), member: member.to_owned(), expires_at: now_ms() + ttl_ms(ttl) };
+        self.run_write(move |c| c.transaction(|c| crate::store::hot::index_row(c, row))).await
+    }
+
+    async fn index_members(&self, index_key: &str) -> Result<Vec<String>, StoreError> {
+        let key = index_key.to_owned();
+        let now = now_ms();
+        self.run(move |c| {
+            session_index::table
+                .filter(session_index::key.eq(&key).and(session_index::expires_at.gt(now)))
+                .select(session_index::member)
+                .load(c)
+        })
+        .await
+    }
+
+    async fn index_remove(&self, index_key: &str, member: &str) -> Result<(), StoreError> {
+        let (key, member) = (index_key.to_owned(), member.to_owned());
+        self.run_write(move |c| {
+            diesel::delete(
+                session_index::table.filter(session_index::key.eq(&key).and(session_index::member.eq(&member))),
+            )
+            .execute(c)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn index_delete(&self, index_key: &str) -> Result<(), StoreError> {
+        let key = index_key.to_owned();
+        self.run_write(move |c| diesel::delete(session_index::table.filter(session_index::key.eq(&key))).execute(c))
+            .await
+            .map(|_| ())
+    }
+
     fn sign_in_writer(&self) -> Option<std::sync::Arc<dyn federa_broker::store::SignInWriter>> {
         self.key.is_some().then(|| std::sync::Arc::new(self.clone()) as _)
     }
@@ -209,6 +248,12 @@ impl RedisSessions {
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// Index sets live apart from the entries (`idx:`), so that an index
+    /// and an entry of the same name never meet.
+    fn index_key(&self, key: &str) -> String {
+        format!("{}idx:{key}", self.prefix)
     }
 }
 
@@ -258,6 +303,35 @@ impl SessionStore for RedisSessions {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("DEL").arg(self.key(key)).query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        // The set lives as long as its longest-lived member: NX sets a first
+        // expiry, GT only lengthens it (Redis 7).
+        let key = self.index_key(index_key);
+        let ttl = ttl_ms(ttl);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("SADD").arg(&key).arg(member).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("NX").ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("GT").ignore();
+        let mut c = self.conn.clone();
+        pipe.query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn index_members(&self, index_key: &str) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("SMEMBERS").arg(self.index_key(index_key)).query_async(&mut c).await.map_err(backend)
+    }
+
+    async fn index_remove(&self, index_key: &str, member: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("SREM").arg(self.index_key(index_key)).arg(member).query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn index_delete(&self, index_key: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("DEL").arg(self.index_key(index_key)).query_async::<()>(&mut c).await.map_err(backend)
     }
 
     async fn put_many(&self, entries: Vec<federa_broker::store::Entry>) -> Result<(), StoreError> {

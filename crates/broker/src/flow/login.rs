@@ -172,11 +172,25 @@ impl Broker {
         let auth_time =
             verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0).map_or(now, |t| t.min(now));
         // The SSO session and the code are written with the user, in one trip.
+        let sso_for = {
+            let alias = alias.to_owned();
+            let upstream_sid = verified.claims().get("sid").and_then(Value::as_str).map(str::to_owned);
+            let upstream_sub = Some(verified.subject().to_owned());
+            move |user_id: &str| SsoSession {
+                user_id: user_id.to_owned(),
+                auth_time,
+                idp: alias.clone(),
+                upstream_sid: upstream_sid.clone(),
+                upstream_sub: upstream_sub.clone(),
+                started: now,
+                ip_address: String::new(),
+            }
+        };
         let entries = {
-            let (realm_name, alias, sso_ttl) = (realm.name.clone(), alias.to_owned(), realm.sso_max);
+            let (realm_name, sso_ttl, sso_for) = (realm.name.clone(), realm.sso_max, sso_for.clone());
             let (sid, code, req) = (sid.clone(), code.clone(), req.clone());
             move |user_id: &str| {
-                let sso = SsoSession { user_id: user_id.to_owned(), auth_time, idp: alias.clone() };
+                let sso = sso_for(user_id);
                 let grant = super::code_grant(&req, user_id, auth_time, &sid);
                 vec![
                     Entry { key: state::sso_key(&realm_name, &sid), value: to_json(&sso), ttl: sso_ttl },
@@ -184,7 +198,11 @@ impl Broker {
                 ]
             }
         };
-        self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
+        let user_id = self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
+        // The indexes that find the session again (a second trip).
+        self.index_session(&realm.name, &state::public_sid(&sid), &sso_for(&user_id), realm.sso_max)
+            .await
+            .map_err(internal)?;
         let response = super::code_response(realm, &req, code);
         Ok(CallbackOutcome { response, sid, max_age: secs(realm.sso_max) })
     }

@@ -11,6 +11,7 @@ pub mod introspect;
 mod keys;
 mod login;
 pub mod logout;
+pub mod sessions;
 pub mod state;
 pub mod token;
 pub mod upstream;

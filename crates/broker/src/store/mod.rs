@@ -264,6 +264,18 @@ pub trait SessionStore: Send + Sync {
     async fn take(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Removes a value.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Adds `member` to the set at `index_key`; the set (or, on the embedded
+    /// store, the member) lives at least `ttl` from now. Adding a member twice
+    /// keeps one. Secondary indexes of the SSO sessions: a member may outlive
+    /// what it names, so readers check it.
+    async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// The live members of the set at `index_key` (unordered; empty when none).
+    async fn index_members(&self, index_key: &str) -> Result<Vec<String>, StoreError>;
+    /// Removes `member` from the set at `index_key` (nothing when absent).
+    async fn index_remove(&self, index_key: &str, member: &str) -> Result<(), StoreError>;
+    /// Removes the whole set at `index_key`.
+    async fn index_delete(&self, index_key: &str) -> Result<(), StoreError>;
+
     /// Writes several entries; stores that can send them at once override it.
     async fn put_many(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
         for e in entries {

@@ -1,0 +1,157 @@
+//! SSO sessions as records that logout can find: by their public id (the
+//! `sso:` entry), by user, by the upstream's `sid` and by its `sub`, through
+//! secondary indexes in the session store (`SessionStore::index_*`). An index
+//! member may outlive its session; readers drop members whose `sso:` entry
+//! is gone. [`Broker::end_session`] is the one place a session ends, where
+//! back-channel logout will hook in.
+
+use std::time::Duration;
+
+use super::state::{self, SsoSession};
+use super::Broker;
+use crate::StoreError;
+
+/// The index of a user's sessions.
+pub fn user_index(realm: &str, user_id: &str) -> String {
+    format!("sso-user:{realm}:{user_id}")
+}
+
+/// The index of the sessions an upstream session (its `sid`) opened.
+pub fn upstream_sid_index(realm: &str, alias: &str, upstream_sid: &str) -> String {
+    format!("sso-up-sid:{realm}:{alias}:{upstream_sid}")
+}
+
+/// The index of the sessions of an upstream subject.
+pub fn upstream_sub_index(realm: &str, alias: &str, upstream_sub: &str) -> String {
+    format!("sso-up-sub:{realm}:{alias}:{upstream_sub}")
+}
+
+/// The set of clients that received tokens from a session (a set, so that
+/// concurrent token requests never lose one).
+pub fn clients_index(realm: &str, public_sid: &str) -> String {
+    format!("sso-clients:{realm}:{public_sid}")
+}
+
+/// A live SSO session, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSession {
+    /// Its public id (the `sid` of its tokens).
+    pub id: String,
+    /// The record itself.
+    pub sso: SsoSession,
+    /// The client ids that received tokens from it, sorted.
+    pub clients: Vec<String>,
+}
+
+impl Broker {
+    /// Indexes a new session by user, upstream sid and upstream sub, for
+    /// as long as the session lives.
+    pub(crate) async fn index_session(
+        &self,
+        realm: &str,
+        public_sid: &str,
+        sso: &SsoSession,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.sessions.index_add(&user_index(realm, &sso.user_id), public_sid, ttl).await?;
+        if let Some(up_sid) = &sso.upstream_sid {
+            self.sessions.index_add(&upstream_sid_index(realm, &sso.idp, up_sid), public_sid, ttl).await?;
+        }
+        if let Some(sub) = &sso.upstream_sub {
+            self.sessions.index_add(&upstream_sub_index(realm, &sso.idp, sub), public_sid, ttl).await?;
+        }
+        Ok(())
+    }
+
+    /// Records that `client_id` received tokens from the session.
+    pub(crate) async fn record_client(
+        &self,
+        realm: &str,
+        public_sid: &str,
+        client_id: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.sessions.index_add(&clients_index(realm, public_sid), client_id, ttl).await
+    }
+
+    /// A live session by its public id.
+    pub async fn find_session(&self, realm: &str, public_sid: &str) -> Result<Option<UserSession>, StoreError> {
+        let Some(json) = self.sessions.get(&state::sso_key_public(realm, public_sid)).await? else { return Ok(None) };
+        let sso: SsoSession =
+            serde_json::from_str(&json).map_err(|e| StoreError::Backend(format!("SSO session: {e}")))?;
+        let mut clients = self.sessions.index_members(&clients_index(realm, public_sid)).await?;
+        clients.sort();
+        Ok(Some(UserSession { id: public_sid.to_owned(), sso, clients }))
+    }
+
+    /// The live sessions named by an index, oldest first; members whose
+    /// session is gone are dropped from the index.
+    async fn sessions_in(&self, index_key: &str, realm: &str) -> Result<Vec<UserSession>, StoreError> {
+        let mut found = Vec::new();
+        for sid in self.sessions.index_members(index_key).await? {
+            match self.find_session(realm, &sid).await? {
+                Some(s) => found.push(s),
+                None => self.sessions.index_remove(index_key, &sid).await?,
+            }
+        }
+        found.sort_by(|a, b| (a.sso.started(), &a.id).cmp(&(b.sso.started(), &b.id)));
+        Ok(found)
+    }
+
+    /// A user's live sessions.
+    pub async fn list_user_sessions(&self, realm: &str, user_id: &str) -> Result<Vec<UserSession>, StoreError> {
+        self.sessions_in(&user_index(realm, user_id), realm).await
+    }
+
+    /// The live sessions opened through an upstream session (its `sid`).
+    pub async fn sessions_by_upstream_sid(
+        &self,
+        realm: &str,
+        alias: &str,
+        upstream_sid: &str,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        self.sessions_in(&upstream_sid_index(realm, alias, upstream_sid), realm).await
+    }
+
+    /// The live sessions of an upstream subject.
+    pub async fn sessions_by_upstream_sub(
+        &self,
+        realm: &str,
+        alias: &str,
+        upstream_sub: &str,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        self.sessions_in(&upstream_sub_index(realm, alias, upstream_sub), realm).await
+    }
+
+    /// Ends one session: its tokens stop working at once (the access-token
+    /// check wants a live session) and its index members go. Back-channel
+    /// logout to the clients in `clients` will be sent from here. `false`
+    /// when it had already ended.
+    pub async fn end_session(&self, realm: &str, public_sid: &str) -> Result<bool, StoreError> {
+        let found = self.find_session(realm, public_sid).await?;
+        self.sessions.delete(&state::sso_key_public(realm, public_sid)).await?;
+        let Some(s) = found else { return Ok(false) };
+        self.sessions.index_remove(&user_index(realm, &s.sso.user_id), public_sid).await?;
+        if let Some(up_sid) = &s.sso.upstream_sid {
+            self.sessions.index_remove(&upstream_sid_index(realm, &s.sso.idp, up_sid), public_sid).await?;
+        }
+        if let Some(sub) = &s.sso.upstream_sub {
+            self.sessions.index_remove(&upstream_sub_index(realm, &s.sso.idp, sub), public_sid).await?;
+        }
+        self.sessions.index_delete(&clients_index(realm, public_sid)).await?;
+        log::info!("realm {realm:?}: SSO session {} ended", &public_sid[..public_sid.len().min(8)]);
+        Ok(true)
+    }
+
+    /// Ends all of a user's sessions; returns how many were live.
+    pub async fn end_user_sessions(&self, realm: &str, user_id: &str) -> Result<usize, StoreError> {
+        let mut ended = 0;
+        for s in self.list_user_sessions(realm, user_id).await? {
+            if self.end_session(realm, &s.id).await? {
+                ended += 1;
+            }
+        }
+        self.sessions.index_delete(&user_index(realm, user_id)).await?;
+        Ok(ended)
+    }
+}

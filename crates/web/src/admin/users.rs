@@ -3,8 +3,8 @@
 
 use crate::body::Body;
 use actix_web::{web, HttpResponse};
-use federa_broker::repr::{FederatedIdentityRepresentation, RoleRepresentation, UserRepresentation};
 use federa_broker::admin::user_session_representation;
+use federa_broker::repr::{FederatedIdentityRepresentation, RoleRepresentation, UserRepresentation};
 use federa_broker::store::UserQuery;
 use federa_broker::BrokerError;
 use serde::Deserialize;

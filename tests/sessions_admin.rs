@@ -219,7 +219,7 @@ async fn list_and_end(w: World) {
     assert_eq!(record["upstream_sub"], "sub-alice", "{record}");
     assert_eq!(record["idp"], "node");
     let up_sid = record["upstream_sid"].as_str().unwrap_or_else(|| panic!("no upstream sid: {record}")).to_owned();
-    assert_eq!(w.members(&format!("sso-up-sid:{REALM}:node:{up_sid}")).await, [sid_one.clone()]);
+    assert_eq!(w.members(&format!("sso-up-sid:{REALM}:node:{up_sid}")).await, [sid_one.as_str()]);
     assert_eq!(w.members(&format!("sso-up-sub:{REALM}:node:sub-alice")).await, want);
     assert_eq!(w.members(&format!("sso-user:{REALM}:{user_id}")).await, want);
 

@@ -78,6 +78,22 @@ async fn contract(store: Arc<dyn SessionStore>) {
     assert!(store.put_if_absent("short:nx", "new", LONG).await.unwrap(), "an expired entry blocks put_if_absent");
     assert_eq!(store.get("short:nx").await.unwrap().as_deref(), Some("new"));
 
+    // replace: a live value changes, its expiry does not; nothing revives.
+    assert!(!store.replace("gone:1", "v").await.unwrap());
+    assert_eq!(store.get("gone:1").await.unwrap(), None);
+    store.put("sso:r:touch", "old", LONG).await.unwrap();
+    assert!(store.replace("sso:r:touch", "new").await.unwrap());
+    assert_eq!(store.get("sso:r:touch").await.unwrap().as_deref(), Some("new"));
+    store.put("sso:r:short", "old", Duration::from_millis(150)).await.unwrap();
+    assert!(store.replace("sso:r:short", "new").await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.get("sso:r:short").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "replace lengthened an entry's life");
+        tokio::task::yield_now().await;
+    }
+    assert!(!store.replace("sso:r:short", "again").await.unwrap(), "an expired entry is revived");
+    assert_eq!(store.get("sso:r:short").await.unwrap(), None);
+
     index_contract(store).await;
 }
 

@@ -205,7 +205,7 @@ async fn list_and_end(w: World) {
     for s in &list {
         assert_eq!(s["username"], "alice", "{s}");
         assert_eq!(s["userId"], user_id.as_str(), "{s}");
-        assert_eq!(s["ipAddress"], "", "{s}");
+        assert_eq!(s["ipAddress"], "127.0.0.1", "the browser's address: {s}");
         let start = s["start"].as_i64().unwrap();
         assert!(start >= before && start <= now_ms(), "start is a time in ms: {s}");
         assert!(s["lastAccess"].as_i64().unwrap() >= start, "{s}");
@@ -222,6 +222,12 @@ async fn list_and_end(w: World) {
     assert_eq!(w.members(&format!("sso-up-sid:{REALM}:node:{up_sid}")).await, [sid_one.as_str()]);
     assert_eq!(w.members(&format!("sso-up-sub:{REALM}:node:sub-alice")).await, want);
     assert_eq!(w.members(&format!("sso-user:{REALM}:{user_id}")).await, want);
+    // Its use is recorded: the second session answered the SPA from SSO.
+    assert_eq!(record["last_access"], 0, "never used for SSO: {record}");
+    let used = w.record(&sid_two).await.unwrap();
+    assert!(used["last_access"].as_i64().unwrap() * 1000 >= before, "SSO use recorded: {used}");
+    let listed = list.iter().find(|s| s["id"] == sid_two.as_str()).unwrap();
+    assert_eq!(listed["lastAccess"], used["last_access"].as_i64().unwrap() * 1000, "{listed}");
 
     // An unknown user: 404 for both.
     assert_eq!(w.admin_get("users/no-such-user/sessions").await.0, 404);

@@ -171,6 +171,22 @@ impl SessionStore for EmbeddedSessions {
             .map(|_| ())
     }
 
+    async fn replace(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        let now = now_ms();
+        let updated = self
+            .run_write(move |c| {
+                diesel::update(
+                    session_entries::table
+                        .filter(session_entries::key.eq(&key).and(session_entries::expires_at.gt(now))),
+                )
+                .set(session_entries::value.eq(&value))
+                .execute(c)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
     async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let row = IndexRow { key: index_key.to_owned(), member: member.to_owned(), expires_at: now_ms() + ttl_ms(ttl) };
         self.run_write(move |c| c.transaction(|c| crate::store::hot::index_row(c, row))).await
@@ -303,6 +319,19 @@ impl SessionStore for RedisSessions {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("DEL").arg(self.key(key)).query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn replace(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(set.is_some())
     }
 
     async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {

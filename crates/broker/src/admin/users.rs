@@ -206,8 +206,7 @@ pub fn user_session_representation(user: &UserRepresentation, s: &UserSession) -
         user_id: s.sso.user_id.clone(),
         ip_address: s.sso.ip_address.clone(),
         start,
-        // Not yet refreshed on SSO use: the session's start.
-        last_access: start,
+        last_access: s.sso.last_access() * 1000,
         clients: s.clients.iter().map(|c| (c.clone(), c.clone())).collect(),
     }
 }

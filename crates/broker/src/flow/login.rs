@@ -59,6 +59,7 @@ impl Broker {
         alias: &str,
         params: &BTreeMap<String, String>,
         browser_flow: Option<&str>,
+        ip_address: &str,
     ) -> Result<CallbackOutcome, AuthError> {
         let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let state_value = get("state").ok_or_else(|| {
@@ -176,6 +177,7 @@ impl Broker {
             let alias = alias.to_owned();
             let upstream_sid = verified.claims().get("sid").and_then(Value::as_str).map(str::to_owned);
             let upstream_sub = Some(verified.subject().to_owned());
+            let ip_address = ip_address.to_owned();
             move |user_id: &str| SsoSession {
                 user_id: user_id.to_owned(),
                 auth_time,
@@ -183,7 +185,8 @@ impl Broker {
                 upstream_sid: upstream_sid.clone(),
                 upstream_sub: upstream_sub.clone(),
                 started: now,
-                ip_address: String::new(),
+                last_access: 0,
+                ip_address: ip_address.clone(),
             }
         };
         let entries = {

@@ -124,12 +124,21 @@ pub struct SsoSession {
     /// When the session was created, seconds (0 in older records).
     #[serde(default)]
     pub started: i64,
+    /// When the session last answered an authorization request, seconds
+    /// (0 until then).
+    #[serde(default)]
+    pub last_access: i64,
     /// The address the sign-in came from, when known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ip_address: String,
 }
 
 impl SsoSession {
+    /// When the session was last used: its last SSO answer, else its start.
+    pub fn last_access(&self) -> i64 {
+        self.last_access.max(self.started())
+    }
+
     /// When the session began: its creation, or for older records the
     /// authentication.
     pub fn started(&self) -> i64 {

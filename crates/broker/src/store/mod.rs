@@ -264,6 +264,9 @@ pub trait SessionStore: Send + Sync {
     async fn take(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Removes a value.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Replaces a live value, keeping its expiry; `false` (and nothing
+    /// written) when none is live, so an ended session is never revived.
+    async fn replace(&self, key: &str, value: &str) -> Result<bool, StoreError>;
     /// Adds `member` to the set at `index_key`; the set (or, on the embedded
     /// store, the member) lives at least `ttl` from now. Adding a member twice
     /// keeps one. Secondary indexes of the SSO sessions: a member may outlive

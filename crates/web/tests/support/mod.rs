@@ -265,6 +265,9 @@ impl SessionStore for FakeSessions {
     async fn delete(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn replace(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     async fn index_add(&self, _: &str, _: &str, _: Duration) -> Result<(), StoreError> {
         Ok(())
     }

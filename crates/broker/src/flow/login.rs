@@ -173,27 +173,21 @@ impl Broker {
         let auth_time =
             verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0).map_or(now, |t| t.min(now));
         // The SSO session and the code are written with the user, in one trip.
-        let sso_for = {
-            let alias = alias.to_owned();
-            let upstream_sid = verified.claims().get("sid").and_then(Value::as_str).map(str::to_owned);
-            let upstream_sub = Some(verified.subject().to_owned());
-            let ip_address = ip_address.to_owned();
-            move |user_id: &str| SsoSession {
-                user_id: user_id.to_owned(),
-                auth_time,
-                idp: alias.clone(),
-                upstream_sid: upstream_sid.clone(),
-                upstream_sub: upstream_sub.clone(),
-                started: now,
-                last_access: 0,
-                ip_address: ip_address.clone(),
-            }
+        let template = SsoSession {
+            user_id: String::new(),
+            auth_time,
+            idp: alias.to_owned(),
+            upstream_sid: verified.claims().get("sid").and_then(Value::as_str).map(str::to_owned),
+            upstream_sub: Some(verified.subject().to_owned()),
+            started: now,
+            last_access: 0,
+            ip_address: ip_address.to_owned(),
         };
         let entries = {
-            let (realm_name, sso_ttl, sso_for) = (realm.name.clone(), realm.sso_max, sso_for.clone());
+            let (realm_name, sso_ttl, template) = (realm.name.clone(), realm.sso_max, template.clone());
             let (sid, code, req) = (sid.clone(), code.clone(), req.clone());
             move |user_id: &str| {
-                let sso = sso_for(user_id);
+                let sso = SsoSession { user_id: user_id.to_owned(), ..template.clone() };
                 let grant = super::code_grant(&req, user_id, auth_time, &sid);
                 vec![
                     Entry { key: state::sso_key(&realm_name, &sid), value: to_json(&sso), ttl: sso_ttl },
@@ -203,9 +197,8 @@ impl Broker {
         };
         let user_id = self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
         // The indexes that find the session again (a second trip).
-        self.index_session(&realm.name, &state::public_sid(&sid), &sso_for(&user_id), realm.sso_max)
-            .await
-            .map_err(internal)?;
+        let sso = SsoSession { user_id, ..template };
+        self.index_session(&realm.name, &state::public_sid(&sid), &sso, realm.sso_max).await.map_err(internal)?;
         let response = super::code_response(realm, &req, code);
         Ok(CallbackOutcome { response, sid, max_age: secs(realm.sso_max) })
     }

@@ -145,6 +145,21 @@ async fn index_contract(store: Arc<dyn SessionStore>) {
         tokio::task::yield_now().await;
     }
     assert_eq!(store.index_members("sso-up-sid:r:idp:long").await.unwrap(), ["sid-y"]);
+
+    // put_many writes values and index members together.
+    use federa_broker::store::{Entry, EntryKind};
+    let entry = |key: &str, value: &str, kind| Entry { key: key.into(), value: value.into(), ttl: LONG, kind };
+    store
+        .put_many(vec![
+            entry("sso:r:many", "session", EntryKind::Value),
+            entry("sso-user:r:many", "many", EntryKind::IndexMember),
+            entry("sso-user:r:many", "other", EntryKind::IndexMember),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.get("sso:r:many").await.unwrap().as_deref(), Some("session"));
+    assert_eq!(sorted(store.index_members("sso-user:r:many").await.unwrap()), ["many", "other"]);
+    assert_eq!(store.get("sso-user:r:many").await.unwrap(), None, "a member is not a value");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,7 +306,16 @@ async fn redemption_with_redis() {
 /// The session entries a test sign-in writes for a user.
 fn entries_for(tag: &'static str) -> federa_broker::store::EntriesFor {
     Arc::new(move |user_id: &str| {
-        vec![federa_broker::store::Entry { key: format!("sso:{tag}"), value: user_id.to_owned(), ttl: LONG }]
+        use federa_broker::store::{Entry, EntryKind};
+        vec![
+            Entry { key: format!("sso:{tag}"), value: user_id.to_owned(), ttl: LONG, kind: EntryKind::Value },
+            Entry {
+                key: format!("sso-user:{tag}"),
+                value: user_id.to_owned(),
+                ttl: LONG,
+                kind: EntryKind::IndexMember,
+            },
+        ]
     })
 }
 
@@ -338,6 +362,7 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
         panic!("a first sign-in creates the user")
     };
     assert_eq!(sessions.get("sso:one").await.unwrap().as_deref(), Some(user_id.as_str()), "entries written");
+    assert_eq!(sessions.index_members("sso-user:one").await.unwrap(), [user_id.as_str()], "index members written");
 
     // A later sign-in finds the user through the link; FORCE rewrites the profile.
     let again = writer.sign_in(sign_in("s-ann", "ignored", "ann2@x.test", true, "two")).await.unwrap();
@@ -369,6 +394,9 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
     assert_eq!(store.row_counts().await.unwrap(), before);
     assert_eq!(sessions.get("sso:five").await.unwrap(), None);
     assert_eq!(sessions.get("sso:six").await.unwrap(), None);
+    for tag in ["four", "five", "six"] {
+        assert!(sessions.index_members(&format!("sso-user:{tag}")).await.unwrap().is_empty(), "{tag}: no index member");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

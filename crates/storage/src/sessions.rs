@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use federa_broker::store::EntryKind;
 use federa_broker::{SessionStore, StoreError};
 
 use crate::db::{Conn, DbPool, WriteGate};
@@ -231,8 +232,8 @@ impl SessionStore for EmbeddedSessions {
         let now = now_ms();
         self.run_write(move |c| {
             c.transaction(|c| {
-                for e in &entries {
-                    crate::store::hot::put_row(c, &e.key, &e.value, now + ttl_ms(e.ttl))?;
+                for e in entries {
+                    crate::store::hot::write_entry(c, e, now)?;
                 }
                 Ok(())
             })
@@ -264,6 +265,16 @@ impl RedisSessions {
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// Adds a member to an index set in `pipe`. The set lives as long as
+    /// its longest-lived member: NX sets a first expiry, GT only lengthens
+    /// it (Redis 7).
+    fn index_add_to(&self, pipe: &mut redis::Pipeline, index_key: &str, member: &str, ttl: Duration) {
+        let (key, ttl) = (self.index_key(index_key), ttl_ms(ttl));
+        pipe.cmd("SADD").arg(&key).arg(member).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("NX").ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("GT").ignore();
     }
 
     /// Index sets live apart from the entries (`idx:`), so that an index
@@ -335,15 +346,9 @@ impl SessionStore for RedisSessions {
     }
 
     async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
-        // The set lives as long as its longest-lived member: NX sets a first
-        // expiry, GT only lengthens it (Redis 7).
-        let key = self.index_key(index_key);
-        let ttl = ttl_ms(ttl);
         let mut pipe = redis::pipe();
         pipe.atomic();
-        pipe.cmd("SADD").arg(&key).arg(member).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("NX").ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("GT").ignore();
+        self.index_add_to(&mut pipe, index_key, member, ttl);
         let mut c = self.conn.clone();
         pipe.query_async::<()>(&mut c).await.map_err(backend)
     }
@@ -368,7 +373,12 @@ impl SessionStore for RedisSessions {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for e in &entries {
-            pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("PX").arg(ttl_ms(e.ttl)).ignore();
+            match e.kind {
+                EntryKind::Value => {
+                    pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("PX").arg(ttl_ms(e.ttl)).ignore();
+                }
+                EntryKind::IndexMember => self.index_add_to(&mut pipe, &e.key, &e.value, e.ttl),
+            }
         }
         let mut c = self.conn.clone();
         pipe.query_async::<()>(&mut c).await.map_err(backend)

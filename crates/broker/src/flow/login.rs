@@ -16,10 +16,10 @@ use serde_json::{Map, Value};
 use super::authorize::{AuthError, AuthRequest, ClientResponse};
 use super::state::{self, SsoSession, UpstreamState};
 use super::upstream::Upstream;
-use super::{expired, internal, now, random_token, Broker, RealmInfo};
+use super::{expired, internal, now, random_token, Broker, RealmInfo, CODE_TTL};
 use crate::model::FirstLogin;
 use crate::repr::{FederatedIdentityRepresentation, UserRepresentation};
-use crate::store::{EntriesFor, Entry, Profile, SignIn, SignedIn, UniqueKey};
+use crate::store::{EntriesFor, Entry, EntryKind, Profile, SignIn, SignedIn, UniqueKey};
 use crate::validate;
 
 /// What the callback produced: the answer to the client and the new SSO session.
@@ -172,7 +172,8 @@ impl Broker {
         // The user authenticated when the upstream says, not when its answer arrived.
         let auth_time =
             verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0).map_or(now, |t| t.min(now));
-        // The SSO session and the code are written with the user, in one trip.
+        // The SSO session (with its index members) and the code are written
+        // with the user, in one trip.
         let template = SsoSession {
             user_id: String::new(),
             auth_time,
@@ -184,21 +185,21 @@ impl Broker {
             ip_address: ip_address.to_owned(),
         };
         let entries = {
-            let (realm_name, sso_ttl, template) = (realm.name.clone(), realm.sso_max, template.clone());
+            let (realm_name, sso_ttl) = (realm.name.clone(), realm.sso_max);
             let (sid, code, req) = (sid.clone(), code.clone(), req.clone());
             move |user_id: &str| {
                 let sso = SsoSession { user_id: user_id.to_owned(), ..template.clone() };
                 let grant = super::code_grant(&req, user_id, auth_time, &sid);
-                vec![
-                    Entry { key: state::sso_key(&realm_name, &sid), value: to_json(&sso), ttl: sso_ttl },
-                    Entry { key: state::code_key(&realm_name, &code), value: to_json(&grant), ttl: super::CODE_TTL },
-                ]
+                let (value, code_value) = (EntryKind::Value, to_json(&grant));
+                let mut all = vec![
+                    Entry { key: state::sso_key(&realm_name, &sid), value: to_json(&sso), ttl: sso_ttl, kind: value },
+                    Entry { key: state::code_key(&realm_name, &code), value: code_value, ttl: CODE_TTL, kind: value },
+                ];
+                all.extend(super::sessions::index_entries(&realm_name, &state::public_sid(&sid), &sso, sso_ttl));
+                all
             }
         };
-        let user_id = self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
-        // The indexes that find the session again (a second trip).
-        let sso = SsoSession { user_id, ..template };
-        self.index_session(&realm.name, &state::public_sid(&sid), &sso, realm.sso_max).await.map_err(internal)?;
+        self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
         let response = super::code_response(realm, &req, code);
         Ok(CallbackOutcome { response, sid, max_age: secs(realm.sso_max) })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::state::{self, SsoSession};
 use super::Broker;
+use crate::store::{Entry, EntryKind};
 use crate::StoreError;
 
 /// The index of a user's sessions.
@@ -32,6 +33,15 @@ pub fn clients_index(realm: &str, public_sid: &str) -> String {
     format!("sso-clients:{realm}:{public_sid}")
 }
 
+/// The index members of a new session (by user, upstream sid and upstream
+/// sub), written with it, for as long as it lives.
+pub fn index_entries(realm: &str, public_sid: &str, sso: &SsoSession, ttl: Duration) -> Vec<Entry> {
+    let mut keys = vec![user_index(realm, &sso.user_id)];
+    keys.extend(sso.upstream_sid.iter().map(|s| upstream_sid_index(realm, &sso.idp, s)));
+    keys.extend(sso.upstream_sub.iter().map(|s| upstream_sub_index(realm, &sso.idp, s)));
+    keys.into_iter().map(|key| Entry { key, value: public_sid.to_owned(), ttl, kind: EntryKind::IndexMember }).collect()
+}
+
 /// A live SSO session, as the admin API lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserSession {
@@ -44,25 +54,6 @@ pub struct UserSession {
 }
 
 impl Broker {
-    /// Indexes a new session by user, upstream sid and upstream sub, for
-    /// as long as the session lives.
-    pub(crate) async fn index_session(
-        &self,
-        realm: &str,
-        public_sid: &str,
-        sso: &SsoSession,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.sessions.index_add(&user_index(realm, &sso.user_id), public_sid, ttl).await?;
-        if let Some(up_sid) = &sso.upstream_sid {
-            self.sessions.index_add(&upstream_sid_index(realm, &sso.idp, up_sid), public_sid, ttl).await?;
-        }
-        if let Some(sub) = &sso.upstream_sub {
-            self.sessions.index_add(&upstream_sub_index(realm, &sso.idp, sub), public_sid, ttl).await?;
-        }
-        Ok(())
-    }
-
     /// Records that `client_id` received tokens from the session.
     pub(crate) async fn record_client(
         &self,

@@ -16,7 +16,8 @@ use federa_protocol::Secret;
 
 pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
 pub use self::hot::{
-    CodeRedeemer, EntriesFor, Entry, GrantRefs, Profile, Redeemed, Redemption, SignIn, SignInWriter, SignedIn,
+    CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, Profile, Redeemed, Redemption, SignIn, SignInWriter,
+    SignedIn,
 };
 use crate::keys::SigningKey;
 use crate::repr::{
@@ -282,7 +283,10 @@ pub trait SessionStore: Send + Sync {
     /// Writes several entries; stores that can send them at once override it.
     async fn put_many(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
         for e in entries {
-            self.put(&e.key, &e.value, e.ttl).await?;
+            match e.kind {
+                EntryKind::Value => self.put(&e.key, &e.value, e.ttl).await?,
+                EntryKind::IndexMember => self.index_add(&e.key, &e.value, e.ttl).await?,
+            }
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use federa_broker::store::{CodeRedeemer, Redeemed, Redemption, SignIn, SignInWriter, SignedIn};
+use federa_broker::store::{CodeRedeemer, Entry, EntryKind, Redeemed, Redemption, SignIn, SignInWriter, SignedIn};
 
 use federa_broker::StoreError;
 
@@ -44,6 +44,15 @@ pub(crate) fn put_row(c: &mut Conn, key: &str, value: &str, expires_at: i64) -> 
     diesel::delete(session_entries::table.filter(session_entries::key.eq(key))).execute(c)?;
     let row = SessionRow { key: key.to_owned(), value: value.to_owned(), expires_at };
     diesel::insert_into(session_entries::table).values(&row).execute(c).map(|_| ())
+}
+
+/// Writes an entry: a value, or a member of an index.
+pub(crate) fn write_entry(c: &mut Conn, e: Entry, now: i64) -> diesel::QueryResult<()> {
+    let expires_at = now + i64::try_from(e.ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
+    match e.kind {
+        EntryKind::Value => put_row(c, &e.key, &e.value, expires_at),
+        EntryKind::IndexMember => index_row(c, IndexRow { key: e.key, member: e.value, expires_at }),
+    }
 }
 
 /// Adds a member to a session index; it lives until the later of its old
@@ -176,8 +185,7 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
     };
     let now = now_ms();
     for e in (s.entries)(&user_id) {
-        let ttl = i64::try_from(e.ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
-        put_row(c, &e.key, &e.value, now + ttl).map_err(db_err)?;
+        write_entry(c, e, now).map_err(db_err)?;
     }
     Ok(SignedIn::User { user_id, created, email_unverified })
 }

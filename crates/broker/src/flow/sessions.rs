@@ -146,3 +146,46 @@ impl Broker {
         Ok(ended)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn session(upstream_sid: Option<&str>) -> SsoSession {
+        SsoSession {
+            user_id: "u1".into(),
+            auth_time: 100,
+            idp: "node".into(),
+            upstream_sid: upstream_sid.map(Into::into),
+            upstream_sub: Some("sub-alice".into()),
+            started: 0,
+            last_access: 0,
+            ip_address: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_session_is_indexed_by_user_upstream_sid_and_sub() {
+        let ttl = Duration::from_secs(60);
+        let keys = |s: &SsoSession| -> Vec<String> {
+            let entries = index_entries("r", "p1", s, ttl);
+            assert!(entries.iter().all(|e| e.value == "p1" && e.ttl == ttl && e.kind == EntryKind::IndexMember));
+            entries.into_iter().map(|e| e.key).collect()
+        };
+        assert_eq!(
+            keys(&session(Some("up-1"))),
+            ["sso-user:r:u1", "sso-up-sid:r:node:up-1", "sso-up-sub:r:node:sub-alice"]
+        );
+        assert_eq!(keys(&session(None)), ["sso-user:r:u1", "sso-up-sub:r:node:sub-alice"]);
+    }
+
+    #[test]
+    fn older_records_read_with_defaults() {
+        let old: SsoSession = serde_json::from_str(r#"{"user_id":"u1","auth_time":100,"idp":"node"}"#).unwrap();
+        assert_eq!((old.upstream_sid.as_deref(), old.started(), old.last_access()), (None, 100, 100));
+        let used = SsoSession { started: 150, last_access: 200, ..session(None) };
+        assert_eq!((used.started(), used.last_access()), (150, 200));
+    }
+}

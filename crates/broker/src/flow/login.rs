@@ -174,16 +174,7 @@ impl Broker {
             verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0).map_or(now, |t| t.min(now));
         // The SSO session (with its index members) and the code are written
         // with the user, in one trip.
-        let template = SsoSession {
-            user_id: String::new(),
-            auth_time,
-            idp: alias.to_owned(),
-            upstream_sid: verified.claims().get("sid").and_then(Value::as_str).map(str::to_owned),
-            upstream_sub: Some(verified.subject().to_owned()),
-            started: now,
-            last_access: 0,
-            ip_address: ip_address.to_owned(),
-        };
+        let template = super::sessions::opened(alias, &verified, auth_time, now, ip_address);
         let entries = {
             let (realm_name, sso_ttl) = (realm.name.clone(), realm.sso_max);
             let (sid, code, req) = (sid.clone(), code.clone(), req.clone());

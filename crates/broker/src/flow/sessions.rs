@@ -33,6 +33,28 @@ pub fn clients_index(realm: &str, public_sid: &str) -> String {
     format!("sso-clients:{realm}:{public_sid}")
 }
 
+/// A new session through the provider `alias`, whose verified ID token
+/// names the upstream session (`sid`, optional) and subject; its user is
+/// filled in once known.
+pub fn opened(
+    alias: &str,
+    id_token: &federa_protocol::VerifiedIdToken,
+    auth_time: i64,
+    now: i64,
+    ip_address: &str,
+) -> SsoSession {
+    SsoSession {
+        user_id: String::new(),
+        auth_time,
+        idp: alias.to_owned(),
+        upstream_sid: id_token.claims().get("sid").and_then(serde_json::Value::as_str).map(str::to_owned),
+        upstream_sub: Some(id_token.subject().to_owned()),
+        started: now,
+        last_access: 0,
+        ip_address: ip_address.to_owned(),
+    }
+}
+
 /// The index members of a new session (by user, upstream sid and upstream
 /// sub), written with it, for as long as it lives.
 pub fn index_entries(realm: &str, public_sid: &str, sso: &SsoSession, ttl: Duration) -> Vec<Entry> {

@@ -77,6 +77,89 @@ async fn contract(store: Arc<dyn SessionStore>) {
     assert_eq!(store.take("short:take").await.unwrap(), None);
     assert!(store.put_if_absent("short:nx", "new", LONG).await.unwrap(), "an expired entry blocks put_if_absent");
     assert_eq!(store.get("short:nx").await.unwrap().as_deref(), Some("new"));
+
+    // replace: a live value changes, its expiry does not; nothing revives.
+    assert!(!store.replace("gone:1", "v").await.unwrap());
+    assert_eq!(store.get("gone:1").await.unwrap(), None);
+    store.put("sso:r:touch", "old", LONG).await.unwrap();
+    assert!(store.replace("sso:r:touch", "new").await.unwrap());
+    assert_eq!(store.get("sso:r:touch").await.unwrap().as_deref(), Some("new"));
+    store.put("sso:r:short", "old", Duration::from_millis(150)).await.unwrap();
+    assert!(store.replace("sso:r:short", "new").await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.get("sso:r:short").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "replace lengthened an entry's life");
+        tokio::task::yield_now().await;
+    }
+    assert!(!store.replace("sso:r:short", "again").await.unwrap(), "an expired entry is revived");
+    assert_eq!(store.get("sso:r:short").await.unwrap(), None);
+
+    index_contract(store).await;
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Secondary indexes: sets of members with expiry, added to and removed
+/// from one member at a time.
+async fn index_contract(store: Arc<dyn SessionStore>) {
+    assert!(store.index_members("sso-user:r:u1").await.unwrap().is_empty());
+    store.index_add("sso-user:r:u1", "sid-a", LONG).await.unwrap();
+    store.index_add("sso-user:r:u1", "sid-b", LONG).await.unwrap();
+    store.index_add("sso-user:r:u1", "sid-a", LONG).await.unwrap();
+    store.index_add("sso-user:r:u2", "sid-c", LONG).await.unwrap();
+    assert_eq!(sorted(store.index_members("sso-user:r:u1").await.unwrap()), ["sid-a", "sid-b"]);
+    assert_eq!(store.index_members("sso-user:r:u2").await.unwrap(), ["sid-c"]);
+    // An index and an entry of the same name do not meet.
+    assert_eq!(store.get("sso-user:r:u1").await.unwrap(), None);
+
+    store.index_remove("sso-user:r:u1", "sid-a").await.unwrap();
+    store.index_remove("sso-user:r:u1", "never").await.unwrap();
+    assert_eq!(store.index_members("sso-user:r:u1").await.unwrap(), ["sid-b"]);
+    store.index_delete("sso-user:r:u1").await.unwrap();
+    assert!(store.index_members("sso-user:r:u1").await.unwrap().is_empty());
+    assert_eq!(store.index_members("sso-user:r:u2").await.unwrap(), ["sid-c"]);
+
+    // Concurrent adds are all kept (no read-modify-write race).
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { s.index_add("sso-clients:r:s", &format!("c{i}"), LONG).await.unwrap() }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.index_members("sso-clients:r:s").await.unwrap().len(), 8);
+
+    // Expiry: a short-lived index is gone without any caller check; a later
+    // add with a longer life keeps the member.
+    store.index_add("sso-up-sid:r:idp:short", "sid-x", Duration::from_millis(150)).await.unwrap();
+    store.index_add("sso-up-sid:r:idp:long", "sid-y", Duration::from_millis(150)).await.unwrap();
+    store.index_add("sso-up-sid:r:idp:long", "sid-y", LONG).await.unwrap();
+    assert_eq!(store.index_members("sso-up-sid:r:idp:short").await.unwrap(), ["sid-x"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !store.index_members("sso-up-sid:r:idp:short").await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "an expired index member is still returned");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(store.index_members("sso-up-sid:r:idp:long").await.unwrap(), ["sid-y"]);
+
+    // put_many writes values and index members together.
+    use federa_broker::store::{Entry, EntryKind};
+    let entry = |key: &str, value: &str, kind| Entry { key: key.into(), value: value.into(), ttl: LONG, kind };
+    store
+        .put_many(vec![
+            entry("sso:r:many", "session", EntryKind::Value),
+            entry("sso-user:r:many", "many", EntryKind::IndexMember),
+            entry("sso-user:r:many", "other", EntryKind::IndexMember),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.get("sso:r:many").await.unwrap().as_deref(), Some("session"));
+    assert_eq!(sorted(store.index_members("sso-user:r:many").await.unwrap()), ["many", "other"]);
+    assert_eq!(store.get("sso-user:r:many").await.unwrap(), None, "a member is not a value");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,7 +306,16 @@ async fn redemption_with_redis() {
 /// The session entries a test sign-in writes for a user.
 fn entries_for(tag: &'static str) -> federa_broker::store::EntriesFor {
     Arc::new(move |user_id: &str| {
-        vec![federa_broker::store::Entry { key: format!("sso:{tag}"), value: user_id.to_owned(), ttl: LONG }]
+        use federa_broker::store::{Entry, EntryKind};
+        vec![
+            Entry { key: format!("sso:{tag}"), value: user_id.to_owned(), ttl: LONG, kind: EntryKind::Value },
+            Entry {
+                key: format!("sso-user:{tag}"),
+                value: user_id.to_owned(),
+                ttl: LONG,
+                kind: EntryKind::IndexMember,
+            },
+        ]
     })
 }
 
@@ -270,6 +362,7 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
         panic!("a first sign-in creates the user")
     };
     assert_eq!(sessions.get("sso:one").await.unwrap().as_deref(), Some(user_id.as_str()), "entries written");
+    assert_eq!(sessions.index_members("sso-user:one").await.unwrap(), [user_id.as_str()], "index members written");
 
     // A later sign-in finds the user through the link; FORCE rewrites the profile.
     let again = writer.sign_in(sign_in("s-ann", "ignored", "ann2@x.test", true, "two")).await.unwrap();
@@ -301,6 +394,9 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
     assert_eq!(store.row_counts().await.unwrap(), before);
     assert_eq!(sessions.get("sso:five").await.unwrap(), None);
     assert_eq!(sessions.get("sso:six").await.unwrap(), None);
+    for tag in ["four", "five", "six"] {
+        assert!(sessions.index_members(&format!("sso-user:{tag}")).await.unwrap().is_empty(), "{tag}: no index member");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -317,3 +317,25 @@ pub struct CredentialRepresentation {
     /// The secret.
     pub value: String,
 }
+
+/// Keycloak's UserSessionRepresentation: one SSO session of a user. Times are
+/// milliseconds. Keycloak keys `clients` by the client's internal id; Federa,
+/// which has none in tokens, keys them by `clientId` too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSessionRepresentation {
+    /// The session's public id (the `sid` claim of its tokens).
+    pub id: String,
+    /// The user's username.
+    pub username: String,
+    /// The user's id.
+    pub user_id: String,
+    /// The address the sign-in came from; empty when unknown.
+    pub ip_address: String,
+    /// When the session began, ms.
+    pub start: i64,
+    /// When it was last used, ms.
+    pub last_access: i64,
+    /// The clients that received tokens from it.
+    pub clients: BTreeMap<String, String>,
+}

@@ -111,3 +111,11 @@ pub(crate) struct SessionRow {
     pub value: String,
     pub expires_at: i64,
 }
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = session_index)]
+pub(crate) struct IndexRow {
+    pub key: String,
+    pub member: String,
+    pub expires_at: i64,
+}

@@ -115,6 +115,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    session_index (key, member) {
+        key -> Text,
+        member -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(user_role_mappings -> realm_roles (role_id));
 diesel::joinable!(user_role_mappings -> users (user_id));
 
@@ -130,4 +138,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     realm_keys,
     audit_events,
     session_entries,
+    session_index,
 );

@@ -8,11 +8,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use federa_broker::store::EntryKind;
 use federa_broker::{SessionStore, StoreError};
 
 use crate::db::{Conn, DbPool, WriteGate};
-use crate::rows::SessionRow;
-use crate::schema::session_entries;
+use crate::rows::{IndexRow, SessionRow};
+use crate::schema::{session_entries, session_index};
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -77,7 +78,10 @@ impl EmbeddedSessions {
     pub async fn purge_expired(&self) -> Result<usize, StoreError> {
         let now = now_ms();
         self.run_write(move |c| {
-            diesel::delete(session_entries::table.filter(session_entries::expires_at.le(now))).execute(c)
+            let members = diesel::delete(session_index::table.filter(session_index::expires_at.le(now))).execute(c)?;
+            let entries =
+                diesel::delete(session_entries::table.filter(session_entries::expires_at.le(now))).execute(c)?;
+            Ok(entries + members)
         })
         .await
     }
@@ -168,6 +172,58 @@ impl SessionStore for EmbeddedSessions {
             .map(|_| ())
     }
 
+    async fn replace(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        let now = now_ms();
+        let updated = self
+            .run_write(move |c| {
+                diesel::update(
+                    session_entries::table
+                        .filter(session_entries::key.eq(&key).and(session_entries::expires_at.gt(now))),
+                )
+                .set(session_entries::value.eq(&value))
+                .execute(c)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let row = IndexRow { key: index_key.to_owned(), member: member.to_owned(), expires_at: now_ms() + ttl_ms(ttl) };
+        self.run_write(move |c| c.transaction(|c| crate::store::hot::index_row(c, row))).await
+    }
+
+    async fn index_members(&self, index_key: &str) -> Result<Vec<String>, StoreError> {
+        let key = index_key.to_owned();
+        let now = now_ms();
+        self.run(move |c| {
+            session_index::table
+                .filter(session_index::key.eq(&key).and(session_index::expires_at.gt(now)))
+                .select(session_index::member)
+                .load(c)
+        })
+        .await
+    }
+
+    async fn index_remove(&self, index_key: &str, member: &str) -> Result<(), StoreError> {
+        let (key, member) = (index_key.to_owned(), member.to_owned());
+        self.run_write(move |c| {
+            diesel::delete(
+                session_index::table.filter(session_index::key.eq(&key).and(session_index::member.eq(&member))),
+            )
+            .execute(c)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn index_delete(&self, index_key: &str) -> Result<(), StoreError> {
+        let key = index_key.to_owned();
+        self.run_write(move |c| diesel::delete(session_index::table.filter(session_index::key.eq(&key))).execute(c))
+            .await
+            .map(|_| ())
+    }
+
     fn sign_in_writer(&self) -> Option<std::sync::Arc<dyn federa_broker::store::SignInWriter>> {
         self.key.is_some().then(|| std::sync::Arc::new(self.clone()) as _)
     }
@@ -176,8 +232,8 @@ impl SessionStore for EmbeddedSessions {
         let now = now_ms();
         self.run_write(move |c| {
             c.transaction(|c| {
-                for e in &entries {
-                    crate::store::hot::put_row(c, &e.key, &e.value, now + ttl_ms(e.ttl))?;
+                for e in entries {
+                    crate::store::hot::write_entry(c, e, now)?;
                 }
                 Ok(())
             })
@@ -209,6 +265,22 @@ impl RedisSessions {
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// Adds a member to an index set in `pipe`. The set lives as long as
+    /// its longest-lived member: NX sets a first expiry, GT only lengthens
+    /// it (Redis 7).
+    fn index_add_to(&self, pipe: &mut redis::Pipeline, index_key: &str, member: &str, ttl: Duration) {
+        let (key, ttl) = (self.index_key(index_key), ttl_ms(ttl));
+        pipe.cmd("SADD").arg(&key).arg(member).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("NX").ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).arg("GT").ignore();
+    }
+
+    /// Index sets live apart from the entries (`idx:`), so that an index
+    /// and an entry of the same name never meet.
+    fn index_key(&self, key: &str) -> String {
+        format!("{}idx:{key}", self.prefix)
     }
 }
 
@@ -260,12 +332,53 @@ impl SessionStore for RedisSessions {
         redis::cmd("DEL").arg(self.key(key)).query_async::<()>(&mut c).await.map_err(backend)
     }
 
+    async fn replace(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(set.is_some())
+    }
+
+    async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.index_add_to(&mut pipe, index_key, member, ttl);
+        let mut c = self.conn.clone();
+        pipe.query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn index_members(&self, index_key: &str) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("SMEMBERS").arg(self.index_key(index_key)).query_async(&mut c).await.map_err(backend)
+    }
+
+    async fn index_remove(&self, index_key: &str, member: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("SREM").arg(self.index_key(index_key)).arg(member).query_async::<()>(&mut c).await.map_err(backend)
+    }
+
+    async fn index_delete(&self, index_key: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("DEL").arg(self.index_key(index_key)).query_async::<()>(&mut c).await.map_err(backend)
+    }
+
     async fn put_many(&self, entries: Vec<federa_broker::store::Entry>) -> Result<(), StoreError> {
         // One round trip, applied together (MULTI/EXEC).
         let mut pipe = redis::pipe();
         pipe.atomic();
         for e in &entries {
-            pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("PX").arg(ttl_ms(e.ttl)).ignore();
+            match e.kind {
+                EntryKind::Value => {
+                    pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("PX").arg(ttl_ms(e.ttl)).ignore();
+                }
+                EntryKind::IndexMember => self.index_add_to(&mut pipe, &e.key, &e.value, e.ttl),
+            }
         }
         let mut c = self.conn.clone();
         pipe.query_async::<()>(&mut c).await.map_err(backend)

@@ -489,7 +489,10 @@ async fn callback(
         Err(resp) => return resp,
     };
     let browser_flow = req.cookie(FLOW_COOKIE).map(|c| c.value().to_owned());
-    match st.broker.callback(&realm, &alias, &params, browser_flow.as_deref()).await {
+    // The socket's peer (not a forwarded-for header anyone can write), for
+    // the admin API's list of sessions.
+    let ip = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    match st.broker.callback(&realm, &alias, &params, browser_flow.as_deref(), &ip).await {
         Ok(outcome) => {
             let mut resp = respond(&st, &realm, &outcome.response);
             let _ = resp.add_cookie(&cookie(&st, &realm.name, SESSION_COOKIE, outcome.sid, outcome.max_age));

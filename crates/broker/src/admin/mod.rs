@@ -20,6 +20,7 @@ use crate::store::{AuditEvent, RealmRecord, Store};
 use crate::validate::MASK;
 
 pub use prepare::prepare_realm;
+pub use users::user_session_representation;
 
 /// Where a realm comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 
 use super::{not_found, AdminService};
 use crate::error::BrokerError;
-use crate::repr::{FederatedIdentityRepresentation, RoleRepresentation, UserRepresentation};
+use crate::flow::sessions::UserSession;
+use crate::repr::{FederatedIdentityRepresentation, RoleRepresentation, UserRepresentation, UserSessionRepresentation};
 use crate::store::UserQuery;
 use crate::validate;
 
@@ -193,5 +194,19 @@ impl AdminService {
         self.store.delete_link(realm, id, alias).await?;
         self.audit(Some(realm), "ADMIN_DELETE", format!("users/{id}/federated-identity/{alias}")).await;
         Ok(())
+    }
+}
+
+/// A user's SSO session as Keycloak's admin API shows it.
+pub fn user_session_representation(user: &UserRepresentation, s: &UserSession) -> UserSessionRepresentation {
+    let start = s.sso.started() * 1000;
+    UserSessionRepresentation {
+        id: s.id.clone(),
+        username: user.username.clone().unwrap_or_default(),
+        user_id: s.sso.user_id.clone(),
+        ip_address: s.sso.ip_address.clone(),
+        start,
+        last_access: s.sso.last_access() * 1000,
+        clients: s.clients.iter().map(|c| (c.clone(), c.clone())).collect(),
     }
 }

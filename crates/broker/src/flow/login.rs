@@ -16,10 +16,10 @@ use serde_json::{Map, Value};
 use super::authorize::{AuthError, AuthRequest, ClientResponse};
 use super::state::{self, SsoSession, UpstreamState};
 use super::upstream::Upstream;
-use super::{expired, internal, now, random_token, Broker, RealmInfo};
+use super::{expired, internal, now, random_token, Broker, RealmInfo, CODE_TTL};
 use crate::model::FirstLogin;
 use crate::repr::{FederatedIdentityRepresentation, UserRepresentation};
-use crate::store::{EntriesFor, Entry, Profile, SignIn, SignedIn, UniqueKey};
+use crate::store::{EntriesFor, Entry, EntryKind, Profile, SignIn, SignedIn, UniqueKey};
 use crate::validate;
 
 /// What the callback produced: the answer to the client and the new SSO session.
@@ -59,6 +59,7 @@ impl Broker {
         alias: &str,
         params: &BTreeMap<String, String>,
         browser_flow: Option<&str>,
+        ip_address: &str,
     ) -> Result<CallbackOutcome, AuthError> {
         let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let state_value = get("state").ok_or_else(|| {
@@ -181,17 +182,22 @@ impl Broker {
         }
         // The user authenticated when the upstream says, not when its answer arrived.
         let auth_time = upstream_auth_time.map_or(now, |t| t.min(now));
-        // The SSO session and the code are written with the user, in one trip.
+        // The SSO session (with its index members) and the code are written
+        // with the user, in one trip.
+        let template = super::sessions::opened(alias, &verified, auth_time, now, ip_address);
         let entries = {
-            let (realm_name, alias, sso_ttl) = (realm.name.clone(), alias.to_owned(), realm.sso_max);
+            let (realm_name, sso_ttl) = (realm.name.clone(), realm.sso_max);
             let (sid, code, req) = (sid.clone(), code.clone(), req.clone());
             move |user_id: &str| {
-                let sso = SsoSession { user_id: user_id.to_owned(), auth_time, idp: alias.clone() };
+                let sso = SsoSession { user_id: user_id.to_owned(), ..template.clone() };
                 let grant = super::code_grant(&req, user_id, auth_time, &sid);
-                vec![
-                    Entry { key: state::sso_key(&realm_name, &sid), value: to_json(&sso), ttl: sso_ttl },
-                    Entry { key: state::code_key(&realm_name, &code), value: to_json(&grant), ttl: super::CODE_TTL },
-                ]
+                let (value, code_value) = (EntryKind::Value, to_json(&grant));
+                let mut all = vec![
+                    Entry { key: state::sso_key(&realm_name, &sid), value: to_json(&sso), ttl: sso_ttl, kind: value },
+                    Entry { key: state::code_key(&realm_name, &code), value: code_value, ttl: CODE_TTL, kind: value },
+                ];
+                all.extend(super::sessions::index_entries(&realm_name, &state::public_sid(&sid), &sso, sso_ttl));
+                all
             }
         };
         self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;

@@ -263,7 +263,7 @@ impl Broker {
             // call. Until then the model reports `logoutUrl` and
             // `backchannelSupported` as not honoured, and the person stays
             // signed in at the provider.
-            self.sessions.delete(&state::sso_key_public(&realm.name, sid)).await.map_err(internal)?;
+            self.end_session(&realm.name, sid).await.map_err(internal)?;
             log::info!("realm {:?}: SSO session {} ended by RP-initiated logout", realm.name, &sid[..sid.len().min(8)]);
             ended.push(sid);
         }

@@ -11,6 +11,7 @@ pub mod introspect;
 mod keys;
 mod login;
 pub mod logout;
+pub mod sessions;
 pub mod state;
 pub mod token;
 pub mod upstream;
@@ -284,6 +285,7 @@ impl Broker {
                 let fresh_enough = req.max_age.is_none_or(|m| m > 0 && now - sso.auth_time <= m);
                 let hinted_elsewhere = req.idp_hint.as_deref().is_some_and(|h| h != sso.idp);
                 if fresh_enough && !hinted_elsewhere {
+                    self.touch_session(&realm.name, sid, sso.clone(), now).await?;
                     let resp = self.issue_code(realm, &req, &sso.user_id, sso.auth_time, sid).await?;
                     return Ok(AuthorizeOutcome::Respond(resp));
                 }
@@ -458,6 +460,14 @@ impl Broker {
 
     async fn sso_session(&self, realm: &str, sid: &str) -> Result<Option<SsoSession>, AuthError> {
         self.get_json(&state::sso_key(realm, sid)).await
+    }
+
+    /// Records that the session answered now (its expiry unchanged; a
+    /// session ended meanwhile stays ended).
+    async fn touch_session(&self, realm: &str, sid: &str, mut sso: SsoSession, now: i64) -> Result<(), AuthError> {
+        sso.last_access = now;
+        let json = serde_json::to_string(&sso).map_err(internal)?;
+        self.sessions.replace(&state::sso_key(realm, sid), &json).await.map_err(internal).map(|_| ())
     }
 
     /// Mints a code for a signed-in user and answers the client with it.

@@ -105,13 +105,47 @@ pub struct UsedCode {
     pub jti: String,
 }
 
-/// An SSO session: a browser signed in to the realm.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An SSO session: a browser signed in to the realm. Fields after `idp`
+/// came later and default when absent, so older records still read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SsoSession {
     /// The user.
     pub user_id: String,
     /// When the user authenticated upstream.
     pub auth_time: i64,
-    /// Through which provider.
+    /// Through which provider (its alias).
     pub idp: String,
+    /// The upstream session's id (the `sid` of its ID token), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_sid: Option<String>,
+    /// The user's subject at the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_sub: Option<String>,
+    /// When the session was created, seconds (0 in older records).
+    #[serde(default)]
+    pub started: i64,
+    /// When the session last answered an authorization request, seconds
+    /// (0 until then).
+    #[serde(default)]
+    pub last_access: i64,
+    /// The address the sign-in came from, when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ip_address: String,
+}
+
+impl SsoSession {
+    /// When the session was last used: its last SSO answer, else its start.
+    pub fn last_access(&self) -> i64 {
+        self.last_access.max(self.started())
+    }
+
+    /// When the session began: its creation, or for older records the
+    /// authentication.
+    pub fn started(&self) -> i64 {
+        if self.started > 0 {
+            self.started
+        } else {
+            self.auth_time
+        }
+    }
 }

@@ -106,6 +106,19 @@ pub struct Entry {
     pub value: String,
     /// How long it lives.
     pub ttl: Duration,
+    /// What the write does.
+    pub kind: EntryKind,
+}
+
+/// How an [`Entry`] is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EntryKind {
+    /// `value` replaces whatever `key` held ([`SessionStore::put`]).
+    #[default]
+    Value,
+    /// `value` is a member added to the index at `key`
+    /// ([`SessionStore::index_add`]).
+    IndexMember,
 }
 
 /// What the upstream says of the user, ready to store (email lowercased and

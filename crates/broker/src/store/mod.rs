@@ -16,7 +16,8 @@ use federa_protocol::Secret;
 
 pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
 pub use self::hot::{
-    CodeRedeemer, EntriesFor, Entry, GrantRefs, Profile, Redeemed, Redemption, SignIn, SignInWriter, SignedIn,
+    CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, Profile, Redeemed, Redemption, SignIn, SignInWriter,
+    SignedIn,
 };
 use crate::keys::SigningKey;
 use crate::repr::{
@@ -264,10 +265,28 @@ pub trait SessionStore: Send + Sync {
     async fn take(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Removes a value.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Replaces a live value, keeping its expiry; `false` (and nothing
+    /// written) when none is live, so an ended session is never revived.
+    async fn replace(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+    /// Adds `member` to the set at `index_key`; the set (or, on the embedded
+    /// store, the member) lives at least `ttl` from now. Adding a member twice
+    /// keeps one. Secondary indexes of the SSO sessions: a member may outlive
+    /// what it names, so readers check it.
+    async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// The live members of the set at `index_key` (unordered; empty when none).
+    async fn index_members(&self, index_key: &str) -> Result<Vec<String>, StoreError>;
+    /// Removes `member` from the set at `index_key` (nothing when absent).
+    async fn index_remove(&self, index_key: &str, member: &str) -> Result<(), StoreError>;
+    /// Removes the whole set at `index_key`.
+    async fn index_delete(&self, index_key: &str) -> Result<(), StoreError>;
+
     /// Writes several entries; stores that can send them at once override it.
     async fn put_many(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
         for e in entries {
-            self.put(&e.key, &e.value, e.ttl).await?;
+            match e.kind {
+                EntryKind::Value => self.put(&e.key, &e.value, e.ttl).await?,
+                EntryKind::IndexMember => self.index_add(&e.key, &e.value, e.ttl).await?,
+            }
         }
         Ok(())
     }

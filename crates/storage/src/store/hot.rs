@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use federa_broker::store::{CodeRedeemer, Redeemed, Redemption, SignIn, SignInWriter, SignedIn};
+use federa_broker::store::{CodeRedeemer, Entry, EntryKind, Redeemed, Redemption, SignIn, SignInWriter, SignedIn};
 
 use federa_broker::StoreError;
 
@@ -13,8 +13,8 @@ use super::errors::db_err;
 use super::users::{link_row, user_from_row, user_row};
 use super::{realm_id, Res};
 use crate::db::Conn;
-use crate::rows::{SessionRow, UserRow};
-use crate::schema::{federated_identities, realms, session_entries, users};
+use crate::rows::{IndexRow, SessionRow, UserRow};
+use crate::schema::{federated_identities, realms, session_entries, session_index, users};
 use crate::sessions::EmbeddedSessions;
 
 fn now_ms() -> i64 {
@@ -44,6 +44,25 @@ pub(crate) fn put_row(c: &mut Conn, key: &str, value: &str, expires_at: i64) -> 
     diesel::delete(session_entries::table.filter(session_entries::key.eq(key))).execute(c)?;
     let row = SessionRow { key: key.to_owned(), value: value.to_owned(), expires_at };
     diesel::insert_into(session_entries::table).values(&row).execute(c).map(|_| ())
+}
+
+/// Writes an entry: a value, or a member of an index.
+pub(crate) fn write_entry(c: &mut Conn, e: Entry, now: i64) -> diesel::QueryResult<()> {
+    let expires_at = now + i64::try_from(e.ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
+    match e.kind {
+        EntryKind::Value => put_row(c, &e.key, &e.value, expires_at),
+        EntryKind::IndexMember => index_row(c, IndexRow { key: e.key, member: e.value, expires_at }),
+    }
+}
+
+/// Adds a member to a session index; it lives until the later of its old
+/// and new expiry.
+pub(crate) fn index_row(c: &mut Conn, row: IndexRow) -> diesel::QueryResult<()> {
+    let at = session_index::table.filter(session_index::key.eq(&row.key).and(session_index::member.eq(&row.member)));
+    let old: Option<i64> = at.select(session_index::expires_at).first(c).optional()?;
+    diesel::delete(at).execute(c)?;
+    let expires_at = old.map_or(row.expires_at, |old| old.max(row.expires_at));
+    diesel::insert_into(session_index::table).values(&IndexRow { expires_at, ..row }).execute(c).map(|_| ())
 }
 
 impl EmbeddedSessions {
@@ -166,8 +185,7 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
     };
     let now = now_ms();
     for e in (s.entries)(&user_id) {
-        let ttl = i64::try_from(e.ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
-        put_row(c, &e.key, &e.value, now + ttl).map_err(db_err)?;
+        write_entry(c, e, now).map_err(db_err)?;
     }
     Ok(SignedIn::User { user_id, created, email_unverified })
 }

@@ -3,8 +3,10 @@
 
 use crate::body::Body;
 use actix_web::{web, HttpResponse};
+use federa_broker::admin::user_session_representation;
 use federa_broker::repr::{FederatedIdentityRepresentation, RoleRepresentation, UserRepresentation};
 use federa_broker::store::UserQuery;
+use federa_broker::BrokerError;
 use serde::Deserialize;
 
 use super::{created, location};
@@ -170,20 +172,22 @@ async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET .../sessions`. Federa keeps no SSO sessions yet: they arrive with
-/// brokered sign-in, so an existing user has none.
+/// `GET .../sessions`: the user's live SSO sessions, oldest first
+/// (Keycloak's UserSessionRepresentation).
 async fn sessions(
     _: Admin,
     st: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, WebError> {
     let (realm, id) = path.into_inner();
-    st.admin.get_user(&realm, &id).await?;
-    Ok(HttpResponse::Ok().json(Vec::<serde_json::Value>::new()))
+    let user = st.admin.get_user(&realm, &id).await?;
+    let found = st.broker.list_user_sessions(&realm, &id).await.map_err(BrokerError::from)?;
+    let list: Vec<_> = found.iter().map(|s| user_session_representation(&user, s)).collect();
+    Ok(HttpResponse::Ok().json(list))
 }
 
-/// `POST .../logout`. SSO sessions arrive with brokered sign-in; until then an
-/// existing user has none to end, so this only checks that the user exists.
+/// `POST .../logout`: ends all the user's SSO sessions; their tokens stop
+/// working at once.
 async fn logout(
     _: Admin,
     st: web::Data<AppState>,
@@ -191,6 +195,8 @@ async fn logout(
 ) -> Result<HttpResponse, WebError> {
     let (realm, id) = path.into_inner();
     st.admin.get_user(&realm, &id).await?;
+    let ended = st.broker.end_user_sessions(&realm, &id).await.map_err(BrokerError::from)?;
+    log::info!("realm {realm:?}: the admin API ended {ended} SSO session(s) of user {id:?}");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -199,7 +205,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use federa_broker::BrokerError;
 
     fn params(first: Option<&str>, max: Option<&str>) -> SearchParams {
         SearchParams { first: first.map(Into::into), max: max.map(Into::into), ..Default::default() }

@@ -265,6 +265,21 @@ impl SessionStore for FakeSessions {
     async fn delete(&self, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn replace(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn index_add(&self, _: &str, _: &str, _: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn index_members(&self, _: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn index_remove(&self, _: &str, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn index_delete(&self, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// An answer, read whole.

@@ -214,6 +214,7 @@ fn test_refs(_realm: &str, grant: &str) -> Option<federa_broker::store::GrantRef
     Some(federa_broker::store::GrantRefs {
         session_key: v["session"].as_str()?.to_owned(),
         user_id: v["user"].as_str()?.to_owned(),
+        client_index: ("sso-clients:r:s1".to_owned(), "app".to_owned()),
     })
 }
 
@@ -243,6 +244,7 @@ async fn redemption(sessions: Arc<dyn SessionStore>, store: federa_storage::DbSt
         used_value: format!("jti-of-{code}"),
         used_ttl: LONG,
         refs: test_refs,
+        index_ttl: LONG,
     };
     sessions.put("sso:r:s1", "session", LONG).await.unwrap();
     sessions.put("code:r:c1", &grant, LONG).await.unwrap();
@@ -252,6 +254,7 @@ async fn redemption(sessions: Arc<dyn SessionStore>, store: federa_storage::DbSt
     assert_eq!(first.session.as_deref(), Some("session"));
     assert_eq!(first.user.and_then(|u| u.username).as_deref(), Some("ann"));
     assert_eq!(first.previous_use, None);
+    assert_eq!(sessions.index_members("sso-clients:r:s1").await.unwrap(), ["app"], "the client is recorded");
 
     let second = redeemer.redeem_code(req("c1")).await.unwrap();
     assert_eq!((second.grant, second.previous_use.as_deref()), (None, Some("jti-of-c1")), "the reuse finds the use");

@@ -76,17 +76,6 @@ pub struct UserSession {
 }
 
 impl Broker {
-    /// Records that `client_id` received tokens from the session.
-    pub(crate) async fn record_client(
-        &self,
-        realm: &str,
-        public_sid: &str,
-        client_id: &str,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.sessions.index_add(&clients_index(realm, public_sid), client_id, ttl).await
-    }
-
     /// A live session by its public id.
     pub async fn find_session(&self, realm: &str, public_sid: &str) -> Result<Option<UserSession>, StoreError> {
         let Some(json) = self.sessions.get(&state::sso_key_public(realm, public_sid)).await? else { return Ok(None) };

@@ -95,7 +95,11 @@ pub struct CodeGrant {
 /// its user. Given to storage so that redeeming a code is one trip.
 pub fn grant_refs(realm: &str, grant: &str) -> Option<crate::store::GrantRefs> {
     let g: CodeGrant = serde_json::from_str(grant).ok()?;
-    Some(crate::store::GrantRefs { session_key: sso_key_public(realm, &g.sid), user_id: g.user_id })
+    Some(crate::store::GrantRefs {
+        session_key: sso_key_public(realm, &g.sid),
+        client_index: (super::sessions::clients_index(realm, &g.sid), g.client_id),
+        user_id: g.user_id,
+    })
 }
 
 /// A code that was exchanged, and what it produced (to revoke on reuse).

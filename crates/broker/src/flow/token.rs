@@ -196,6 +196,10 @@ impl Broker {
                 used_value: serde_json::to_string(&UsedCode { jti: jti.clone() }).map_err(server_error)?,
                 used_ttl: revoke_ttl,
                 refs: state::grant_refs,
+                // The redemption records the client on the session (a set add:
+                // concurrent exchanges never lose one); back-channel logout
+                // will tell these clients.
+                index_ttl: realm.sso_max,
             })
             .await
             .map_err(server_error)?;
@@ -239,9 +243,6 @@ impl Broker {
         if redeemed.session.is_none() {
             return Err(refuse(OAuthErrorCode::InvalidGrant, "the session that issued the code has ended"));
         }
-        // The session records the client (a set add: concurrent exchanges
-        // never lose one); back-channel logout will tell these clients.
-        self.record_client(&realm.name, &grant.sid, client_id, realm.sso_max).await.map_err(server_error)?;
 
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let now = now();

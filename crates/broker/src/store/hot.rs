@@ -29,6 +29,11 @@ pub struct GrantRefs {
     pub session_key: String,
     /// The user's id.
     pub user_id: String,
+    /// The session's set of clients that received tokens, and the grant's
+    /// client: recorded with the redemption when the session is alive (the
+    /// client took part in the session whether or not this request's checks
+    /// pass).
+    pub client_index: (String, String),
 }
 
 /// A code to redeem.
@@ -46,6 +51,8 @@ pub struct Redemption {
     pub used_ttl: Duration,
     /// Reads what a grant (its JSON) of a realm points at.
     pub refs: fn(realm: &str, grant: &str) -> Option<GrantRefs>,
+    /// How long the client's index member lives (the session's lifetime).
+    pub index_ttl: Duration,
 }
 
 /// What redeeming found.
@@ -93,7 +100,12 @@ impl CodeRedeemer for Composed {
             self.store.get_user(&r.realm, &refs.user_id),
         );
         used?;
-        Ok(Redeemed { grant: Some(grant), previous_use: None, session: session?, user: user? })
+        let session = session?;
+        if session.is_some() {
+            let (index, client) = &refs.client_index;
+            self.sessions.index_add(index, client, r.index_ttl).await?;
+        }
+        Ok(Redeemed { grant: Some(grant), previous_use: None, session, user: user? })
     }
 }
 

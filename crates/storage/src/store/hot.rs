@@ -204,6 +204,11 @@ fn redeem(c: &mut Conn, r: &Redemption) -> Res<Redeemed> {
         return Ok(Redeemed { grant: Some(grant), ..Redeemed::default() });
     };
     let session = live(c, &refs.session_key, now)?;
+    if session.is_some() {
+        let ttl = i64::try_from(r.index_ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
+        let (key, member) = refs.client_index.clone();
+        index_row(c, IndexRow { key, member, expires_at: now + ttl }).map_err(db_err)?;
+    }
     let row = users::table
         .inner_join(realms::table.on(realms::id.eq(users::realm_id)))
         .filter(realms::name.eq(&r.realm).and(users::id.eq(&refs.user_id)))

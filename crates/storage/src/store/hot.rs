@@ -14,7 +14,7 @@ use super::users::{link_row, user_from_row, user_row};
 use super::{realm_id, Res};
 use crate::db::Conn;
 use crate::rows::{IndexRow, SessionRow, UserRow};
-use crate::schema::{federated_identities, realms, session_entries, session_index, users};
+use crate::schema::{federated_identities, realms, session_entries, users};
 use crate::sessions::EmbeddedSessions;
 
 fn now_ms() -> i64 {
@@ -57,12 +57,31 @@ pub(crate) fn write_entry(c: &mut Conn, e: Entry, now: i64) -> diesel::QueryResu
 
 /// Adds a member to a session index; it lives until the later of its old
 /// and new expiry.
+///
+/// One upsert statement: it runs on the hot path (every sign-in and code
+/// exchange), where three statements cost a measurable share of the CPU per
+/// operation. The SQL differs only in the name of the larger-of function.
 pub(crate) fn index_row(c: &mut Conn, row: IndexRow) -> diesel::QueryResult<()> {
-    let at = session_index::table.filter(session_index::key.eq(&row.key).and(session_index::member.eq(&row.member)));
-    let old: Option<i64> = at.select(session_index::expires_at).first(c).optional()?;
-    diesel::delete(at).execute(c)?;
-    let expires_at = old.map_or(row.expires_at, |old| old.max(row.expires_at));
-    diesel::insert_into(session_index::table).values(&IndexRow { expires_at, ..row }).execute(c).map(|_| ())
+    use diesel::sql_types::{BigInt, Text};
+    match c {
+        Conn::Sqlite(c) => diesel::sql_query(
+            "INSERT INTO session_index (key, member, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (key, member) DO UPDATE SET expires_at = MAX(session_index.expires_at, excluded.expires_at)",
+        )
+        .bind::<Text, _>(&row.key)
+        .bind::<Text, _>(&row.member)
+        .bind::<BigInt, _>(row.expires_at)
+        .execute(c)?,
+        Conn::Pg(c) => diesel::sql_query(
+            "INSERT INTO session_index (key, member, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key, member) DO UPDATE SET expires_at = GREATEST(session_index.expires_at, excluded.expires_at)",
+        )
+        .bind::<Text, _>(&row.key)
+        .bind::<Text, _>(&row.member)
+        .bind::<BigInt, _>(row.expires_at)
+        .execute(c)?,
+    };
+    Ok(())
 }
 
 impl EmbeddedSessions {

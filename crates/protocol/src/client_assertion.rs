@@ -4,8 +4,6 @@
 //! whose public half the upstream knows (Federa's realm key, published in the
 //! realm's JWKS).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use josekit::jws::{JwsSigner, HS256, HS384, HS512};
 use serde_json::{json, Map, Value};
 
@@ -53,15 +51,7 @@ pub fn sign_with_secret(alg: &str, secret: &str, claims: &Map<String, Value>) ->
             "{alg} needs a client secret of at least {min} bytes (RFC 7518 section 3.2)"
         )));
     }
-    let header = serde_json::to_vec(&json!({ "alg": alg, "typ": "JWT" })).map_err(|e| JwtError::Sign(e.to_string()))?;
-    let payload = serde_json::to_vec(claims).map_err(|e| JwtError::Sign(e.to_string()))?;
-    let mut token = URL_SAFE_NO_PAD.encode(header);
-    token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(payload));
-    let signature = signer.sign(token.as_bytes()).map_err(|e| JwtError::Sign(e.to_string()))?;
-    token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
-    Ok(token)
+    crate::jwt::compact_jws(&json!({ "alg": alg, "typ": "JWT" }), claims, signer.as_ref())
 }
 
 #[cfg(test)]

@@ -102,16 +102,26 @@ impl TokenSigner {
     /// off as another.
     pub fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<String, JwtError> {
         let header = serde_json::json!({ "alg": self.alg, "kid": self.kid, "typ": typ });
-        let header = serde_json::to_vec(&header).map_err(|e| JwtError::Sign(e.to_string()))?;
-        let payload = serde_json::to_vec(claims).map_err(|e| JwtError::Sign(e.to_string()))?;
-        let mut token = URL_SAFE_NO_PAD.encode(header);
-        token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(payload));
-        let signature = self.signer.sign(token.as_bytes()).map_err(|e| JwtError::Sign(e.to_string()))?;
-        token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
-        Ok(token)
+        compact_jws(&header, claims, self.signer.as_ref())
     }
+}
+
+/// `BASE64URL(header) . BASE64URL(claims) . BASE64URL(signature)`
+/// (RFC 7515 section 7.1), signed by `signer`.
+pub(crate) fn compact_jws(
+    header: &Value,
+    claims: &Map<String, Value>,
+    signer: &dyn JwsSigner,
+) -> Result<String, JwtError> {
+    let header = serde_json::to_vec(header).map_err(|e| JwtError::Sign(e.to_string()))?;
+    let payload = serde_json::to_vec(claims).map_err(|e| JwtError::Sign(e.to_string()))?;
+    let mut token = URL_SAFE_NO_PAD.encode(header);
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(payload));
+    let signature = signer.sign(token.as_bytes()).map_err(|e| JwtError::Sign(e.to_string()))?;
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    Ok(token)
 }
 
 impl fmt::Debug for TokenSigner {

@@ -10,16 +10,12 @@ use federa_broker::store::{CodeRedeemer, Entry, EntryKind, Redeemed, Redemption,
 use federa_broker::StoreError;
 
 use super::errors::db_err;
-use super::users::{link_row, user_from_row, user_row};
+use super::users::{link_row, linked_user_id, user_from_row, user_row};
 use super::{realm_id, Res};
 use crate::db::Conn;
 use crate::rows::{IndexRow, SessionRow, UserRow};
 use crate::schema::{federated_identities, realms, session_entries, users};
-use crate::sessions::EmbeddedSessions;
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
+use crate::sessions::{now_ms, ttl_ms, EmbeddedSessions};
 
 /// A live entry's value.
 fn live(c: &mut Conn, key: &str, now: i64) -> Res<Option<String>> {
@@ -48,7 +44,7 @@ pub(crate) fn put_row(c: &mut Conn, key: &str, value: &str, expires_at: i64) -> 
 
 /// Writes an entry: a value, or a member of an index.
 pub(crate) fn write_entry(c: &mut Conn, e: Entry, now: i64) -> diesel::QueryResult<()> {
-    let expires_at = now + i64::try_from(e.ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
+    let expires_at = now + ttl_ms(e.ttl);
     match e.kind {
         EntryKind::Value => put_row(c, &e.key, &e.value, expires_at),
         EntryKind::IndexMember => index_row(c, IndexRow { key: e.key, member: e.value, expires_at }),
@@ -144,17 +140,7 @@ fn email_taken(c: &mut Conn, realm_id: &str, email: &str, except: Option<&str>) 
 
 fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
     let realm = realm_id(c, &s.realm)?;
-    let linked: Option<String> = federated_identities::table
-        .filter(
-            federated_identities::realm_id
-                .eq(&realm)
-                .and(federated_identities::idp_alias.eq(&s.alias))
-                .and(federated_identities::upstream_subject.eq(&s.subject)),
-        )
-        .select(federated_identities::user_id)
-        .first(c)
-        .optional()
-        .map_err(db_err)?;
+    let linked = linked_user_id(c, &realm, &s.alias, &s.subject)?;
     let mut email_unverified = false;
     let (user_id, created) = match linked {
         Some(id) => {
@@ -216,7 +202,7 @@ fn redeem(c: &mut Conn, r: &Redemption) -> Res<Redeemed> {
         return Ok(Redeemed { previous_use, ..Redeemed::default() });
     };
     diesel::delete(session_entries::table.filter(session_entries::key.eq(&r.used_key))).execute(c).map_err(db_err)?;
-    let ttl = i64::try_from(r.used_ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
+    let ttl = ttl_ms(r.used_ttl);
     let used = SessionRow { key: r.used_key.clone(), value: r.used_value.clone(), expires_at: now + ttl };
     diesel::insert_into(session_entries::table).values(&used).execute(c).map_err(db_err)?;
     let Some(refs) = (r.refs)(&r.realm, &grant) else {
@@ -224,7 +210,7 @@ fn redeem(c: &mut Conn, r: &Redemption) -> Res<Redeemed> {
     };
     let session = live(c, &refs.session_key, now)?;
     if session.is_some() {
-        let ttl = i64::try_from(r.index_ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1);
+        let ttl = ttl_ms(r.index_ttl);
         let (key, member) = refs.client_index.clone();
         index_row(c, IndexRow { key, member, expires_at: now + ttl }).map_err(db_err)?;
     }

@@ -59,6 +59,21 @@ pub(super) fn user_from_row(r: UserRow) -> Res<UserRepresentation> {
     })
 }
 
+/// The user linked to an upstream subject at a provider of the realm.
+pub(super) fn linked_user_id(c: &mut Conn, realm_id: &str, alias: &str, subject: &str) -> Res<Option<String>> {
+    federated_identities::table
+        .filter(
+            federated_identities::realm_id
+                .eq(realm_id)
+                .and(federated_identities::idp_alias.eq(alias))
+                .and(federated_identities::upstream_subject.eq(subject)),
+        )
+        .select(federated_identities::user_id)
+        .first(c)
+        .optional()
+        .map_err(db_err)
+}
+
 pub(super) fn link_row(
     key: &MasterKey,
     realm_id: &str,
@@ -379,17 +394,7 @@ impl UserStore for DbStore {
         let (realm, alias, subject) = (realm.to_owned(), alias.to_owned(), subject.to_owned());
         self.run(move |c, _| {
             let id = realm_id(c, &realm)?;
-            let user_id: Option<String> = federated_identities::table
-                .filter(
-                    federated_identities::realm_id
-                        .eq(&id)
-                        .and(federated_identities::idp_alias.eq(&alias))
-                        .and(federated_identities::upstream_subject.eq(&subject)),
-                )
-                .select(federated_identities::user_id)
-                .first(c)
-                .optional()
-                .map_err(db_err)?;
+            let user_id = linked_user_id(c, &id, &alias, &subject)?;
             let Some(user_id) = user_id else { return Ok(None) };
             let row = users::table
                 .filter(users::id.eq(&user_id))

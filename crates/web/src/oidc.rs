@@ -9,7 +9,7 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use federa_broker::flow::authorize::{self, AuthError, ClientResponse, ResponseMode};
-use federa_broker::flow::{path_segment, random_token, AuthorizeOutcome, BearerError, RealmInfo, TokenError};
+use federa_broker::flow::{path_segment, random_token, AuthorizeOutcome, BearerError, RealmInfo};
 use federa_protocol::discovery::op_metadata;
 use federa_protocol::{OAuthError, OAuthErrorCode};
 
@@ -531,15 +531,7 @@ async fn token(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))
             .json(tokens),
-        Err(TokenError { error, basic }) => {
-            let status = crate::error::token_error_status(error.error);
-            let mut b = HttpResponse::build(status);
-            b.insert_header((header::CACHE_CONTROL, "no-store"));
-            if status == actix_web::http::StatusCode::UNAUTHORIZED && basic {
-                b.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"federa\""));
-            }
-            b.json(error)
-        }
+        Err(e) => crate::tokens::refusal(e),
     }
 }
 

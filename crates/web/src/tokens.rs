@@ -44,7 +44,7 @@ async fn read(req: &HttpRequest, st: &AppState, realm: &str, form: Pairs) -> Res
     Ok(TokenRequest { realm, form, basic })
 }
 
-fn refusal(TokenError { error, basic }: TokenError) -> HttpResponse {
+pub(crate) fn refusal(TokenError { error, basic }: TokenError) -> HttpResponse {
     let status = crate::error::token_error_status(error.error);
     let mut b = HttpResponse::build(status);
     b.insert_header((header::CACHE_CONTROL, "no-store"));

@@ -9,171 +9,34 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use federa_broker::SessionStore;
-use federa_tests::browser::{query_params, Browser, Page};
-use federa_tests::upstream::NodeIdp;
-use federa_tests::{RunningFedera, TestDb, ADMIN_TOKEN};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
-use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope,
-};
+use federa_tests::browser::Browser;
+use federa_tests::world::{claims_of, now_ms, World, APP_CB, APP_SECRET, REALM, SPA_CB};
+use federa_tests::TestDb;
 use serde_json::{json, Value};
 
-const REALM: &str = "e2e";
-const APP_CB: &str = "http://app.test/cb";
-const SPA_CB: &str = "http://spa.test/cb";
-const APP_SECRET: &str = "app-secret-5f2d9c81";
-const UPSTREAM_SECRET: &str = "federa-at-node-secret-0c7d1e";
-
-type Client =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
-
-struct World {
-    fed: RunningFedera,
-    node: NodeIdp,
-    http: openidconnect::reqwest::Client,
-    sessions: Arc<dyn SessionStore>,
-    _db: TestDb,
-}
-
-impl World {
-    fn issuer(&self) -> String {
-        format!("{}/realms/{REALM}", self.fed.base)
-    }
-
-    async fn client(&self, id: &str, secret: Option<&str>, redirect: &str) -> Client {
-        let meta =
-            CoreProviderMetadata::discover_async(IssuerUrl::new(self.issuer()).unwrap(), &self.http).await.unwrap();
-        CoreClient::from_provider_metadata(meta, ClientId::new(id.into()), secret.map(|s| ClientSecret::new(s.into())))
-            .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap())
-    }
-
-    async fn userinfo(&self, access_token: &str) -> u16 {
-        let r = reqwest::Client::new()
-            .get(format!("{}/protocol/openid-connect/userinfo", self.issuer()))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .unwrap();
-        r.status().as_u16()
-    }
-
-    /// Signs the browser in to a client; returns the access token.
-    async fn sign_in(&self, browser: &Browser, id: &str, secret: Option<&str>, cb: &str) -> String {
-        let client = self.client(id, secret, cb).await;
-        let (page, verifier) = start(browser, &client, cb).await;
-        let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
-        let tokens = client
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&self.http)
-            .await
-            .unwrap();
-        let access = tokens.access_token().secret().clone();
-        assert_eq!(self.userinfo(&access).await, 200, "signed in");
-        access
-    }
-
-    /// Whether the browser's next sign-in to the app is answered from its
-    /// Federa session (true) or has to go upstream (false).
-    async fn has_sso(&self, browser: &Browser) -> bool {
-        let app = self.client("app", Some(APP_SECRET), APP_CB).await;
-        let (page, _) = start(browser, &app, APP_CB).await;
-        assert!(query_params(&page.url).contains_key("code"), "signs in either way: {:#?}", page.hops);
-        !page.hops.iter().any(|h| h.starts_with(&self.node.issuer))
-    }
-
-    async fn admin_get(&self, path: &str) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .get(format!("{}/{REALM}/{path}", self.fed.admin()))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn admin_post(&self, path: &str) -> u16 {
-        let r = reqwest::Client::new()
-            .post(format!("{}/{REALM}/{path}", self.fed.admin()))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        r.status().as_u16()
-    }
-
-    /// The stored SSO session record.
-    async fn record(&self, sid: &str) -> Option<Value> {
-        let json = self.sessions.get(&format!("sso:{REALM}:{sid}")).await.unwrap()?;
-        Some(serde_json::from_str(&json).unwrap())
-    }
-
-    async fn members(&self, index: &str) -> Vec<String> {
-        let mut m = self.sessions.index_members(index).await.unwrap();
-        m.sort();
-        m
-    }
-}
-
 async fn world(db: TestDb, store: federa_storage::DbStore, sessions: Arc<dyn SessionStore>) -> World {
-    let fed = RunningFedera::start(&store, sessions.clone());
-    let callback = format!("{}/realms/{REALM}/broker/node/endpoint", fed.base);
-    let node = NodeIdp::start(json!([{
-        "client_id": "federa",
-        "client_secret": UPSTREAM_SECRET,
-        "redirect_uris": [callback],
-        "token_endpoint_auth_method": "client_secret_basic",
+    World::builder()
         // So that the upstream's ID tokens carry its session id (`sid`).
-        "backchannel_logout_uri": format!("{}/realms/{REALM}/broker/node/backchannel-logout", fed.base),
-        "backchannel_logout_session_required": true,
-    }]));
-    let http = openidconnect::reqwest::ClientBuilder::new()
-        .redirect(openidconnect::reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let w = World { fed, node, http, sessions, _db: db };
-    let realm = json!({
-        "realm": REALM,
-        "clients": [
-            {"clientId": "app", "secret": APP_SECRET, "redirectUris": [APP_CB]},
-            {"clientId": "spa", "publicClient": true, "redirectUris": [SPA_CB]}
-        ],
-        "identityProviders": [{
-            "alias": "node", "providerId": "oidc",
-            "config": {
-                "issuer": w.node.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
-                "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email"
-            }
-        }]
-    });
-    let r = reqwest::Client::new().post(w.fed.admin()).bearer_auth(ADMIN_TOKEN).json(&realm).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap_or_default());
-    w
+        .node_client(
+            json!({"backchannel_logout_uri": "http://127.0.0.1:9/unused", "backchannel_logout_session_required": true}),
+        )
+        .start(db, store, sessions)
+        .await
 }
 
-async fn start(browser: &Browser, client: &Client, cb: &str) -> (Page, openidconnect::PkceCodeVerifier) {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, _, _) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .add_scope(Scope::new("profile".into()))
-        .set_pkce_challenge(challenge)
-        .url();
-    (browser.navigate(url.as_str(), cb).await, verifier)
+async fn admin_get(w: &World, path: &str) -> (u16, Value) {
+    w.admin(reqwest::Method::GET, path, Value::Null).await
 }
 
-fn claims_of(jwt: &str) -> serde_json::Map<String, Value> {
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+async fn admin_post(w: &World, path: &str) -> u16 {
+    w.admin(reqwest::Method::POST, path, Value::Null).await.0
 }
 
-fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    i64::try_from(since.as_millis()).unwrap()
+async fn members(w: &World, index: &str) -> Vec<String> {
+    let mut m = w.sessions.index_members(index).await.unwrap();
+    m.sort();
+    m
 }
 
 /// Two browsers of alice: both sessions listed with Keycloak's fields and
@@ -181,10 +44,10 @@ fn now_ms() -> i64 {
 async fn list_and_end(w: World) {
     let before = now_ms() - 1000;
     let (one, two) = (Browser::new(), Browser::new());
-    let access_one = w.sign_in(&one, "app", Some(APP_SECRET), APP_CB).await;
-    let access_two = w.sign_in(&two, "app", Some(APP_SECRET), APP_CB).await;
+    let access_one = w.sign_in_to(&one, "app", Some(APP_SECRET), APP_CB, &[]).await.access_token;
+    let access_two = w.sign_in_to(&two, "app", Some(APP_SECRET), APP_CB, &[]).await.access_token;
     // The second browser's session also serves the SPA (through SSO).
-    let access_spa = w.sign_in(&two, "spa", None, SPA_CB).await;
+    let access_spa = w.sign_in_to(&two, "spa", None, SPA_CB, &[]).await.access_token;
     let (sid_one, sid_two) = (
         claims_of(&access_one)["sid"].as_str().unwrap().to_owned(),
         claims_of(&access_two)["sid"].as_str().unwrap().to_owned(),
@@ -193,7 +56,7 @@ async fn list_and_end(w: World) {
     assert_eq!(claims_of(&access_spa)["sid"].as_str(), Some(sid_two.as_str()));
     let user_id = claims_of(&access_one)["sub"].as_str().unwrap().to_owned();
 
-    let (status, list) = w.admin_get(&format!("users/{user_id}/sessions")).await;
+    let (status, list) = admin_get(&w, &format!("users/{user_id}/sessions")).await;
     assert_eq!(status, 200, "{list}");
     let list = list.as_array().unwrap().clone();
     assert_eq!(list.len(), 2, "{list:#?}");
@@ -219,9 +82,9 @@ async fn list_and_end(w: World) {
     assert_eq!(record["upstream_sub"], "sub-alice", "{record}");
     assert_eq!(record["idp"], "node");
     let up_sid = record["upstream_sid"].as_str().unwrap_or_else(|| panic!("no upstream sid: {record}")).to_owned();
-    assert_eq!(w.members(&format!("sso-up-sid:{REALM}:node:{up_sid}")).await, [sid_one.as_str()]);
-    assert_eq!(w.members(&format!("sso-up-sub:{REALM}:node:sub-alice")).await, want);
-    assert_eq!(w.members(&format!("sso-user:{REALM}:{user_id}")).await, want);
+    assert_eq!(members(&w, &format!("sso-up-sid:{REALM}:node:{up_sid}")).await, [sid_one.as_str()]);
+    assert_eq!(members(&w, &format!("sso-up-sub:{REALM}:node:sub-alice")).await, want);
+    assert_eq!(members(&w, &format!("sso-user:{REALM}:{user_id}")).await, want);
     // Its use is recorded: the second session answered the SPA from SSO.
     assert_eq!(record["last_access"], 0, "never used for SSO: {record}");
     let used = w.record(&sid_two).await.unwrap();
@@ -230,24 +93,24 @@ async fn list_and_end(w: World) {
     assert_eq!(listed["lastAccess"], used["last_access"].as_i64().unwrap() * 1000, "{listed}");
 
     // An unknown user: 404 for both.
-    assert_eq!(w.admin_get("users/no-such-user/sessions").await.0, 404);
-    assert_eq!(w.admin_post("users/no-such-user/logout").await, 404);
+    assert_eq!(admin_get(&w, "users/no-such-user/sessions").await.0, 404);
+    assert_eq!(admin_post(&w, "users/no-such-user/logout").await, 404);
     assert_eq!(w.userinfo(&access_one).await, 200, "nothing ended");
 
     // The admin logout ends them all.
-    assert_eq!(w.admin_post(&format!("users/{user_id}/logout")).await, 204);
-    let (status, list) = w.admin_get(&format!("users/{user_id}/sessions")).await;
+    assert_eq!(admin_post(&w, &format!("users/{user_id}/logout")).await, 204);
+    let (status, list) = admin_get(&w, &format!("users/{user_id}/sessions")).await;
     assert_eq!((status, list), (200, json!([])));
     for access in [&access_one, &access_two, &access_spa] {
         assert_eq!(w.userinfo(access).await, 401, "the session of the access token has ended");
     }
     assert!(w.record(&sid_one).await.is_none() && w.record(&sid_two).await.is_none());
-    assert!(w.members(&format!("sso-up-sub:{REALM}:node:sub-alice")).await.is_empty());
-    assert!(w.members(&format!("sso-user:{REALM}:{user_id}")).await.is_empty());
+    assert!(members(&w, &format!("sso-up-sub:{REALM}:node:sub-alice")).await.is_empty());
+    assert!(members(&w, &format!("sso-user:{REALM}:{user_id}")).await.is_empty());
     assert!(!w.has_sso(&one).await, "the next sign-in goes upstream again");
     assert!(!w.has_sso(&two).await, "the next sign-in goes upstream again");
     // Which made a new session, listed again.
-    let (_, list) = w.admin_get(&format!("users/{user_id}/sessions")).await;
+    let (_, list) = admin_get(&w, &format!("users/{user_id}/sessions")).await;
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
 }
 

@@ -15,6 +15,7 @@ pub mod bad_idp;
 pub mod browser;
 pub mod logs;
 pub mod upstream;
+pub mod world;
 
 use std::sync::Arc;
 

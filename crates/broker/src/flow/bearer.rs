@@ -133,7 +133,7 @@ impl Broker {
             .ok_or_else(|| BearerError::Invalid("the user no longer exists".into()))?;
         let mut out = Map::new();
         out.insert("sub".into(), Value::String(sub.to_owned()));
-        out.extend(super::token::user_claims(&user, &claims.scopes()));
+        out.extend(super::claims::user_claims(&user, &claims.scopes()));
         Ok(out)
     }
 }

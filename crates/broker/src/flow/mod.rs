@@ -6,6 +6,7 @@
 pub mod authorize;
 pub mod bearer;
 pub mod cache;
+pub mod claims;
 pub mod client_auth;
 pub mod introspect;
 mod keys;

@@ -115,6 +115,11 @@ impl Target {
         }
     }
 
+    /// The token endpoint.
+    pub fn token_url(&self) -> &str {
+        &self.token
+    }
+
     pub fn endpoint(&self, alias: &str) -> String {
         format!("{}/broker/{alias}/endpoint", self.issuer)
     }

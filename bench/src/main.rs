@@ -18,9 +18,12 @@
 //! 7. runs sign-ins, then exchanges, in an open loop at a fraction (70 %) of
 //!    the closed loops' peak rates, latency measured from each scheduled
 //!    start ([`open_loop`]);
-//! 8. measures the signature cost again, reads the RSS after the load and at
+//! 8. measures the client_credentials grant at Federa and at node
+//!    `oidc-provider` side by side, and rotating refresh grants, closed then
+//!    open loop ([`grants`]);
+//! 9. measures the signature cost again, reads the RSS after the load and at
 //!    its peak (VmHWM);
-//! 9. writes the results to `--out` (docs/PERFORMANCE.md) and stdout.
+//! 10. writes the results to `--out` (docs/PERFORMANCE.md) and stdout.
 //!
 //! Throughout, one token response in `--verify-every` is verified
 //! ([`verify`]); a response that fails makes its operation fail, and any
@@ -30,6 +33,7 @@
 
 mod cost;
 mod flow;
+mod grants;
 mod load;
 mod open_loop;
 mod process;
@@ -104,7 +108,14 @@ pub struct Args {
     /// One token response in this many is verified.
     #[arg(long, default_value_t = 50)]
     verify_every: usize,
-    /// Skip the oidc-provider run (no Node.js needed).
+    /// Measured duration of each grant's closed loop (client_credentials at
+    /// Federa and at oidc-provider, refresh), seconds.
+    #[arg(long, default_value_t = 5.0)]
+    grant_duration: f64,
+    /// Refresh tokens rotated by the refresh runs.
+    #[arg(long, default_value_t = 400)]
+    refresh_tokens: usize,
+    /// Skip the oidc-provider runs (no Node.js needed).
     #[arg(long)]
     skip_node: bool,
 }
@@ -211,6 +222,23 @@ async fn main() {
         open_ex.failures.count()
     );
 
+    let grants = grants::run(grants::Setup {
+        http: &http,
+        base: &federa.base,
+        target: &target,
+        check: &check,
+        federa_pid: federa.pid,
+        session: &session,
+        workers: args.code_workers,
+        warmup: secs(args.warmup.min(1.0)),
+        measured: secs(args.grant_duration),
+        refresh_tokens: args.refresh_tokens,
+        open_fraction: args.open_fraction,
+        open_duration: secs(args.open_duration),
+        skip_node: args.skip_node,
+    })
+    .await;
+
     let sig_after = tokio::task::spawn_blocking(move || cost::measure(n)).await.unwrap();
     eprintln!("federa-bench: one RS256 signature: {:.0} µs of CPU", sig_after.cpu_us);
     let rss_after = federa.rss_kib();
@@ -231,6 +259,7 @@ async fn main() {
         open_mint: (open_mint.elapsed, &open_mint.failures),
         ex: &ex,
         open_ex: &open_ex,
+        grants: &grants,
         check: &check,
         users,
         alive,

@@ -52,7 +52,7 @@ impl OpenLoopResult {
 }
 
 /// Runs `op(i)` for i = 0, 1, … at `rate` per second for `duration`.
-async fn run<F, Fut>(rate: f64, duration: Duration, federa_pid: u32, op: F) -> OpenLoopResult
+pub async fn run<F, Fut>(rate: f64, duration: Duration, federa_pid: u32, op: F) -> OpenLoopResult
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<(), String>> + Send + 'static,

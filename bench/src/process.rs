@@ -176,7 +176,7 @@ pub fn clk_tck() -> u64 {
 /// `utime + stime` of a process (all its threads), in clock ticks, from
 /// `/proc/<pid>/stat` (fields 14 and 15; the command name in field 2 may
 /// hold spaces, so fields are counted after its closing parenthesis).
-fn stat_ticks(path: &str) -> Option<u64> {
+pub fn stat_ticks(path: &str) -> Option<u64> {
     stat_text_ticks(&std::fs::read_to_string(path).ok()?)
 }
 

@@ -77,6 +77,7 @@ pub fn today() -> String {
 }
 
 pub enum Goal {
+    AtLeast(f64),
     AtMost(f64),
     Below(f64),
     Zero,
@@ -107,6 +108,7 @@ impl Row {
     fn target(&self) -> String {
         let unit = if self.unit.is_empty() { String::new() } else { format!(" {}", self.unit) };
         match self.target {
+            Goal::AtLeast(t) => format!("≥ {t}{unit}"),
             Goal::AtMost(t) => format!("≤ {t}{unit}"),
             Goal::Below(t) => format!("< {t}{unit}"),
             Goal::Zero => "0".into(),
@@ -119,6 +121,7 @@ impl Row {
         match (&self.target, self.value) {
             (Goal::None, _) => "—",
             (_, None) => "missed",
+            (Goal::AtLeast(t), Some(v)) if v >= *t => "met",
             (Goal::AtMost(t), Some(v)) if v <= *t => "met",
             (Goal::Below(t), Some(v)) if v < *t => "met",
             (Goal::Zero, Some(v)) if v.abs() < 0.5 => "met",

@@ -32,13 +32,18 @@ pub struct TokenCheck {
 impl TokenCheck {
     /// Reads the realm's JWK Set once (the realm has one key for the whole run).
     pub async fn fetch(http: &reqwest::Client, target: &Target, every: usize) -> TokenCheck {
-        let resp = http.get(&target.certs).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 200, "GET {}", target.certs);
+        Self::fetch_from(http, &target.certs, &target.issuer, every).await
+    }
+
+    /// Reads a JWK Set once, for tokens of `issuer`.
+    pub async fn fetch_from(http: &reqwest::Client, certs: &str, issuer: &str, every: usize) -> TokenCheck {
+        let resp = http.get(certs).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "GET {certs}");
         let jwks: Value = resp.json().await.unwrap();
         let keys = jwks["keys"].as_array().cloned().unwrap_or_default();
         assert!(!keys.is_empty(), "the realm's JWK Set has no keys: {jwks}");
         TokenCheck {
-            issuer: target.issuer.clone(),
+            issuer: issuer.to_owned(),
             keys,
             every: every.max(1),
             seen: AtomicUsize::new(0),
@@ -72,17 +77,61 @@ impl TokenCheck {
     /// Verifies every `every`-th response (the first included); a failure
     /// is counted here and makes the operation fail.
     pub fn sample(&self, id_token: &str, access_token: &str, nonce: &str) -> Result<(), String> {
+        self.sampled(|| self.verify(id_token, access_token, Some(nonce)))
+    }
+
+    /// As [`TokenCheck::sample`], for a refresh grant's response: its ID
+    /// token carries no nonce (OIDC Core section 12.2).
+    pub fn sample_refreshed(&self, id_token: &str, access_token: &str) -> Result<(), String> {
+        self.sampled(|| self.verify(id_token, access_token, None))
+    }
+
+    /// As [`TokenCheck::sample`], for an access token alone (a
+    /// client_credentials grant's): signature, `typ`, `iss`, `exp`, and
+    /// `sub`, `client_id` and `aud` as given (`aud` when `Some`).
+    pub fn sample_access(
+        &self,
+        access_token: &str,
+        sub: &str,
+        client_id: &str,
+        aud: Option<&str>,
+    ) -> Result<(), String> {
+        self.sampled(|| self.verify_access(access_token, sub, client_id, aud))
+    }
+
+    fn sampled(&self, verify: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
         if !self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.every) {
             return Ok(());
         }
         self.checked.fetch_add(1, Ordering::Relaxed);
-        self.verify(id_token, access_token, nonce).map_err(|reason| {
+        verify().map_err(|reason| {
             self.failures.add(reason.clone(), Duration::ZERO);
             format!("a sampled token failed verification: {reason}")
         })
     }
 
-    fn verify(&self, id_token: &str, access_token: &str, nonce: &str) -> Result<(), String> {
+    fn verify_access(&self, token: &str, sub: &str, client_id: &str, aud: Option<&str>) -> Result<(), String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+        let (header, at) = self.verify_jws(token).map_err(|e| format!("access token: {e}"))?;
+        let s = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+        let expect = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_owned()) };
+        expect(s(&header, "typ").as_deref() == Some("at+jwt"), "access token: typ is not at+jwt")?;
+        expect(s(&at, "iss").as_deref() == Some(self.issuer.as_str()), "access token: wrong iss")?;
+        expect(at.get("exp").and_then(Value::as_i64).is_some_and(|e| e > now), "access token: expired or no exp")?;
+        expect(s(&at, "sub").as_deref() == Some(sub), "access token: wrong sub")?;
+        expect(s(&at, "client_id").as_deref() == Some(client_id), "access token: wrong client_id")?;
+        if let Some(aud) = aud {
+            let ok = match at.get("aud") {
+                Some(Value::String(a)) => a == aud,
+                Some(Value::Array(a)) => a.iter().any(|x| x == aud),
+                _ => false,
+            };
+            expect(ok, "access token: wrong aud")?;
+        }
+        Ok(())
+    }
+
+    fn verify(&self, id_token: &str, access_token: &str, nonce: Option<&str>) -> Result<(), String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
         let (id_header, id) = self.verify_jws(id_token).map_err(|e| format!("ID token: {e}"))?;
         let (at_header, at) = self.verify_jws(access_token).map_err(|e| format!("access token: {e}"))?;
@@ -97,7 +146,7 @@ impl TokenCheck {
         expect(s(&id_header, "typ").as_deref() == Some("JWT"), "ID token: typ is not JWT")?;
         expect(s(&id, "iss").as_deref() == Some(self.issuer.as_str()), "ID token: wrong iss")?;
         expect(aud_is_app(&id), "ID token: aud is not the client")?;
-        expect(s(&id, "nonce").as_deref() == Some(nonce), "ID token: nonce is not the one sent")?;
+        expect(s(&id, "nonce").as_deref() == nonce, "ID token: nonce is not the one sent")?;
         expect(id.get("exp").and_then(Value::as_i64).is_some_and(|e| e > now), "ID token: expired or no exp")?;
         let at_hash = URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(access_token.as_bytes())[..16]);
         expect(s(&id, "at_hash") == Some(at_hash), "ID token: at_hash does not match the access token")?;

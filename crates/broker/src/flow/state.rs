@@ -74,6 +74,11 @@ pub struct UpstreamState {
     pub nonce: Option<String>,
     /// The PKCE verifier.
     pub verifier: Option<String>,
+    /// When Federa sent the browser upstream (seconds since the epoch): the
+    /// moment a client's `max_age` is measured from (0 in states written
+    /// before it was kept, read as "now").
+    #[serde(default)]
+    pub started: i64,
 }
 
 /// An authorization code's grant.

@@ -84,7 +84,11 @@ fn unsigned(claims: &Value) -> String {
 async fn token(w: &World, assertion: &str) -> (u16, Value) {
     w.post_form(
         "token",
-        &[("grant_type", "client_credentials"), ("client_assertion_type", ASSERTION_TYPE), ("client_assertion", assertion)],
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion),
+        ],
         None,
     )
     .await
@@ -287,12 +291,8 @@ async fn client_secret_jwt_with_hs256() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_lists_the_jwt_methods_and_algorithms() {
     let w = World::builder().start_sqlite().await;
-    let doc: Value = reqwest::get(format!("{}/.well-known/openid-configuration", w.issuer()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value =
+        reqwest::get(format!("{}/.well-known/openid-configuration", w.issuer())).await.unwrap().json().await.unwrap();
     for endpoint in ["token", "introspection", "revocation"] {
         let methods = doc[format!("{endpoint}_endpoint_auth_methods_supported")].as_array().unwrap().clone();
         assert!(methods.contains(&json!("client_secret_jwt")) && methods.contains(&json!("private_key_jwt")), "{doc}");
@@ -300,4 +300,72 @@ async fn discovery_lists_the_jwt_methods_and_algorithms() {
         assert!(algs.contains(&json!("HS256")) && algs.contains(&json!("RS256")), "{doc}");
         assert!(!algs.contains(&json!("none")), "{doc}");
     }
+}
+
+/// The same assertion sent eight times at once: its `jti` is added to the
+/// session store only if absent, atomically, so exactly one request passes.
+async fn racing_replays_are_refused(
+    db: federa_tests::TestDb,
+    store: federa_storage::DbStore,
+    sessions: Arc<dyn federa_broker::SessionStore>,
+) {
+    let key = RsaKey::new("race-key");
+    let w = World::builder()
+        .client(json!({
+            "clientId": "svc-race", "clientAuthenticatorType": "client-jwt", "serviceAccountsEnabled": true,
+            "attributes": {"jwks.string": json!({"keys": [key.jwk]}).to_string()},
+        }))
+        .start(db, store, sessions)
+        .await;
+    let assertion = rs256(&key, &key.kid, &claims("svc-race", &w.endpoint("token"), json!({})));
+    let url = w.endpoint("token");
+    let tries: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, assertion) = (url.clone(), assertion.clone());
+            tokio::spawn(async move {
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_assertion_type", ASSERTION_TYPE),
+                    ("client_assertion", assertion.as_str()),
+                ];
+                let r = reqwest::Client::new().post(url).form(&form).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for t in tries {
+        let (status, body) = t.await.unwrap();
+        if status == 200 {
+            passed += 1;
+        } else {
+            assert_invalid_client((status, body), "a racing replay");
+        }
+    }
+    assert_eq!(passed, 1, "exactly one use of the assertion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_replays_on_sqlite() {
+    let db = federa_tests::TestDb::sqlite();
+    let store = db.store();
+    let sessions = Arc::new(store.embedded_sessions());
+    racing_replays_are_refused(db, store, sessions).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_replays_on_postgres() {
+    let Some(db) = federa_tests::TestDb::postgres("client_jwt::racing_replays_on_postgres") else { return };
+    let store = db.store();
+    let sessions = Arc::new(store.embedded_sessions());
+    racing_replays_are_refused(db, store, sessions).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_replays_on_redis() {
+    let Some(redis) = federa_tests::redis_sessions("client_jwt::racing_replays_on_redis").await else { return };
+    let db = federa_tests::TestDb::sqlite();
+    let store = db.store();
+    racing_replays_are_refused(db, store, Arc::new(redis)).await;
 }

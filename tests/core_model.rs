@@ -121,7 +121,8 @@ async fn settings_without_effect_are_named_in_the_admin_answer() {
     assert!(warnings(&r).iter().any(|h| h.contains("identityProviderMapper: has no effect yet")), "{:?}", warnings(&r));
 
     // A client that asks for an authentication Federa does not do yet.
-    let x509_client = json!({"clientId": "x509-app", "clientAuthenticatorType": "client-x509", "redirectUris": [APP_CB]});
+    let x509_client =
+        json!({"clientId": "x509-app", "clientAuthenticatorType": "client-x509", "redirectUris": [APP_CB]});
     let r = w.admin(reqwest::Method::POST, &format!("/{REALM}/clients"), x509_client).await;
     assert_eq!(r.status().as_u16(), 201);
     assert!(warnings(&r).iter().any(|h| h.contains("clientAuthenticatorType: client-x509 is not supported yet")));

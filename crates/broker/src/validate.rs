@@ -125,7 +125,9 @@ pub fn client(c: &mut ClientRepresentation, prefix: &str) -> Result<(), BrokerEr
         }
     }
     let kind = c.client_authenticator_type.as_deref();
-    if c.public_client == Some(true) || c.bearer_only == Some(true) || matches!(kind, Some("client-jwt" | "client-x509"))
+    if c.public_client == Some(true)
+        || c.bearer_only == Some(true)
+        || matches!(kind, Some("client-jwt" | "client-x509"))
     {
         // A client that authenticates with keys (or not at all) holds no
         // secret, so none can be used in its name.

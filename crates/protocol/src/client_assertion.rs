@@ -188,8 +188,8 @@ pub fn verify(
                     "{alg} with a client secret shorter than {min} bytes (RFC 7518 section 3.2)"
                 )));
             }
-            let signer = hmac_signer(alg, Some(secret))?
-                .ok_or_else(|| AssertionError::AlgorithmNotAllowed(alg.to_owned()))?;
+            let signer =
+                hmac_signer(alg, Some(secret))?.ok_or_else(|| AssertionError::AlgorithmNotAllowed(alg.to_owned()))?;
             let mac = signer.sign(jws.signing_input).map_err(|_| AssertionError::BadSignature)?;
             if !bool::from(mac.ct_eq(&jws.signature)) {
                 return Err(AssertionError::BadSignature);
@@ -292,7 +292,12 @@ mod tests {
 
     fn check_secret(token: &str) -> Result<VerifiedAssertion, AssertionError> {
         let aud = audiences();
-        verify(token, AssertionKey::Secret(SECRET), &AssertionCheck { client_id: CLIENT, audiences: &aud, now: NOW }, None)
+        verify(
+            token,
+            AssertionKey::Secret(SECRET),
+            &AssertionCheck { client_id: CLIENT, audiences: &aud, now: NOW },
+            None,
+        )
     }
 
     fn hs(changes: Value) -> String {

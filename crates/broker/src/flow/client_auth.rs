@@ -114,7 +114,12 @@ pub fn credentials(
         }
         (None, secret) => {
             let id = get("client_id").ok_or_else(unauthenticated)?;
-            Ok(Credentials { client_id: id.to_owned(), secret: secret.map(str::to_owned), assertion: None, basic: false })
+            Ok(Credentials {
+                client_id: id.to_owned(),
+                secret: secret.map(str::to_owned),
+                assertion: None,
+                basic: false,
+            })
         }
     }
 }
@@ -302,7 +307,8 @@ mod tests {
         let c = credentials(&form(&[]), None).unwrap();
         assert_eq!((c.client_id.as_str(), c.secret.is_none(), c.assertion.is_some()), ("svc", true, true));
         assert_eq!(credentials(&form(&[("client_id", "svc")]), None).unwrap().client_id, "svc");
-        let code = |f: &BTreeMap<String, String>, b: Option<(String, String)>| credentials(f, b).unwrap_err().error.error;
+        let code =
+            |f: &BTreeMap<String, String>, b: Option<(String, String)>| credentials(f, b).unwrap_err().error.error;
         assert_eq!(code(&form(&[("client_id", "other")]), None), OAuthErrorCode::InvalidRequest);
         assert_eq!(code(&form(&[("client_secret", "s")]), None), OAuthErrorCode::InvalidRequest);
         assert_eq!(code(&form(&[]), Some(("svc".into(), "s".into()))), OAuthErrorCode::InvalidRequest);

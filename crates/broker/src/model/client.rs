@@ -123,7 +123,9 @@ impl Client {
         // A key-based client authenticates with its keys only: a secret
         // stored with it (an older import, a switched type) is not usable.
         let secret = match auth {
-            ClientAuth::Secret | ClientAuth::SecretJwt => c.secret.as_deref().filter(|s| !s.is_empty()).map(Secret::new),
+            ClientAuth::Secret | ClientAuth::SecretJwt => {
+                c.secret.as_deref().filter(|s| !s.is_empty()).map(Secret::new)
+            }
             _ => None,
         };
         let jwks = match auth {

@@ -496,6 +496,7 @@ fn refusal_reason(mode: Misbehaviour) -> &'static str {
         Misbehaviour::UserinfoSubMismatch => "userinfo sub differs from the ID token's",
         Misbehaviour::NoIdToken => "the token response has no id_token",
         Misbehaviour::TokenEndpointError => "answered 400 Bad Request: error=\"invalid_grant\"",
+        Misbehaviour::StaleAuthTime => unreachable!("not in ALL: wrong only against a client's max_age"),
     }
 }
 

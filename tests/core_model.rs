@@ -121,10 +121,16 @@ async fn settings_without_effect_are_named_in_the_admin_answer() {
     assert!(warnings(&r).iter().any(|h| h.contains("identityProviderMapper: has no effect yet")), "{:?}", warnings(&r));
 
     // A client that asks for an authentication Federa does not do yet.
+    let x509_client =
+        json!({"clientId": "x509-app", "clientAuthenticatorType": "client-x509", "redirectUris": [APP_CB]});
+    let r = w.admin(reqwest::Method::POST, &format!("/{REALM}/clients"), x509_client).await;
+    assert_eq!(r.status().as_u16(), 201);
+    assert!(warnings(&r).iter().any(|h| h.contains("clientAuthenticatorType: client-x509 is not supported yet")));
+    // A client-jwt client without keys cannot authenticate: said too.
     let jwt_client = json!({"clientId": "jwt-app", "clientAuthenticatorType": "client-jwt", "redirectUris": [APP_CB]});
     let r = w.admin(reqwest::Method::POST, &format!("/{REALM}/clients"), jwt_client).await;
     assert_eq!(r.status().as_u16(), 201);
-    assert!(warnings(&r).iter().any(|h| h.contains("clientAuthenticatorType: client-jwt is not supported yet")));
+    assert!(warnings(&r).iter().any(|h| h.contains("attributes.jwks.url: neither jwks.url nor jwks.string")));
 
     // A realm created whole names the settings of its parts.
     let realm = json!({"realm": "whole", "identityProviders": [

@@ -83,9 +83,14 @@ pub enum Misbehaviour {
     /// The token endpoint answers 400 `invalid_grant` (after client
     /// authentication; the code is used up).
     TokenEndpointError,
+    /// The ID token is right, but its `auth_time` is twenty minutes old
+    /// whatever `prompt` or `max_age` asked (a provider that ignores
+    /// `prompt=login`): wrong only against a client's `max_age`, so it is
+    /// not in [`Misbehaviour::ALL`].
+    StaleAuthTime,
 }
 
-const MODES: [Misbehaviour; 12] = [
+const MODES: [Misbehaviour; 13] = [
     Misbehaviour::None,
     Misbehaviour::BadSignature,
     Misbehaviour::AlgNone,
@@ -98,11 +103,25 @@ const MODES: [Misbehaviour; 12] = [
     Misbehaviour::UserinfoSubMismatch,
     Misbehaviour::NoIdToken,
     Misbehaviour::TokenEndpointError,
+    Misbehaviour::StaleAuthTime,
 ];
 
 impl Misbehaviour {
-    /// Every mode.
-    pub const ALL: [Misbehaviour; 12] = MODES;
+    /// Every mode whose answer is wrong whatever the request asked.
+    pub const ALL: [Misbehaviour; 12] = [
+        Misbehaviour::None,
+        Misbehaviour::BadSignature,
+        Misbehaviour::AlgNone,
+        Misbehaviour::WrongAudience,
+        Misbehaviour::WrongIssuer,
+        Misbehaviour::Expired,
+        Misbehaviour::IssuedInFuture,
+        Misbehaviour::NonceMismatch,
+        Misbehaviour::HmacWithPublicKey,
+        Misbehaviour::UserinfoSubMismatch,
+        Misbehaviour::NoIdToken,
+        Misbehaviour::TokenEndpointError,
+    ];
 
     fn from_u8(v: u8) -> Misbehaviour {
         MODES.get(usize::from(v)).copied().unwrap_or(Misbehaviour::None)
@@ -287,6 +306,7 @@ impl Shared {
                 claims.exp = t + 7200;
             }
             Misbehaviour::NonceMismatch => claims.nonce = Some(WRONG_NONCE),
+            Misbehaviour::StaleAuthTime => claims.auth_time = t - 1200,
             _ => {}
         }
         let payload = b64_json(&claims);

@@ -124,12 +124,21 @@ pub fn client(c: &mut ClientRepresentation, prefix: &str) -> Result<(), BrokerEr
             return Err(invalid(format!("{prefix}redirectUris[{i}]"), "may not be empty"));
         }
     }
-    if c.public_client == Some(true) || c.bearer_only == Some(true) {
+    let kind = c.client_authenticator_type.as_deref();
+    if c.public_client == Some(true)
+        || c.bearer_only == Some(true)
+        || matches!(kind, Some("client-jwt" | "client-x509"))
+    {
+        // A client that authenticates with keys (or not at all) holds no
+        // secret, so none can be used in its name.
         c.secret = None;
-    } else if c.client_authenticator_type.as_deref() == Some("client-secret")
+    } else if matches!(kind, Some("client-secret" | "client-secret-jwt"))
         && c.secret.as_deref().is_none_or(|s| s.is_empty() || s == MASK)
     {
         c.secret = Some(crate::keys::random_secret());
+    }
+    if kind == Some("client-jwt") {
+        crate::model::client_jwks(c).map_err(|(field, why)| invalid(format!("{prefix}{field}"), why))?;
     }
     Ok(())
 }
@@ -365,5 +374,25 @@ mod tests {
         };
         assert!(client(&mut p, "").is_ok());
         assert_eq!(p.secret, None);
+    }
+
+    #[test]
+    fn a_client_jwt_client_gets_no_secret_and_readable_keys() {
+        let mut c = ClientRepresentation {
+            client_id: Some("svc".into()),
+            client_authenticator_type: Some("client-jwt".into()),
+            secret: Some("left-over".into()),
+            ..Default::default()
+        };
+        assert!(client(&mut c, "").is_ok());
+        assert_eq!(c.secret, None);
+        let mut s = ClientRepresentation { client_authenticator_type: Some("client-secret-jwt".into()), ..c.clone() };
+        assert!(client(&mut s, "").is_ok());
+        assert!(s.secret.as_deref().is_some_and(|s| s.len() >= 32));
+        for (k, v) in [("jwks.string", "{not json"), ("jwks.string", "[1]"), ("jwks.url", "ftp://x.test/k")] {
+            c.attributes = Some([(k.to_owned(), v.to_owned())].into_iter().collect());
+            let err = client(&mut c, "clients[0].").unwrap_err().to_string();
+            assert!(err.contains(&format!("clients[0].attributes.{k}")), "{err}");
+        }
     }
 }

@@ -70,7 +70,11 @@ const CLAIMS_SUPPORTED: &[&str] = &[
 /// not doubled in the endpoint URLs. `alg` is the realm's signing algorithm.
 pub fn op_metadata(issuer: &str, alg: &str) -> Value {
     let base = format!("{}/protocol/openid-connect", issuer.trim_end_matches('/'));
-    let client_auth = ["client_secret_basic", "client_secret_post", "none"];
+    // OpenID Connect Core 1.0 section 9: secrets, assertions signed with
+    // the secret or the client's key, and public clients (`none`).
+    let client_auth = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"];
+    let assertion_algs: Vec<&str> =
+        crate::client_assertion::HMAC_ALGS.iter().chain(crate::id_token::DEFAULT_ALGS).copied().collect();
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{base}/auth"),
@@ -86,14 +90,18 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
         // (RFC 7662 section 2.1).
         "revocation_endpoint": format!("{base}/revoke"),
         "revocation_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "introspection_endpoint": format!("{base}/token/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported":
+            ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [alg],
         "token_endpoint_auth_methods_supported": client_auth,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": CLAIMS_SUPPORTED,
@@ -136,12 +144,18 @@ mod tests {
         assert_eq!(doc["introspection_endpoint"], format!("{base}/token/introspect"));
         assert_eq!(
             doc["revocation_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post", "none"])
+            json!(["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"])
         );
         assert_eq!(
             doc["introspection_endpoint_auth_methods_supported"],
-            json!(["client_secret_basic", "client_secret_post"])
+            json!(["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"])
         );
+        assert_eq!(doc["token_endpoint_auth_methods_supported"], doc["revocation_endpoint_auth_methods_supported"]);
+        for endpoint in ["token", "revocation", "introspection"] {
+            let algs = &doc[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")];
+            assert!(algs.as_array().is_some_and(|a| a.contains(&json!("HS256")) && a.contains(&json!("RS256"))));
+            assert!(!algs.as_array().is_some_and(|a| a.contains(&json!("none"))), "{endpoint}: {algs}");
+        }
         assert_eq!(doc["grant_types_supported"], json!(["authorization_code", "client_credentials"]));
     }
 

@@ -226,7 +226,7 @@ pub fn peek_kid(token: &str) -> Option<String> {
 /// For an HMAC algorithm, a signer keyed with the client secret; `None` for
 /// any other algorithm. Without a secret, or with one shorter than the hash
 /// output (which RFC 7518 section 3.2 forbids), the algorithm is refused.
-fn hmac_signer(alg: &str, secret: Option<&str>) -> Result<Option<Box<dyn JwsSigner>>, IdTokenError> {
+pub(crate) fn hmac_signer(alg: &str, secret: Option<&str>) -> Result<Option<Box<dyn JwsSigner>>, IdTokenError> {
     let refuse = || IdTokenError::AlgorithmNotAllowed(alg.to_owned());
     let signer: Result<Box<dyn JwsSigner>, _> = match (alg, secret) {
         ("HS256" | "HS384" | "HS512", None) => return Err(refuse()),
@@ -240,7 +240,7 @@ fn hmac_signer(alg: &str, secret: Option<&str>) -> Result<Option<Box<dyn JwsSign
 
 /// Verifies a public-key signature with the key of the JWK Set that the token
 /// designates (OpenID Connect Core 1.0 section 10.1.1).
-fn verify_with_jwks(
+pub(crate) fn verify_with_jwks(
     jws: &CompactJws<'_>,
     jwks: &Value,
     alg: &str,
@@ -301,7 +301,7 @@ fn verify_with_jwks(
 
 /// A NumericDate claim (RFC 7519 section 2) as whole seconds, or `None` when
 /// absent. A fractional value is rounded down; a huge one saturates.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, IdTokenError> {
+pub(crate) fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, IdTokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(v) => v

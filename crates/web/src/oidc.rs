@@ -494,6 +494,9 @@ async fn callback(
     let ip = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     match st.broker.callback(&realm, &alias, &params, browser_flow.as_deref(), &ip).await {
         Ok(outcome) => {
+            if let Some(old) = req.cookie(SESSION_COOKIE) {
+                st.broker.end_replaced_session(&realm.name, old.value(), &outcome.sid).await;
+            }
             let mut resp = respond(&st, &realm, &outcome.response);
             let _ = resp.add_cookie(&cookie(&st, &realm.name, SESSION_COOKIE, outcome.sid, outcome.max_age));
             let _ = resp.add_removal_cookie(&cookie(&st, &realm.name, FLOW_COOKIE, String::new(), 0));

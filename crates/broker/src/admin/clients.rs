@@ -93,6 +93,9 @@ impl AdminService {
     pub async fn regenerate_client_secret(&self, realm: &str, id: &str) -> Result<Secret, BrokerError> {
         self.writable_realm(realm).await?;
         let mut c = self.store.get_client(realm, id).await?.ok_or_else(|| not_found("client", id))?;
+        if c.client_authenticator_type.as_deref() == Some("client-jwt") {
+            return Err(BrokerError::invalid("clientAuthenticatorType", "a client-jwt client has keys, not a secret"));
+        }
         if c.secret.is_none() {
             return Err(BrokerError::invalid("publicClient", "a public client has no secret"));
         }

@@ -129,9 +129,9 @@ impl Broker {
             .get("id_token")
             .and_then(Value::as_str)
             .ok_or_else(|| failed(alias, &realm.name, "the token response has no id_token"))?;
-        // A client's max_age that travelled upstream is checked against the upstream's auth_time.
-        let max_age = req.max_age.filter(|_| up.pass_max_age);
-        let verified = self.verify_id_token(&up, realm, id_token, st.nonce.as_deref(), max_age).await?;
+        // A client's max_age is checked below, against the upstream's
+        // auth_time, so that a failure reaches the app as an OAuth error.
+        let verified = self.verify_id_token(&up, realm, id_token, st.nonce.as_deref()).await?;
         let mut claims = verified.claims().clone();
         if let Some(url) = &up.userinfo_url {
             let access = tokens.get("access_token").and_then(Value::as_str).unwrap_or_default();
@@ -170,13 +170,11 @@ impl Broker {
         let code = random_token();
         let now = now();
         let upstream_auth_time = verified.claims().get("auth_time").and_then(Value::as_i64).filter(|t| *t > 0);
-        // A forwarded prompt=none with a max_age the upstream was not told
-        // (passMaxAge off) came back from the upstream's session, of any age:
-        // it stands only on an auth_time within max_age (never for max_age=0,
-        // as in `authorize`), else the client hears login_required.
-        let unproven = |m: i64| !upstream_auth_time.is_some_and(|t| m > 0 && now - t <= m + secs(up.clock_skew));
-        if req.has_prompt("none") && !up.pass_max_age && req.max_age.is_some_and(unproven) {
-            log::info!("realm {:?}: {alias:?} answered prompt=none without an auth_time within max_age", realm.name);
+        // The client's max_age holds whatever the provider's passMaxAge:
+        // an answer whose authentication is older is refused, to the app.
+        let started = if st.started > 0 { st.started.min(now) } else { now };
+        if let Some(why) = max_age_unmet(&req, up.pass_max_age, upstream_auth_time, started, secs(up.clock_skew)) {
+            log::info!("realm {:?}: the answer of {alias:?} does not meet the client's max_age: {why}", realm.name);
             let error = OAuthError::new(OAuthErrorCode::LoginRequired, "no authentication within max_age");
             return Err(AuthError::Client(req.error(&realm.issuer, error)));
         }
@@ -203,6 +201,21 @@ impl Broker {
         self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
         let response = super::code_response(realm, &req, code);
         Ok(CallbackOutcome { response, sid, max_age: secs(realm.sso_max) })
+    }
+
+    /// A new sign-in in a browser whose `FEDERA_SESSION` named another
+    /// session replaces it: that session ends (its tokens stop working), so
+    /// a browser never leaves a live session behind that nothing can reach.
+    /// Failures are logged; the new sign-in stands.
+    pub async fn end_replaced_session(&self, realm: &str, old_cookie_sid: &str, new_cookie_sid: &str) {
+        if old_cookie_sid.is_empty() || old_cookie_sid == new_cookie_sid {
+            return;
+        }
+        match self.end_session(realm, &state::public_sid(old_cookie_sid)).await {
+            Ok(true) => log::info!("realm {realm:?}: a new sign-in in the browser ended the session it replaced"),
+            Ok(false) => {}
+            Err(e) => log::error!("realm {realm:?}: the session a new sign-in replaced could not be ended: {e}"),
+        }
     }
 
     async fn exchange(
@@ -307,7 +320,6 @@ impl Broker {
         realm: &RealmInfo,
         token: &str,
         nonce: Option<&str>,
-        max_age: Option<i64>,
     ) -> Result<federa_protocol::VerifiedIdToken, AuthError> {
         let issuer = up.issuer.as_deref().ok_or_else(|| {
             failed(&up.alias, &realm.name, "no issuer is configured or discovered, so ID tokens cannot be checked")
@@ -331,7 +343,6 @@ impl Broker {
                 client_id: up.client_id.clone(),
                 nonce: nonce.map(str::to_owned),
                 clock_skew: skew,
-                max_age,
             };
             return verify_off_worker(token, static_jwks.clone(), check, self.upstreams.verifiers())
                 .await
@@ -350,7 +361,6 @@ impl Broker {
             client_id: up.client_id.clone(),
             nonce: nonce.map(str::to_owned),
             clock_skew: skew,
-            max_age,
         };
         let verifiers = self.upstreams.verifiers();
         let checked = verify_off_worker(token, jwks, check(), verifiers.clone()).await;
@@ -522,6 +532,36 @@ impl Broker {
     }
 }
 
+/// Why an upstream's answer does not meet the client's `max_age` (OIDC Core
+/// 3.1.2.1, measured from `started`, when the browser was sent upstream),
+/// if it does not.
+///
+/// - Told `max_age` (`passMaxAge`), the upstream must state an `auth_time`
+///   within it (section 3.1.2.1 makes `auth_time` required then).
+/// - Not told, an interactive request went upstream with `prompt=login`: an
+///   `auth_time` it states must be within `max_age` (an upstream that ignored
+///   the prompt is caught here); one that states none authenticated now.
+/// - Not told, a forwarded `prompt=none` came back from the upstream's
+///   session, of any age: it stands only on an `auth_time` within `max_age`,
+///   and never for `max_age=0`, which a silent answer cannot meet.
+fn max_age_unmet(
+    req: &AuthRequest,
+    pass_max_age: bool,
+    auth_time: Option<i64>,
+    started: i64,
+    skew: i64,
+) -> Option<&'static str> {
+    let max_age = req.max_age?;
+    let silent_unasked = req.has_prompt("none") && !pass_max_age;
+    match auth_time {
+        None if pass_max_age || silent_unasked => Some("the upstream stated no auth_time"),
+        None => None,
+        Some(_) if silent_unasked && max_age == 0 => Some("max_age=0 cannot be met by a silent answer"),
+        Some(t) if t.saturating_add(max_age).saturating_add(skew) < started => Some("its auth_time is too old"),
+        Some(_) => None,
+    }
+}
+
 /// Whether an upstream's email address is stored as verified (INTERFACE
 /// section 3, Keycloak's meaning): only when the provider is trusted for
 /// email (`trustEmail`) and does not itself say `email_verified: false`.
@@ -548,7 +588,6 @@ struct Check {
     client_id: String,
     nonce: Option<String>,
     clock_skew: i64,
-    max_age: Option<i64>,
 }
 
 /// Verifies an upstream ID token on the blocking pool (a signature check is
@@ -570,7 +609,8 @@ async fn verify_off_worker(
             client_secret: None,
             now: now(),
             clock_skew: check.clock_skew,
-            max_age: check.max_age,
+            // The client's max_age is checked by the callback (`max_age_unmet`).
+            max_age: None,
         };
         id_token::verify_cached(&token, &jwks, &exp, &verifiers)
     })
@@ -580,6 +620,50 @@ async fn verify_off_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_age_holds_whatever_pass_max_age() {
+        let req = |prompt: &[&str], max_age: Option<i64>| AuthRequest {
+            realm: "r".into(),
+            client_id: "app".into(),
+            redirect_uri: "https://app.test/cb".into(),
+            response_mode: super::super::authorize::ResponseMode::Query,
+            state: None,
+            nonce: None,
+            scopes: vec![],
+            code_challenge: None,
+            prompt: prompt.iter().map(|p| (*p).to_owned()).collect(),
+            max_age,
+            login_hint: None,
+            ui_locales: None,
+            idp_hint: None,
+            extra: BTreeMap::new(),
+        };
+        const STARTED: i64 = 10_000;
+        // (prompt, max_age, passMaxAge, auth_time, refused)
+        let cases: &[(&[&str], Option<i64>, bool, Option<i64>, bool)] = &[
+            (&[], None, false, Some(1), false),
+            // Interactive, prompt=login sent upstream: a stated auth_time must be within max_age.
+            (&[], Some(600), false, Some(STARTED - 600), false),
+            (&[], Some(600), false, Some(STARTED - 601), true),
+            (&[], Some(600), false, None, false),
+            (&[], Some(0), false, Some(STARTED), false),
+            (&[], Some(0), false, Some(STARTED - 1), true),
+            // Told max_age: auth_time is required and must be within it.
+            (&[], Some(600), true, None, true),
+            (&[], Some(600), true, Some(STARTED - 601), true),
+            (&["none"], Some(600), true, Some(STARTED - 10), false),
+            // A silent answer, not told: never for max_age=0.
+            (&["none"], Some(600), false, Some(STARTED - 10), false),
+            (&["none"], Some(600), false, None, true),
+            (&["none"], Some(0), false, Some(STARTED), true),
+            (&["none"], Some(600), false, Some(STARTED - 700), true),
+        ];
+        for (prompt, max_age, pass, auth_time, refused) in cases {
+            let got = max_age_unmet(&req(prompt, *max_age), *pass, *auth_time, STARTED, 0);
+            assert_eq!(got.is_some(), *refused, "{prompt:?} {max_age:?} pass={pass} {auth_time:?}: {got:?}");
+        }
+    }
 
     #[test]
     fn an_email_is_verified_only_by_a_trusted_provider_that_does_not_deny_it() {

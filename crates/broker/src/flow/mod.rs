@@ -286,9 +286,21 @@ impl Broker {
                 let fresh_enough = req.max_age.is_none_or(|m| m > 0 && now - sso.auth_time <= m);
                 let hinted_elsewhere = req.idp_hint.as_deref().is_some_and(|h| h != sso.idp);
                 if fresh_enough && !hinted_elsewhere {
-                    self.touch_session(&realm.name, sid, sso.clone(), now).await?;
-                    let resp = self.issue_code(realm, &req, &sso.user_id, sso.auth_time, sid).await?;
-                    return Ok(AuthorizeOutcome::Respond(resp));
+                    // A session is only as good as what it came from: a
+                    // provider since disabled, a user deleted, disabled or
+                    // unlinked ends it, and the request goes on as if there
+                    // were none.
+                    match self.session_lost_ground(&realm.name, &sso, &idps).await? {
+                        Some(why) => {
+                            log::info!("realm {:?}: SSO session not reused and ended: {why}", realm.name);
+                            self.end_session(&realm.name, &state::public_sid(sid)).await.map_err(internal)?;
+                        }
+                        None => {
+                            self.touch_session(&realm.name, sid, sso.clone(), now).await?;
+                            let resp = self.issue_code(realm, &req, &sso.user_id, sso.auth_time, sid).await?;
+                            return Ok(AuthorizeOutcome::Respond(resp));
+                        }
+                    }
                 }
             }
         }
@@ -403,6 +415,7 @@ impl Broker {
         let nonce = up.nonce.then(random_token);
         let verifier = up.pkce.map(|_| random_token());
         let st = UpstreamState {
+            started: now(),
             request: req.clone(),
             flow_id: flow_id.to_owned(),
             realm: realm.name.clone(),
@@ -457,6 +470,42 @@ impl Broker {
             }
         }
         Ok(url.to_string())
+    }
+
+    /// Why an SSO session may no longer answer for its user, if it may not:
+    /// its provider is gone, disabled or link-only ([`UpstreamModel::can_sign_in`]),
+    /// or its user is gone, disabled, or no longer linked to that provider
+    /// (as the upstream subject the session was opened for). One database
+    /// read: the user found through the link.
+    async fn session_lost_ground(
+        &self,
+        realm: &str,
+        sso: &SsoSession,
+        idps: &[Arc<UpstreamModel>],
+    ) -> Result<Option<String>, AuthError> {
+        if !idps.iter().any(|p| p.alias == sso.idp && p.can_sign_in()) {
+            return Ok(Some(format!("identity provider {:?} is gone, disabled or link-only", sso.idp)));
+        }
+        let user = match &sso.upstream_sub {
+            Some(sub) => self.store.find_user_by_link(realm, &sso.idp, sub).await.map_err(internal)?,
+            // A record written before sessions kept the upstream subject: the
+            // user, then their links.
+            None => match self.store.get_user(realm, &sso.user_id).await.map_err(internal)? {
+                Some(u) => {
+                    let links = self.store.list_links(realm, &sso.user_id).await.map_err(internal)?;
+                    links.iter().any(|l| l.identity_provider.as_deref() == Some(sso.idp.as_str())).then_some(u)
+                }
+                None => None,
+            },
+        };
+        Ok(match user {
+            Some(u) if u.id.as_deref() != Some(sso.user_id.as_str()) => {
+                Some(format!("the {:?} link now belongs to another user", sso.idp))
+            }
+            Some(u) if u.enabled == Some(false) => Some("the user is disabled".to_owned()),
+            Some(_) => None,
+            None => Some(format!("the user is gone or no longer linked to {:?}", sso.idp)),
+        })
     }
 
     async fn sso_session(&self, realm: &str, sid: &str) -> Result<Option<SsoSession>, AuthError> {

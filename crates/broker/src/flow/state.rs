@@ -35,6 +35,12 @@ pub fn revoked_key(realm: &str, jti: &str) -> String {
     format!("revoked:{realm}:{jti}")
 }
 
+/// The store key remembering a client assertion's `jti` until it expires
+/// (RFC 7523 section 3, item 7: each is used once).
+pub fn assertion_key(realm: &str, client_id: &str, jti: &str) -> String {
+    format!("jti:{realm}:{}", digest(&format!("{client_id}\n{jti}")))
+}
+
 /// The public id of an SSO session: the `sid` claim of its tokens. It is a
 /// digest of the browser's session cookie, so a token never carries the
 /// cookie itself (which would let any client or API that sees a token sign
@@ -68,6 +74,11 @@ pub struct UpstreamState {
     pub nonce: Option<String>,
     /// The PKCE verifier.
     pub verifier: Option<String>,
+    /// When Federa sent the browser upstream (seconds since the epoch): the
+    /// moment a client's `max_age` is measured from (0 in states written
+    /// before it was kept, read as "now").
+    #[serde(default)]
+    pub started: i64,
 }
 
 /// An authorization code's grant.

@@ -14,9 +14,63 @@ pub enum ClientAuth {
     None,
     /// `client-secret`: HTTP Basic or the form body.
     Secret,
-    /// `client-jwt`, `client-secret-jwt`, `client-x509`: not supported yet;
-    /// such a client cannot authenticate.
+    /// `client-secret-jwt`: a client assertion (RFC 7523 section 2.2) signed
+    /// with HS256, HS384 or HS512 keyed with the client secret (OpenID
+    /// Connect Core 1.0 section 9, `client_secret_jwt`).
+    SecretJwt,
+    /// `client-jwt`: a client assertion signed with a private key whose
+    /// public half is in [`Client::jwks`] (`private_key_jwt`). Such a
+    /// client has no secret.
+    PrivateKeyJwt,
+    /// `client-x509`: not supported yet; such a client cannot authenticate.
     Unsupported,
+}
+
+/// Where the public keys of a `client-jwt` client are (Keycloak's client
+/// attributes `jwks.url` and `jwks.string`, chosen by `use.jwks.url` and
+/// `use.jwks.string`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientJwks {
+    /// A JWK Set URL, fetched and cached like an upstream's, and fetched
+    /// again (rate-limited) when an assertion names an unknown `kid`.
+    Url(String),
+    /// A JWK Set given inline (`{"keys": [...]}`).
+    Set(serde_json::Value),
+}
+
+/// Keycloak's client attribute holding a JWK Set URL.
+pub const JWKS_URL: &str = "jwks.url";
+/// Keycloak's client attribute holding a JWK Set (or one JWK) as JSON.
+pub const JWKS_STRING: &str = "jwks.string";
+
+/// The public keys a `client-jwt` client's attributes name, if any:
+/// `jwks.url` when `use.jwks.url` is "true" (or absent and the URL given),
+/// else `jwks.string` the same way. A single JWK is taken as a set of one.
+/// `Err` names the attribute that cannot be read.
+pub fn client_jwks(c: &ClientRepresentation) -> Result<Option<ClientJwks>, (String, String)> {
+    let attr = |k: &str| c.attributes.as_ref().and_then(|a| a.get(k)).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let switch = |k: &str, value: Option<&str>| match attr(k) {
+        Some(v) => v.eq_ignore_ascii_case("true"),
+        None => value.is_some(),
+    };
+    let field = |k: &str| format!("attributes.{k}");
+    if let Some(raw) = attr(JWKS_URL).filter(|u| switch("use.jwks.url", Some(u))) {
+        let url = url::Url::parse(raw).map_err(|e| (field(JWKS_URL), format!("is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err((field(JWKS_URL), "must be an http(s) URL".to_owned()));
+        }
+        return Ok(Some(ClientJwks::Url(raw.to_owned())));
+    }
+    if let Some(raw) = attr(JWKS_STRING).filter(|s| switch("use.jwks.string", Some(s))) {
+        let value: serde_json::Value =
+            serde_json::from_str(raw).map_err(|e| (field(JWKS_STRING), format!("is not JSON: {e}")))?;
+        let set = if value.get("kty").is_some() { serde_json::json!({ "keys": [value] }) } else { value };
+        if !set.get("keys").is_some_and(serde_json::Value::is_array) {
+            return Err((field(JWKS_STRING), "is neither a JWK Set nor a JWK".to_owned()));
+        }
+        return Ok(Some(ClientJwks::Set(set)));
+    }
+    Ok(None)
 }
 
 /// A client, validated and typed.
@@ -38,8 +92,11 @@ pub struct Client {
     pub service_accounts: bool,
     /// How it authenticates.
     pub auth: ClientAuth,
-    /// Its secret, for [`ClientAuth::Secret`].
+    /// Its secret, for [`ClientAuth::Secret`] and [`ClientAuth::SecretJwt`];
+    /// never for [`ClientAuth::PrivateKeyJwt`].
     pub secret: Option<Secret>,
+    /// Its public keys, for [`ClientAuth::PrivateKeyJwt`].
+    pub jwks: Option<ClientJwks>,
     /// Registered redirect URIs, matched exactly.
     pub redirect_uris: Vec<String>,
     /// Registered post-logout redirect URIs (OpenID Connect RP-Initiated
@@ -58,8 +115,25 @@ impl Client {
         } else {
             match c.client_authenticator_type.as_deref() {
                 None | Some("client-secret") => ClientAuth::Secret,
+                Some("client-secret-jwt") => ClientAuth::SecretJwt,
+                Some("client-jwt") => ClientAuth::PrivateKeyJwt,
                 Some(_) => ClientAuth::Unsupported,
             }
+        };
+        // A key-based client authenticates with its keys only: a secret
+        // stored with it (an older import, a switched type) is not usable.
+        let secret = match auth {
+            ClientAuth::Secret | ClientAuth::SecretJwt => {
+                c.secret.as_deref().filter(|s| !s.is_empty()).map(Secret::new)
+            }
+            _ => None,
+        };
+        let jwks = match auth {
+            ClientAuth::PrivateKeyJwt => client_jwks(c).unwrap_or_else(|(field, why)| {
+                log::error!("client {:?}: {field} {why}; it cannot authenticate", c.client_id);
+                None
+            }),
+            _ => None,
         };
         Self {
             client_id: c.client_id.clone().unwrap_or_default(),
@@ -69,7 +143,8 @@ impl Client {
             standard_flow: c.standard_flow_enabled != Some(false),
             service_accounts: c.service_accounts_enabled == Some(true),
             auth,
-            secret: c.secret.as_deref().filter(|s| !s.is_empty()).map(Secret::new),
+            secret,
+            jwks,
             redirect_uris: c.redirect_uris.clone().unwrap_or_default(),
             post_logout_redirect_uris: post_logout_redirect_uris(c),
             notices: notices(c),
@@ -122,11 +197,18 @@ pub fn post_logout_redirect_uris(c: &ClientRepresentation) -> Vec<String> {
 pub fn notices(c: &ClientRepresentation) -> Vec<Notice> {
     let mut v = Vec::new();
     if c.public_client != Some(true) {
-        if let Some(t @ ("client-jwt" | "client-secret-jwt" | "client-x509")) = c.client_authenticator_type.as_deref() {
-            v.push(Notice::new(
+        match c.client_authenticator_type.as_deref() {
+            Some("client-x509") => v.push(Notice::new(
                 "clientAuthenticatorType",
-                &format!("{t} is not supported yet: this client cannot authenticate at the token endpoint"),
-            ));
+                "client-x509 is not supported yet: this client cannot authenticate at the token endpoint",
+            )),
+            Some("client-jwt") if c.bearer_only != Some(true) && matches!(client_jwks(c), Ok(None)) => {
+                v.push(Notice::new(
+                    "attributes.jwks.url",
+                    "neither jwks.url nor jwks.string is set (a certificate is not supported): this client-jwt client cannot authenticate",
+                ))
+            }
+            _ => {}
         }
     }
     let on = |f: Option<bool>| f == Some(true);

@@ -8,7 +8,7 @@ pub mod upstream;
 
 use std::time::Duration;
 
-pub use client::{Client, ClientAuth};
+pub use client::{client_jwks, Client, ClientAuth, ClientJwks};
 pub use upstream::{FirstLogin, Upstream};
 
 use crate::repr::{
@@ -256,16 +256,36 @@ mod tests {
     }
 
     #[test]
-    fn a_client_jwt_client_is_reported_and_cannot_authenticate() {
-        let c = ClientRepresentation {
+    fn key_based_clients_have_no_secret_and_x509_is_reported() {
+        let client = |kind: &str, attrs: &[(&str, &str)]| ClientRepresentation {
             client_id: Some("app".into()),
-            client_authenticator_type: Some("client-jwt".into()),
+            client_authenticator_type: Some(kind.into()),
             secret: Some("s".into()),
+            attributes: Some(attrs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
             ..Default::default()
         };
-        let m = Client::from_repr(&c);
-        assert_eq!(m.auth, ClientAuth::Unsupported);
+        let m = Client::from_repr(&client("client-x509", &[]));
+        assert_eq!((m.auth, m.secret.is_none()), (ClientAuth::Unsupported, true));
         assert_eq!(m.notices[0].field, "clientAuthenticatorType");
+
+        // client-jwt: keys from jwks.url or jwks.string, never a secret.
+        let m = Client::from_repr(&client("client-jwt", &[("jwks.url", "https://app.test/jwks")]));
+        assert_eq!(m.auth, ClientAuth::PrivateKeyJwt);
+        assert!(m.secret.is_none() && m.notices.is_empty(), "{:?}", m.notices);
+        assert_eq!(m.jwks, Some(ClientJwks::Url("https://app.test/jwks".into())));
+        let jwk = r#"{"kty":"EC","crv":"P-256","x":"a","y":"b"}"#;
+        let m = Client::from_repr(&client(
+            "client-jwt",
+            &[("use.jwks.url", "false"), ("jwks.url", "https://app.test/jwks"), ("jwks.string", jwk)],
+        ));
+        let Some(ClientJwks::Set(set)) = &m.jwks else { panic!("{:?}", m.jwks) };
+        assert_eq!(set["keys"][0]["kty"], "EC");
+        let m = Client::from_repr(&client("client-jwt", &[("use.jwks.string", "false"), ("jwks.string", jwk)]));
+        assert_eq!((m.jwks.is_none(), m.notices[0].field.as_str()), (true, "attributes.jwks.url"));
+
+        // client-secret-jwt keeps its secret.
+        let m = Client::from_repr(&client("client-secret-jwt", &[]));
+        assert_eq!((m.auth, m.secret.is_some(), m.notices.len()), (ClientAuth::SecretJwt, true, 0));
     }
 
     #[test]

@@ -185,6 +185,23 @@ impl Broker {
         self.upstreams.clear();
     }
 
+    /// Starts the background refresh of the upstreams' discovery documents
+    /// and key sets in use ([`upstream::UpstreamCache::refresh`], every
+    /// `every`) on the current tokio runtime, for as long as it runs.
+    pub fn spawn_upstream_refresh(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let (upstreams, http) = (self.upstreams.clone(), self.http.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is at once, when nothing is cached yet.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                upstreams.refresh(&http).await;
+            }
+        })
+    }
+
     /// The issuer of a realm: exactly `{public_url}/realms/{realm}`.
     pub fn issuer(&self, realm: &str) -> String {
         format!("{}/realms/{}", self.public_url, path_segment(realm))

@@ -33,12 +33,8 @@ async fn set_config(w: &World, changes: Value) {
 async fn attempt(w: &World, browser: &Browser, extra: &[(&str, &str)]) -> (Page, BTreeMap<String, String>) {
     let app = w.app().await;
     let (page, _, _) = w.authorize(browser, &app, APP_CB, &["email"], extra).await;
-    let upstream = page
-        .hops
-        .iter()
-        .find(|h| h.starts_with(&w.node.url("/auth")))
-        .map(|h| query_params(h))
-        .unwrap_or_default();
+    let upstream =
+        page.hops.iter().find(|h| h.starts_with(&w.node.url("/auth"))).map(|h| query_params(h)).unwrap_or_default();
     (page, upstream)
 }
 
@@ -151,5 +147,9 @@ async fn the_login_page_follows_gui_order_display_name_hide_on_login_page_and_en
     let page = browser.navigate(&link.replace("/broker/zzz/", "/broker/off/"), "http://off.test/").await;
     assert!(page.body.contains("Unknown identity provider"), "{:#?}\n{}", page.hops, page.body);
     let page = browser.navigate(&link.replace("/broker/zzz/", "/broker/hidden/"), "http://hidden.test/").await;
-    assert!(page.url.starts_with("http://hidden.test/auth?"), "the same flow works with a hidden one: {:#?}", page.hops);
+    assert!(
+        page.url.starts_with("http://hidden.test/auth?"),
+        "the same flow works with a hidden one: {:#?}",
+        page.hops
+    );
 }

@@ -165,9 +165,13 @@ async fn a_jwt_access_token_is_checked_and_its_claims_passed_on() {
 async fn import_config_reads_the_upstream_from_its_url_or_a_saved_document() {
     let w = World::start(TestDb::sqlite()).await;
     let discovery = w.node.url("/.well-known/openid-configuration");
-    let (status, from_url) =
-        w.admin(reqwest::Method::POST, "identity-provider/import-config", json!({"providerId": "oidc", "fromUrl": discovery}))
-            .await;
+    let (status, from_url) = w
+        .admin(
+            reqwest::Method::POST,
+            "identity-provider/import-config",
+            json!({"providerId": "oidc", "fromUrl": discovery}),
+        )
+        .await;
     assert_eq!(status, 200, "{from_url}");
     let n = |p: &str| json!(w.node.url(p));
     for (key, value) in [
@@ -191,9 +195,13 @@ async fn import_config_reads_the_upstream_from_its_url_or_a_saved_document() {
     let mut expected = from_url.clone();
     expected.as_object_mut().unwrap().remove("metadataDescriptorUrl");
     for file in [json!(text), serde_json::from_str::<Value>(&text).unwrap()] {
-        let (status, saved) =
-            w.admin(reqwest::Method::POST, "identity-provider/import-config", json!({"providerId": "oidc", "file": file}))
-                .await;
+        let (status, saved) = w
+            .admin(
+                reqwest::Method::POST,
+                "identity-provider/import-config",
+                json!({"providerId": "oidc", "file": file}),
+            )
+            .await;
         assert_eq!((status, &saved), (200, &expected));
     }
     let (status, body) = w

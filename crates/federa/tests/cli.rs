@@ -380,8 +380,5 @@ fn a_provider_without_signature_validation_is_named_by_check_config_and_at_every
     let out = federa(dir.path()).arg("import").arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let log = Server::start(federa(dir.path())).stop();
-    assert!(
-        log.iter().any(|l| l.contains("\"unchecked\"") && l.contains("validateSignature is false")),
-        "{log:#?}"
-    );
+    assert!(log.iter().any(|l| l.contains("\"unchecked\"") && l.contains("validateSignature is false")), "{log:#?}");
 }

@@ -368,8 +368,10 @@ impl Broker {
     ) -> Result<Map<String, Value>, AuthError> {
         let refuse = |why: String| failed(&up.alias, &realm.name, format!("access token (isAccessTokenJWT): {why}"));
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| refuse("the token response has none".into()))?;
-        let issuer =
-            up.issuer.clone().ok_or_else(|| refuse("no issuer is configured or discovered to check it against".into()))?;
+        let issuer = up
+            .issuer
+            .clone()
+            .ok_or_else(|| refuse("no issuer is configured or discovered to check it against".into()))?;
         let (clock_skew, check_signature) = (secs(up.clock_skew), up.validate_signature);
         let token = token.to_owned();
         self.with_upstream_keys(up, realm, move |jwks, verifiers| {
@@ -403,9 +405,7 @@ impl Broker {
         let verifiers = self.upstreams.verifiers();
         let run = |jwks: Value| {
             let (check, verifiers) = (check.clone(), verifiers.clone());
-            async move {
-                tokio::task::spawn_blocking(move || check(&jwks, &verifiers)).await.map_err(internal)
-            }
+            async move { tokio::task::spawn_blocking(move || check(&jwks, &verifiers)).await.map_err(internal) }
         };
         if let Some(static_jwks) = &up.static_jwks {
             return run(static_jwks.clone()).await;

@@ -102,9 +102,8 @@ fn config_map(document: &Map<String, Value>, from_url: Option<&str>) -> Result<B
     let mut config = BTreeMap::new();
     // OpenID Connect Discovery 1.0 section 3 requires these three.
     for (key, name) in [("issuer", "issuer"), ("authorization_endpoint", "authorizationUrl"), ("jwks_uri", "jwksUrl")] {
-        let value = text(key)?.ok_or_else(|| {
-            invalid(format!("{source} has no {key}; it is not an OpenID Provider configuration"))
-        })?;
+        let value = text(key)?
+            .ok_or_else(|| invalid(format!("{source} has no {key}; it is not an OpenID Provider configuration")))?;
         config.insert(name.to_owned(), value);
     }
     for (key, name) in

@@ -46,6 +46,7 @@ fn code(page: &Page) -> bool {
 async fn login_hint_ui_locales_and_forwarded_parameters_travel_only_when_configured() {
     let w = World::builder()
         .idp_config(json!({"loginHint": "true", "uiLocales": "true", "forwardParameters": "x_tenant, acr_values"}))
+        .realm(json!({"defaultLocale": "de-CH"}))
         .start_sqlite()
         .await;
     let extra = [("login_hint", "carol"), ("ui_locales", "fr-CA de"), ("x_tenant", "t-42"), ("x_other", "kept-here")];
@@ -56,6 +57,10 @@ async fn login_hint_ui_locales_and_forwarded_parameters_travel_only_when_configu
     assert_eq!(up.get("x_tenant").map(String::as_str), Some("t-42"), "{up:?}");
     assert!(!up.contains_key("x_other") && !up.contains_key("acr_values"), "only what is listed and sent: {up:?}");
     assert!(w.users().await.iter().any(|u| u["username"] == "carol"), "the upstream signed carol in");
+    // Without the app's preference, the realm's locale.
+    let (page, up) = attempt(&w, &Browser::new(), &[]).await;
+    assert!(code(&page), "{:#?}", page.hops);
+    assert_eq!(up.get("ui_locales").map(String::as_str), Some("de-CH"), "{up:?}");
 
     set_config(&w, json!({"loginHint": "false", "uiLocales": "false", "forwardParameters": ""})).await;
     let (page, up) = attempt(&w, &Browser::new(), &extra).await;

@@ -9,6 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use federa_broker::SessionStore;
 
 use federa_tests::browser::{links, query_params, Browser, Page};
 use federa_tests::world::{World, ALIAS, APP_CB, REALM};
@@ -71,15 +74,37 @@ async fn login_hint_ui_locales_and_forwarded_parameters_travel_only_when_configu
     }
 }
 
+/// The node provider forwarding prompt=none, filtering on an email domain its users lack.
+fn filtered() -> federa_tests::world::Builder {
+    World::builder().idp_config(json!({
+        "acceptsPromptNoneForwardFromClient": "true",
+        "filteredByClaim": "true", "claimFilterName": "email", "claimFilterValue": ".*@partner\\.test",
+    }))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filtered_claim_answers_prompt_none_with_access_denied_and_creates_nothing() {
-    let w = World::builder()
-        .idp_config(json!({
-            "acceptsPromptNoneForwardFromClient": "true",
-            "filteredByClaim": "true", "claimFilterName": "email", "claimFilterValue": ".*@partner\\.test",
-        }))
-        .start_sqlite()
-        .await;
+    prompt_none_refused(filtered().start_sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_claim_with_prompt_none_on_postgres() {
+    let Some(db) = TestDb::postgres("idp_options::a_filtered_claim_with_prompt_none_on_postgres") else { return };
+    let store = db.store();
+    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+    prompt_none_refused(filtered().start(db, store, sessions).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_claim_with_prompt_none_with_sessions_on_redis() {
+    let test = "idp_options::a_filtered_claim_with_prompt_none_with_sessions_on_redis";
+    let Some(redis) = federa_tests::redis_sessions(test).await else { return };
+    let db = TestDb::sqlite();
+    let store = db.store();
+    prompt_none_refused(filtered().start(db, store, Arc::new(redis)).await).await;
+}
+
+async fn prompt_none_refused(w: World) {
     let browser = Browser::new();
     // An interactive attempt: refused with a page, and the upstream keeps its session.
     let (page, _) = attempt(&w, &browser, &[]).await;

@@ -93,14 +93,14 @@ async fn settings_without_effect_are_named_in_the_admin_answer() {
     let w = World::start().await;
     let base = json!({
         "alias": "later", "providerId": "oidc",
-        "config": {"clientId": "f", "issuer": "https://idp.test", "isAccessTokenJWT": "true", "backchannelSupported": "true"}
+        "config": {"clientId": "f", "issuer": "https://idp.test", "validateSignature": "false", "backchannelSupported": "true"}
     });
     let path = format!("/{REALM}/identity-provider/instances");
     let r = w.admin(reqwest::Method::POST, &path, base.clone()).await;
     assert_eq!(r.status().as_u16(), 201);
     let got = warnings(&r);
     assert_eq!(got.len(), 2, "{got:?}");
-    assert!(got[0].starts_with("299 federa \"config.isAccessTokenJWT: has no effect yet"), "{got:?}");
+    assert!(got[0].starts_with("299 federa \"config.validateSignature: false: signatures"), "{got:?}");
     assert!(got[1].contains("config.backchannelSupported"), "{got:?}");
 
     // The same answer on update; none once the settings are gone.

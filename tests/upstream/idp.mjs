@@ -103,6 +103,47 @@ const signingKey = {
 
 let provider;
 
+// Test controls of tests/upstream_keys.rs (self-contained):
+// - POST /__test/rotate: a new RSA signing key; the JWKS publishes the new key
+//   and the old ones, and tokens are signed with the new one from then on
+//   (oidc-provider's keys are fixed at construction, so the Provider is built
+//   again with the same configuration and the new key first, which it picks
+//   for signing). Answers {"kid": "<new kid>"}.
+// - The resource indicator urn:federa:test-api (scope "api") gets access
+//   tokens in the JWT format, signed with the signing key, when an
+//   authorization request names it (resource=...).
+const { errors: oidcErrors } = await import('oidc-provider');
+const TEST_API = 'urn:federa:test-api';
+let testConfig;
+function withTestControls(config) {
+  testConfig = {
+    ...config,
+    features: {
+      ...config.features,
+      resourceIndicators: {
+        enabled: true,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (ctx, indicator) => {
+          if (indicator !== TEST_API) throw new oidcErrors.InvalidTarget();
+          return { scope: 'api', audience: TEST_API, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } };
+        },
+      },
+    },
+  };
+  return testConfig;
+}
+function rotateSigningKey(res) {
+  const { privateKey: next } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const key = { ...next.export({ format: 'jwk' }), kid: `rsa-${crypto.randomBytes(6).toString('hex')}`, alg: 'RS256', use: 'sig' };
+  testConfig = { ...testConfig, jwks: { keys: [key, ...testConfig.jwks.keys] } };
+  const { port } = server.address();
+  provider = new Provider(`http://127.0.0.1:${port}`, testConfig);
+  provider.on('server_error', (ctx, err) => console.error(`idp.mjs: server_error: ${err.stack || err}`));
+  callback = provider.callback();
+  console.error(`idp.mjs: signing key rotated to ${key.kid}`);
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ kid: key.kid }));
+}
+
 // Finishes an interaction at once: login as the login_hint (default alice, and
 // "denied" refuses), consent to whatever is asked.
 async function interaction(req, res) {
@@ -149,6 +190,10 @@ const server = http.createServer((req, res) => {
     return;
   }
   const path = req.url.split('?')[0];
+  if (req.method === 'POST' && path === '/__test/rotate') {
+    rotateSigningKey(res);
+    return;
+  }
   if (req.method === 'GET' && /^\/interaction\/[^/]+$/.test(path)) {
     interaction(req, res).catch((err) => {
       console.error(`idp.mjs: interaction failed: ${err.stack || err}`);
@@ -168,7 +213,7 @@ server.listen(requestedPort, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
   try {
-    provider = new Provider(issuer, {
+    provider = new Provider(issuer, withTestControls({
       clients,
       jwks: { keys: [signingKey] },
       findAccount: async (ctx, id) => account(id),
@@ -206,7 +251,7 @@ server.listen(requestedPort, '127.0.0.1', () => {
         ctx.type = 'json';
         ctx.body = out;
       },
-    });
+    }));
   } catch (err) {
     fail(`cannot configure oidc-provider: ${err.stack || err}`);
   }

@@ -30,6 +30,10 @@ pub struct RealmRepresentation {
     /// The theme of its login pages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_theme: Option<String>,
+    /// Its locale (a BCP 47 tag), sent upstream as `ui_locales` by providers
+    /// with `uiLocales` on when the app names none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_locale: Option<String>,
     /// The algorithm of its ID tokens (RS256, ES256 or EdDSA).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_signature_algorithm: Option<String>,

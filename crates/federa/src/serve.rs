@@ -125,6 +125,29 @@ async fn load_import_dir(admin: &AdminService, dir: &Path) -> Result<(), String>
     Ok(())
 }
 
+/// Logs, at start, every identity provider whose token signatures are not
+/// verified (`validateSignature` = "false"): an opt-out of a check is loud.
+async fn warn_unverified_upstreams(store: &dyn federa_broker::Store) {
+    let realms = match store.list_realms().await {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!("could not list realms to check their identity providers: {e}");
+            return;
+        }
+    };
+    for realm in realms {
+        let name = realm.repr.realm.clone().unwrap_or_default();
+        for idp in store.list_idps(&name).await.unwrap_or_default() {
+            if idp.config.get("validateSignature").map(|v| v.trim()) == Some("false") {
+                log::warn!(
+                    "realm {name:?}: identity provider {:?}: validateSignature is false: the signatures of its tokens are NOT verified",
+                    idp.alias.as_deref().unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
 /// `federa serve`.
 pub fn serve(settings: Settings, migrate: bool) -> Result<(), String> {
     let started = std::time::Instant::now();
@@ -180,7 +203,9 @@ pub fn serve(settings: Settings, migrate: bool) -> Result<(), String> {
             None => format!("http://{bound}"),
         };
         let themes = Arc::new(Themes::load(settings.themes.dir.as_deref()).map_err(|e| format!("themes.dir: {e}"))?);
-        let broker = Broker::new(store, sessions.clone(), http.clone(), &public_url, admin.config_epoch());
+        let broker = Broker::new(store.clone(), sessions.clone(), http.clone(), &public_url, admin.config_epoch());
+        broker.spawn_upstream_refresh(federa_broker::flow::upstream::REFRESH_EVERY);
+        warn_unverified_upstreams(store.as_ref()).await;
         let state = web::Data::new(AppState {
             admin,
             broker,

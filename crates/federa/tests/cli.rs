@@ -358,3 +358,27 @@ fn kubernetes_service_variables_are_warnings_for_serve_and_problems_for_check_co
     let out = federa(dir.path()).arg("check-config").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_provider_without_signature_validation_is_named_by_check_config_and_at_every_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let realms = dir.path().join("realms");
+    std::fs::create_dir(&realms).unwrap();
+    let file = realms.join("lax.json");
+    std::fs::write(
+        &file,
+        r#"{"realm": "lax", "identityProviders": [{"alias": "unchecked", "providerId": "oidc",
+            "config": {"clientId": "c", "issuer": "https://idp.test", "validateSignature": "false"}}]}"#,
+    )
+    .unwrap();
+    let out = federa(dir.path()).arg("check-config").env("FEDERA_REALMS_IMPORT_DIR", &realms).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("config.validateSignature") && printed.contains("NOT verified"), "{printed}");
+
+    // Imported into the database (no realm file at start): serve names it.
+    let out = federa(dir.path()).arg("import").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = Server::start(federa(dir.path())).stop();
+    assert!(log.iter().any(|l| l.contains("\"unchecked\"") && l.contains("validateSignature is false")), "{log:#?}");
+}

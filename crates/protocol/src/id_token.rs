@@ -216,6 +216,74 @@ fn verify_inner(
     Ok(VerifiedIdToken { claims: jws.claims })
 }
 
+/// Accepts an upstream ID token WITHOUT checking its signature, for a
+/// provider whose admin turned signature validation off (Keycloak's
+/// `validateSignature` = "false"). OpenID Connect Core 1.0 section 3.1.3.7
+/// step 6 allows relying on the TLS connection to the token endpoint instead
+/// of the signature when the token came straight from it, which is the only
+/// way Federa receives ID tokens. Every claim check of [`verify`] still
+/// applies (`iss`, `aud`, `azp`, `exp`, `iat`, `sub`, `nonce`, `auth_time`);
+/// the header must still parse, but any `alg` is accepted.
+pub fn accept_unsigned(token: &str, exp: &Expectations<'_>) -> Result<VerifiedIdToken, IdTokenError> {
+    let jws = CompactJws::parse(token).map_err(IdTokenError::Malformed)?;
+    check_claims(&jws.claims, exp)?;
+    Ok(VerifiedIdToken { claims: jws.claims })
+}
+
+/// What Federa expects of an upstream access token that the provider says
+/// is a JWT (Keycloak's `isAccessTokenJWT`): signed by one of the provider's
+/// keys (unless `check_signature` is off), issued by it, and not expired.
+/// The audience is not checked: an access token is meant for a resource
+/// server, not for Federa (RFC 9068 section 4 lets only its audience insist).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessTokenExpectations<'a> {
+    /// The provider's issuer; `iss` must equal it.
+    pub issuer: &'a str,
+    /// The JWS algorithms accepted; `none` is always refused.
+    pub allowed_algs: &'a [&'a str],
+    /// Whether the signature is verified (`validateSignature`).
+    pub check_signature: bool,
+    /// The current time in seconds since the epoch.
+    pub now: i64,
+    /// Seconds of leeway for `exp`, `iat` and `nbf`.
+    pub clock_skew: i64,
+}
+
+/// Verifies an upstream access token as a JWT and answers its claims
+/// (RFC 9068 section 4, without the audience check): a public-key signature
+/// from `jwks` (as for ID tokens), `iss`, `exp` (required), `iat` and `nbf`
+/// when present. Something that is not a compact JWS is `Malformed`.
+pub fn verify_access_token(
+    token: &str,
+    jwks: &Value,
+    exp: &AccessTokenExpectations<'_>,
+    cache: Option<&VerifierCache>,
+) -> Result<Map<String, Value>, IdTokenError> {
+    let jws = CompactJws::parse(token).map_err(IdTokenError::Malformed)?;
+    if exp.check_signature {
+        let alg = jws.alg();
+        if alg.eq_ignore_ascii_case("none") || !exp.allowed_algs.contains(&alg) {
+            return Err(IdTokenError::AlgorithmNotAllowed(alg.to_owned()));
+        }
+        verify_with_jwks(&jws, jwks, alg, cache)?;
+    }
+    let claims = jws.claims;
+    let iss = required_str(&claims, "iss")?;
+    if iss != exp.issuer {
+        return Err(IdTokenError::WrongIssuer { expected: exp.issuer.to_owned(), got: iss.to_owned() });
+    }
+    if required_date(&claims, "exp")?.saturating_add(exp.clock_skew) <= exp.now {
+        return Err(IdTokenError::Expired);
+    }
+    let latest = exp.now.saturating_add(exp.clock_skew);
+    for name in ["iat", "nbf"] {
+        if numeric_date(&claims, name)?.is_some_and(|t| t > latest) {
+            return Err(IdTokenError::IssuedInFuture);
+        }
+    }
+    Ok(claims)
+}
+
 /// The kid of a compact JWS header, without verifying anything, so a caller
 /// can look the key up in its JWK Set cache before calling [`verify`].
 pub fn peek_kid(token: &str) -> Option<String> {
@@ -775,6 +843,73 @@ mod tests {
         }
         assert_eq!(peek_kid("abc"), None);
         assert_eq!(peek_kid(&rs(&claims())).as_deref(), Some("rsa-1"));
+    }
+
+    #[test]
+    fn unsigned_acceptance_still_checks_the_claims() {
+        let mut forged = rs(&claims());
+        forged.push_str("AAAA");
+        assert!(check(claims()).is_ok());
+        assert_eq!(
+            verify(&forged, &upstream().jwks, &expect()).unwrap_err(),
+            IdTokenError::BadSignature,
+            "verify checks the signature"
+        );
+        let accepted = accept_unsigned(&forged, &expect()).unwrap();
+        assert_eq!(accepted.subject(), "alice");
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap())
+        );
+        assert!(accept_unsigned(&none, &expect()).is_ok());
+        let wrong = rs(&with(json!({"nonce": "other"})));
+        assert_eq!(accept_unsigned(&wrong, &expect()).unwrap_err(), IdTokenError::NonceMismatch);
+        let stale = rs(&with(json!({"exp": NOW - 100})));
+        assert_eq!(accept_unsigned(&stale, &expect()).unwrap_err(), IdTokenError::Expired);
+        let elsewhere = rs(&with(json!({"iss": "https://evil.example"})));
+        assert!(matches!(accept_unsigned(&elsewhere, &expect()), Err(IdTokenError::WrongIssuer { .. })));
+    }
+
+    #[test]
+    fn access_tokens_are_checked_without_an_audience() {
+        let at = |c: Value| {
+            let mut m = c.as_object().unwrap().clone();
+            m.entry("iss").or_insert(json!(ISS));
+            m.entry("exp").or_insert(json!(NOW + 300));
+            rs(&m)
+        };
+        let exp = AccessTokenExpectations {
+            issuer: ISS,
+            allowed_algs: DEFAULT_ALGS,
+            check_signature: true,
+            now: NOW,
+            clock_skew: 0,
+        };
+        let jwks = &upstream().jwks;
+        let got =
+            verify_access_token(&at(json!({"aud": "https://api.example", "scope": "read"})), jwks, &exp, None).unwrap();
+        assert_eq!(got["scope"], "read");
+        let no_aud = at(json!({"sub": "alice"}));
+        assert!(verify_access_token(&no_aud, jwks, &exp, None).is_ok(), "no audience is needed");
+        assert_eq!(
+            verify_access_token(&at(json!({"exp": NOW - 1})), jwks, &exp, None).unwrap_err(),
+            IdTokenError::Expired
+        );
+        assert!(matches!(
+            verify_access_token(&at(json!({"iss": "https://other.example"})), jwks, &exp, None),
+            Err(IdTokenError::WrongIssuer { .. })
+        ));
+        let mut bad = at(json!({}));
+        bad.push_str("AAAA");
+        assert_eq!(verify_access_token(&bad, jwks, &exp, None).unwrap_err(), IdTokenError::BadSignature);
+        let unchecked = AccessTokenExpectations { check_signature: false, ..exp };
+        assert!(verify_access_token(&bad, jwks, &unchecked, None).is_ok(), "validateSignature off");
+        assert!(matches!(verify_access_token("an-opaque-token", jwks, &exp, None), Err(IdTokenError::Malformed(_))));
+        assert!(matches!(
+            verify_access_token(&at(json!({})), &json!({"keys": []}), &exp, None),
+            Err(IdTokenError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -132,6 +132,14 @@ impl Broker {
         // A client's max_age is checked below, against the upstream's
         // auth_time, so that a failure reaches the app as an OAuth error.
         let verified = self.verify_id_token(&up, realm, id_token, st.nonce.as_deref()).await?;
+        // isAccessTokenJWT: the access token is checked as a JWT (a sign-in
+        // with an opaque or invalid one is refused) and its claims reach the
+        // mappers with the lowest priority, after the ID token's and userinfo's.
+        let access_token_claims = if up.access_token_jwt {
+            self.verify_access_token(&up, realm, tokens.get("access_token").and_then(Value::as_str)).await?
+        } else {
+            Map::new()
+        };
         let mut claims = verified.claims().clone();
         if let Some(url) = &up.userinfo_url {
             let access = tokens.get("access_token").and_then(Value::as_str).unwrap_or_default();
@@ -142,6 +150,9 @@ impl Broker {
             for (k, v) in info {
                 claims.entry(k).or_insert(v);
             }
+        }
+        for (k, v) in access_token_claims {
+            claims.entry(k).or_insert(v);
         }
         // The essential claim (`filteredByClaim`): checked on everything the
         // upstream said, before anything is created or updated.
@@ -324,30 +335,94 @@ impl Broker {
         let issuer = up.issuer.as_deref().ok_or_else(|| {
             failed(&up.alias, &realm.name, "no issuer is configured or discovered, so ID tokens cannot be checked")
         })?;
-        if let Some(static_jwks) = &up.static_jwks {
-            // The one key the admin configured: no JWKS is fetched, and a
-            // configured key id must be the token's.
-            if let Some(kid) = &up.static_kid {
-                let named = id_token::peek_kid(token);
-                if named.as_deref() != Some(kid.as_str()) {
-                    return Err(failed(
-                        &up.alias,
-                        &realm.name,
-                        format!("ID token: its kid {named:?} is not publicKeySignatureVerifierKeyId {kid:?}"),
-                    ));
-                }
-            }
-            let skew = secs(up.clock_skew);
-            let check = Check {
-                issuer: issuer.to_owned(),
-                client_id: up.client_id.clone(),
-                nonce: nonce.map(str::to_owned),
-                clock_skew: skew,
-            };
-            return verify_off_worker(token, static_jwks.clone(), check, self.upstreams.verifiers())
-                .await
-                .map_err(internal)?
+        let check = Check {
+            issuer: issuer.to_owned(),
+            client_id: up.client_id.clone(),
+            nonce: nonce.map(str::to_owned),
+            clock_skew: secs(up.clock_skew),
+        };
+        if !up.validate_signature {
+            // validateSignature = "false": the admin chose to trust the TLS
+            // connection to the token endpoint (logged at start, and in the
+            // admin's answer); every claim is still checked.
+            log::debug!("realm {:?}: {:?}: ID-token signature not verified (validateSignature)", realm.name, up.alias);
+            return id_token::accept_unsigned(token, &check.expectations())
                 .map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}")));
+        }
+        if let Some(kid) = &up.static_kid {
+            // A configured key id must be the token's.
+            let named = id_token::peek_kid(token);
+            if up.static_jwks.is_some() && named.as_deref() != Some(kid.as_str()) {
+                return Err(failed(
+                    &up.alias,
+                    &realm.name,
+                    format!("ID token: its kid {named:?} is not publicKeySignatureVerifierKeyId {kid:?}"),
+                ));
+            }
+        }
+        let token = token.to_owned();
+        self.with_upstream_keys(up, realm, move |jwks, verifiers| {
+            id_token::verify_cached(&token, jwks, &check.expectations(), verifiers)
+        })
+        .await?
+        .map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}")))
+    }
+
+    /// Verifies the upstream access token as a JWT (`isAccessTokenJWT`):
+    /// the provider's keys (unless `validateSignature` is off), its issuer,
+    /// not expired; the audience is not Federa's to check. Its claims.
+    async fn verify_access_token(
+        &self,
+        up: &Upstream,
+        realm: &RealmInfo,
+        token: Option<&str>,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let refuse = |why: String| failed(&up.alias, &realm.name, format!("access token (isAccessTokenJWT): {why}"));
+        let token = token.filter(|t| !t.is_empty()).ok_or_else(|| refuse("the token response has none".into()))?;
+        let issuer = up
+            .issuer
+            .clone()
+            .ok_or_else(|| refuse("no issuer is configured or discovered to check it against".into()))?;
+        let (clock_skew, check_signature) = (secs(up.clock_skew), up.validate_signature);
+        let token = token.to_owned();
+        self.with_upstream_keys(up, realm, move |jwks, verifiers| {
+            let exp = id_token::AccessTokenExpectations {
+                issuer: &issuer,
+                allowed_algs: id_token::DEFAULT_ALGS,
+                check_signature,
+                now: now(),
+                clock_skew,
+            };
+            id_token::verify_access_token(&token, jwks, &exp, Some(verifiers))
+        })
+        .await?
+        .map_err(|e| refuse(e.to_string()))
+    }
+
+    /// Runs a check of an upstream token with the provider's keys on the
+    /// blocking pool (a signature check is tens to hundreds of microseconds
+    /// of CPU, too long for an async worker): the one configured key
+    /// (`useJwksUrl` false with `publicKeySignatureVerifier`), else its JWKS,
+    /// read again once when the token names a kid the cached set lacks (the
+    /// upstream rotated its keys). Without signature validation no key set
+    /// is needed, and none is fetched.
+    async fn with_upstream_keys<T: Send + 'static>(
+        &self,
+        up: &Upstream,
+        realm: &RealmInfo,
+        check: impl Fn(&Value, &VerifierCache) -> Result<T, IdTokenError> + Send + Sync + 'static,
+    ) -> Result<Result<T, IdTokenError>, AuthError> {
+        let check = Arc::new(check);
+        let verifiers = self.upstreams.verifiers();
+        let run = |jwks: Value| {
+            let (check, verifiers) = (check.clone(), verifiers.clone());
+            async move { tokio::task::spawn_blocking(move || check(&jwks, &verifiers)).await.map_err(internal) }
+        };
+        if let Some(static_jwks) = &up.static_jwks {
+            return run(static_jwks.clone()).await;
+        }
+        if !up.validate_signature {
+            return run(serde_json::json!({ "keys": [] })).await;
         }
         let jwks_url = up
             .jwks_url
@@ -355,28 +430,21 @@ impl Broker {
             .ok_or_else(|| failed(&up.alias, &realm.name, "no jwksUrl configured or discovered"))?;
         let jwks =
             self.upstreams.jwks(&self.http, jwks_url, false).await.map_err(|e| failed(&up.alias, &realm.name, e))?;
-        let skew = secs(up.clock_skew);
-        let check = || Check {
-            issuer: issuer.to_owned(),
-            client_id: up.client_id.clone(),
-            nonce: nonce.map(str::to_owned),
-            clock_skew: skew,
-        };
-        let verifiers = self.upstreams.verifiers();
-        let checked = verify_off_worker(token, jwks, check(), verifiers.clone()).await;
-        match checked.map_err(internal)? {
-            Err(IdTokenError::UnknownKey(_)) => {
+        match run(jwks).await? {
+            Err(IdTokenError::UnknownKey(kid)) => {
+                log::info!(
+                    "realm {:?}: {:?}: a token names kid {kid:?}, which the cached key set lacks; reading {jwks_url} again",
+                    realm.name,
+                    up.alias
+                );
                 let jwks = self
                     .upstreams
                     .jwks(&self.http, jwks_url, true)
                     .await
                     .map_err(|e| failed(&up.alias, &realm.name, e))?;
-                verify_off_worker(token, jwks, check(), verifiers)
-                    .await
-                    .map_err(internal)?
-                    .map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}")))
+                run(jwks).await
             }
-            other => other.map_err(|e| failed(&up.alias, &realm.name, format!("ID token: {e}"))),
+            other => Ok(other),
         }
     }
 
@@ -590,31 +658,21 @@ struct Check {
     clock_skew: i64,
 }
 
-/// Verifies an upstream ID token on the blocking pool (a signature check is
-/// tens to hundreds of microseconds of CPU, too long for an async worker),
-/// with the upstream's keys parsed once (`verifiers`).
-async fn verify_off_worker(
-    token: &str,
-    jwks: Value,
-    check: Check,
-    verifiers: Arc<VerifierCache>,
-) -> Result<Result<federa_protocol::VerifiedIdToken, IdTokenError>, tokio::task::JoinError> {
-    let token = token.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let exp = Expectations {
-            issuer: &check.issuer,
-            client_id: &check.client_id,
-            nonce: check.nonce.as_deref(),
+impl Check {
+    /// The expectations of an ID token, now.
+    fn expectations(&self) -> Expectations<'_> {
+        Expectations {
+            issuer: &self.issuer,
+            client_id: &self.client_id,
+            nonce: self.nonce.as_deref(),
             allowed_algs: id_token::DEFAULT_ALGS,
             client_secret: None,
             now: now(),
-            clock_skew: check.clock_skew,
+            clock_skew: self.clock_skew,
             // The client's max_age is checked by the callback (`max_age_unmet`).
             max_age: None,
-        };
-        id_token::verify_cached(&token, &jwks, &exp, &verifiers)
-    })
-    .await
+        }
+    }
 }
 
 #[cfg(test)]

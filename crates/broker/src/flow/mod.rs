@@ -90,6 +90,8 @@ pub struct RealmInfo {
     pub display_name: String,
     /// Its login theme.
     pub login_theme: Option<String>,
+    /// Its locale (`defaultLocale`), when it is a plausible language tag.
+    pub locale: Option<String>,
     /// Its issuer.
     pub issuer: String,
     /// Access and ID token lifetime.
@@ -185,6 +187,23 @@ impl Broker {
         self.upstreams.clear();
     }
 
+    /// Starts the background refresh of the upstreams' discovery documents
+    /// and key sets in use ([`upstream::UpstreamCache::refresh`], every
+    /// `every`) on the current tokio runtime, for as long as it runs.
+    pub fn spawn_upstream_refresh(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let (upstreams, http) = (self.upstreams.clone(), self.http.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is at once, when nothing is cached yet.
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                upstreams.refresh(&http).await;
+            }
+        })
+    }
+
     /// The issuer of a realm: exactly `{public_url}/realms/{realm}`.
     pub fn issuer(&self, realm: &str) -> String {
         format!("{}/realms/{}", self.public_url, path_segment(realm))
@@ -252,6 +271,7 @@ impl Broker {
             name: realm.to_owned(),
             display_name: r.display_name.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| realm.to_owned()),
             login_theme: r.login_theme.clone(),
+            locale: r.default_locale.as_deref().map(str::trim).filter(|l| is_language_tag(l)).map(str::to_owned),
             issuer: self.issuer(realm),
             token_lifespan: model::lifespan(r.access_token_lifespan, model::DEFAULT_TOKEN_LIFESPAN),
             sso_max: model::lifespan(r.sso_session_max_lifespan, model::DEFAULT_SSO_MAX),
@@ -454,7 +474,9 @@ impl Broker {
                 }
             }
             if up.pass_ui_locales {
-                if let Some(l) = &req.ui_locales {
+                // The app's preference, else the realm's locale (Keycloak
+                // sends the locale of its login pages).
+                if let Some(l) = req.ui_locales.as_ref().or(realm.locale.as_ref()) {
                     q.append_pair("ui_locales", l);
                 }
             }
@@ -555,6 +577,13 @@ impl Broker {
     }
 }
 
+/// Whether a realm's `defaultLocale` looks like a BCP 47 language tag
+/// (RFC 5646: letters, digits and hyphens, at most 35 characters), so that
+/// it can travel as one `ui_locales` value.
+fn is_language_tag(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 35 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 /// The `prompt` sent upstream (OIDC Core 3.1.2.1), space-separated.
 ///
 /// - A client's `prompt=none` travels alone, and only to a provider that
@@ -633,6 +662,21 @@ fn refuse_unsupported(realm: &str, idp: &UpstreamModel) -> Result<(), AuthError>
                     idp.display_name
                 ),
             ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_language_tag;
+
+    #[test]
+    fn a_realm_locale_travels_only_as_one_language_tag() {
+        for ok in ["en", "de-CH", "zh-Hant-TW", "es-419"] {
+            assert!(is_language_tag(ok), "{ok}");
+        }
+        for bad in ["", "en fr", "en&prompt=none", "x".repeat(36).as_str(), "fr_FR"] {
+            assert!(!is_language_tag(bad), "{bad}");
         }
     }
 }

@@ -79,10 +79,33 @@ pub struct UpstreamError {
     pub message: String,
 }
 
+/// A cached discovery document (`None`: the last fetch failed).
+struct MetadataEntry {
+    fetched: Instant,
+    used: Instant,
+    document: Option<ProviderMetadata>,
+}
+
+/// A cached key set.
+struct JwksEntry {
+    fetched: Instant,
+    used: Instant,
+    /// The last fetch caused by a token naming a kid the set lacked.
+    forced: Option<Instant>,
+    set: serde_json::Value,
+}
+
+/// How often the background refresh reads the discovery documents and key
+/// sets of the providers in use again ([`UpstreamCache::refresh`]).
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// A cached document or key set counts as in use when a sign-in read it
+/// within this time; others are not refreshed, and dropped.
+const IN_USE: Duration = Duration::from_secs(3600);
+
 /// Caches of upstream discovery documents and key sets.
 pub struct UpstreamCache {
-    metadata: Mutex<HashMap<String, (Instant, Option<ProviderMetadata>)>>,
-    jwks: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
+    metadata: Mutex<HashMap<String, MetadataEntry>>,
+    jwks: Mutex<HashMap<String, JwksEntry>>,
     refetch_interval: Duration,
     verifiers: Arc<federa_protocol::jwt::VerifierCache>,
 }
@@ -91,6 +114,16 @@ impl Default for UpstreamCache {
     fn default() -> Self {
         Self::with_refetch_interval(JWKS_REFETCH_INTERVAL)
     }
+}
+
+/// The kids of a key set, for the log.
+fn kids(set: &serde_json::Value) -> Vec<String> {
+    set.get("keys")
+        .and_then(serde_json::Value::as_array)
+        .map(|keys| {
+            keys.iter().map(|k| k.get("kid").and_then(serde_json::Value::as_str).unwrap_or("-").to_owned()).collect()
+        })
+        .unwrap_or_default()
 }
 
 impl UpstreamCache {
@@ -123,35 +156,73 @@ impl UpstreamCache {
         self.verifiers.clone()
     }
 
-    /// The discovery document at `url`, from the cache or fetched.
-    async fn metadata(&self, http: &reqwest::Client, url: &str) -> Option<ProviderMetadata> {
-        if let Ok(cache) = self.metadata.lock() {
-            if let Some((at, m)) = cache.get(url) {
-                let ttl = if m.is_some() { METADATA_TTL } else { FAILURE_TTL };
-                if at.elapsed() < ttl {
-                    return m.clone();
+    /// Reads the discovery documents and key sets that sign-ins used within
+    /// the last hour again, and drops the others: an upstream's new
+    /// endpoints or keys reach this instance within [`REFRESH_EVERY`]
+    /// without an admin's action. A failed read keeps the copy held (and is
+    /// logged). [`crate::flow::Broker::spawn_upstream_refresh`] runs it.
+    pub async fn refresh(&self, http: &reqwest::Client) {
+        let in_use = |used: Instant| used.elapsed() < IN_USE;
+        let documents: Vec<String> = match self.metadata.lock() {
+            Ok(mut m) => {
+                m.retain(|_, e| in_use(e.used));
+                m.keys().cloned().collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for url in documents {
+            if let Some(document) = fetch_metadata(http, &url).await {
+                if let Ok(mut m) = self.metadata.lock() {
+                    if let Some(e) = m.get_mut(&url) {
+                        if e.document.as_ref() != Some(&document) {
+                            log::info!("discovery document {url} changed; the new one is used from now on");
+                        }
+                        e.document = Some(document);
+                        e.fetched = Instant::now();
+                    }
                 }
             }
         }
-        let fetched = match http.get(url).send().await {
-            Ok(r) if r.status().is_success() => match read_json::<ProviderMetadata>(r).await {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    log::warn!("discovery document {url} cannot be read: {e}");
-                    None
-                }
-            },
-            Ok(r) => {
-                log::warn!("discovery document {url} answered {}", r.status());
-                None
+        let sets: Vec<String> = match self.jwks.lock() {
+            Ok(mut j) => {
+                j.retain(|_, e| in_use(e.used));
+                j.keys().cloned().collect()
             }
-            Err(e) => {
-                log::warn!("discovery document {url} cannot be fetched: {e}");
-                None
-            }
+            Err(_) => Vec::new(),
         };
+        for url in sets {
+            match fetch_jwks(http, &url).await {
+                Ok(set) => {
+                    if let Ok(mut j) = self.jwks.lock() {
+                        if let Some(e) = j.get_mut(&url) {
+                            if e.set != set {
+                                log::info!("upstream key set {url} changed: kids {:?}", kids(&set));
+                            }
+                            e.set = set;
+                            e.fetched = Instant::now();
+                        }
+                    }
+                }
+                Err(e) => log::warn!("background refresh: {e}; the key set held is kept"),
+            }
+        }
+    }
+
+    /// The discovery document at `url`, from the cache or fetched.
+    async fn metadata(&self, http: &reqwest::Client, url: &str) -> Option<ProviderMetadata> {
         if let Ok(mut cache) = self.metadata.lock() {
-            cache.insert(url.to_owned(), (Instant::now(), fetched.clone()));
+            if let Some(e) = cache.get_mut(url) {
+                let ttl = if e.document.is_some() { METADATA_TTL } else { FAILURE_TTL };
+                if e.fetched.elapsed() < ttl {
+                    e.used = Instant::now();
+                    return e.document.clone();
+                }
+            }
+        }
+        let fetched = fetch_metadata(http, url).await;
+        if let Ok(mut cache) = self.metadata.lock() {
+            let now = Instant::now();
+            cache.insert(url.to_owned(), MetadataEntry { fetched: now, used: now, document: fetched.clone() });
         }
         fetched
     }
@@ -202,35 +273,80 @@ impl UpstreamCache {
     }
 
     /// The key set at `url`; `refresh_for_kid` asks for a fresh copy because
-    /// a token named a kid the cached set lacks (at most once per interval).
+    /// a token named a kid the cached set lacks: granted at most once per
+    /// interval per key set, so tokens naming unknown kids cannot make Federa
+    /// hammer the upstream, while the first token signed with a rotated key
+    /// is checked with the new set at once.
     pub async fn jwks(
         &self,
         http: &reqwest::Client,
         url: &str,
         refresh_for_kid: bool,
     ) -> Result<serde_json::Value, String> {
-        if let Ok(cache) = self.jwks.lock() {
-            if let Some((at, set)) = cache.get(url) {
-                let fresh = at.elapsed() < METADATA_TTL;
-                let may_refetch = at.elapsed() >= self.refetch_interval;
+        let mut forced = None;
+        if let Ok(mut cache) = self.jwks.lock() {
+            if let Some(e) = cache.get_mut(url) {
+                e.used = Instant::now();
+                let fresh = e.fetched.elapsed() < METADATA_TTL;
+                let may_refetch = e.forced.is_none_or(|at| at.elapsed() >= self.refetch_interval);
                 if fresh && !(refresh_for_kid && may_refetch) {
-                    return Ok(set.clone());
+                    return Ok(e.set.clone());
+                }
+                if refresh_for_kid && may_refetch {
+                    forced = Some(Instant::now());
+                    // Claimed now, so that concurrent sign-ins do not all refetch.
+                    e.forced = forced;
+                } else {
+                    forced = e.forced;
                 }
             }
         }
-        let resp = http.get(url).send().await.map_err(|e| format!("JWKS {url} cannot be fetched: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("JWKS {url} answered {}", resp.status()));
-        }
-        let set: serde_json::Value = read_json(resp).await.map_err(|e| format!("JWKS {url}: {e}"))?;
-        if !set.get("keys").is_some_and(serde_json::Value::is_array) {
-            return Err(format!("JWKS {url} has no keys array"));
-        }
+        let set = fetch_jwks(http, url).await?;
+        log::info!(
+            "upstream key set {url} fetched{}: kids {:?}",
+            if refresh_for_kid { " for a token naming a kid it lacked" } else { "" },
+            kids(&set)
+        );
         if let Ok(mut cache) = self.jwks.lock() {
-            cache.insert(url.to_owned(), (Instant::now(), set.clone()));
+            let now = Instant::now();
+            cache.insert(url.to_owned(), JwksEntry { fetched: now, used: now, forced, set: set.clone() });
         }
         Ok(set)
     }
+}
+
+/// Fetches a discovery document; a failure is logged and `None`.
+async fn fetch_metadata(http: &reqwest::Client, url: &str) -> Option<ProviderMetadata> {
+    match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => match read_json::<ProviderMetadata>(r).await {
+            Ok(m) => Some(m),
+            Err(e) => {
+                log::warn!("discovery document {url} cannot be read: {e}");
+                None
+            }
+        },
+        Ok(r) => {
+            log::warn!("discovery document {url} answered {}", r.status());
+            None
+        }
+        Err(e) => {
+            log::warn!("discovery document {url} cannot be fetched: {e}");
+            None
+        }
+    }
+}
+
+/// Fetches a key set, which must hold a `keys` array.
+async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+    let resp = http.get(url).send().await.map_err(|e| format!("JWKS {url} cannot be fetched: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("JWKS {url} answered {}", resp.status()));
+    }
+    let set: serde_json::Value = read_json(resp).await.map_err(|e| format!("JWKS {url}: {e}"))?;
+    if !set.get("keys").is_some_and(serde_json::Value::is_array) {
+        return Err(format!("JWKS {url} has no keys array"));
+    }
+    Ok(set)
 }
 
 #[cfg(test)]
@@ -247,16 +363,26 @@ mod tests {
 
     /// A one-route HTTP server answering `body`, counting its requests.
     fn serve(body: String) -> (String, Arc<AtomicUsize>) {
+        let (url, hits, _) = serve_changing(body);
+        (url, hits)
+    }
+
+    /// A one-route HTTP server answering the body held, which the test may
+    /// change, counting its requests.
+    fn serve_changing(body: String) -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<String>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/jwks", listener.local_addr().unwrap());
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
+        let held = Arc::new(std::sync::Mutex::new(body));
+        let current = held.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut buf = [0u8; 4096];
                 let _ = stream.read(&mut buf);
                 counter.fetch_add(1, Ordering::SeqCst);
+                let body = current.lock().unwrap().clone();
                 let _ = write!(
                     stream,
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -264,7 +390,7 @@ mod tests {
                 );
             }
         });
-        (url, hits)
+        (url, hits, held)
     }
 
     #[tokio::test]
@@ -279,17 +405,54 @@ mod tests {
         cache.jwks(&http, &url, false).await.unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 1, "a known key set is served from the cache");
         cache.jwks(&http, &url, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "the first unknown kid refetches at once (a rotation)");
         cache.jwks(&http, &url, true).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 1, "unknown kids within the interval do not refetch");
+        cache.jwks(&http, &url, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "more unknown kids within the interval do not refetch");
 
         cache.clear();
         cache.jwks(&http, &url, false).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 2, "a cleared cache reads the key set again");
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "a cleared cache reads the key set again");
 
         let eager = UpstreamCache::with_refetch_interval(Duration::ZERO);
         eager.jwks(&http, &url, false).await.unwrap();
         eager.jwks(&http, &url, true).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 4, "an unknown kid after the interval refetches");
+        eager.jwks(&http, &url, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 6, "an unknown kid after the interval refetches");
+    }
+
+    #[tokio::test]
+    async fn the_background_refresh_rereads_what_is_in_use() {
+        let http = reqwest::Client::new();
+        let (url, hits, body) = serve_changing(r#"{"keys":[{"kty":"EC","kid":"old"}]}"#.to_owned());
+        let doc = |jwks: &str| {
+            format!(
+                r#"{{"issuer":"https://op.test","authorization_endpoint":"https://op.test/{jwks}/auth","jwks_uri":"https://op.test/{jwks}"}}"#
+            )
+        };
+        let (meta_url, meta_hits, meta_body) = serve_changing(doc("a"));
+        let cache = UpstreamCache::default();
+        assert_eq!(cache.jwks(&http, &url, false).await.unwrap()["keys"][0]["kid"], "old");
+        assert_eq!(cache.metadata(&http, &meta_url).await.unwrap().jwks_uri, "https://op.test/a");
+
+        *body.lock().unwrap() = r#"{"keys":[{"kty":"EC","kid":"old"},{"kty":"EC","kid":"new"}]}"#.to_owned();
+        *meta_body.lock().unwrap() = doc("b");
+        cache.refresh(&http).await;
+        assert_eq!((hits.load(Ordering::SeqCst), meta_hits.load(Ordering::SeqCst)), (2, 2));
+        let set = cache.jwks(&http, &url, false).await.unwrap();
+        assert_eq!(set["keys"][1]["kid"], "new", "the refreshed set is served");
+        assert_eq!(cache.metadata(&http, &meta_url).await.unwrap().jwks_uri, "https://op.test/b");
+        assert_eq!((hits.load(Ordering::SeqCst), meta_hits.load(Ordering::SeqCst)), (2, 2), "from the cache");
+
+        // A set no sign-in used for an hour is dropped, not refreshed.
+        if let Ok(mut j) = cache.jwks.lock() {
+            for e in j.values_mut() {
+                e.used = Instant::now().checked_sub(IN_USE + Duration::from_secs(1)).unwrap();
+            }
+        }
+        cache.refresh(&http).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert!(cache.jwks.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

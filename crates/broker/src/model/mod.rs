@@ -187,10 +187,14 @@ mod tests {
     #[test]
     fn settings_without_effect_are_named_and_trust_changing_ones_refuse() {
         let u =
-            Upstream::from_repr(&idp(&[("isAccessTokenJWT", "true"), ("backchannelSupported", "true")]), "").unwrap();
+            Upstream::from_repr(&idp(&[("validateSignature", "false"), ("backchannelSupported", "true")]), "").unwrap();
         let fields: Vec<&str> = u.notices.iter().map(|n| n.field.as_str()).collect();
-        assert_eq!(fields, ["config.isAccessTokenJWT", "config.backchannelSupported"]);
-        assert!(u.refusal.is_none(), "reported only: they do not change what is trusted");
+        assert_eq!(fields, ["config.validateSignature", "config.backchannelSupported"]);
+        assert!(u.notices[0].message.contains("NOT verified"), "{:?}", u.notices[0]);
+        assert!(u.refusal.is_none(), "reported only: the admin chose what is trusted");
+        assert!(!u.validate_signature);
+        let u = Upstream::from_repr(&idp(&[("isAccessTokenJWT", "true")]), "").unwrap();
+        assert!(u.notices.is_empty() && u.access_token_jwt && u.validate_signature, "honoured: {u:?}");
 
         let u = Upstream::from_repr(&idp(&[("clientAuthMethod", "private_key_jwt")]), "").unwrap();
         assert!(u.refusal.is_none() && u.notices.is_empty(), "private_key_jwt is honoured: {u:?}");

@@ -137,6 +137,11 @@ pub struct Upstream {
     pub static_jwks: Option<serde_json::Value>,
     /// `publicKeySignatureVerifierKeyId`: the kid every ID token must name.
     pub static_kid: Option<String>,
+    /// Whether signatures of its tokens are verified (`validateSignature`,
+    /// on unless "false"). Off, its ID tokens' claims are still checked.
+    pub validate_signature: bool,
+    /// Its access tokens are JWTs to verify and read (`isAccessTokenJWT`).
+    pub access_token_jwt: bool,
     /// The essential-claim filter, when `filteredByClaim` is on.
     pub claim_filter: Option<ClaimFilter>,
     /// Settings stored but without effect yet, for the admin.
@@ -353,6 +358,8 @@ impl Upstream {
             disable_userinfo: b("disableUserInfo")? == Some(true),
             static_jwks,
             static_kid,
+            validate_signature: b("validateSignature")? != Some(false),
+            access_token_jwt: b("isAccessTokenJWT")? == Some(true),
             claim_filter,
             notices,
             refusal,
@@ -386,10 +393,13 @@ fn assess(
         note("config.claimFilterName", "has no effect while filteredByClaim is off");
     }
     if flag("validateSignature") == Some(false) {
-        note("config.validateSignature", "false has no effect: Federa always verifies upstream ID-token signatures");
+        note(
+            "config.validateSignature",
+            "false: signatures of this provider's tokens are NOT verified; its ID tokens are trusted on the TLS connection to its token endpoint alone",
+        );
     }
     if flag("useJwksUrl") == Some(false) {
-        if !set("publicKeySignatureVerifier") {
+        if !set("publicKeySignatureVerifier") && flag("validateSignature") != Some(false) {
             note(
                 "config.useJwksUrl",
                 "false without publicKeySignatureVerifier has no effect: Federa reads the upstream's JWKS",
@@ -397,9 +407,6 @@ fn assess(
         }
     } else if set("publicKeySignatureVerifier") || set("publicKeySignatureVerifierKeyId") {
         note("config.publicKeySignatureVerifier", "has no effect while useJwksUrl is on");
-    }
-    if flag("isAccessTokenJWT") == Some(true) {
-        note("config.isAccessTokenJWT", "has no effect yet (the upstream access token is not read)");
     }
     if flag("backchannelSupported") == Some(true) {
         note("config.backchannelSupported", "has no effect yet (upstream logout is not implemented)");

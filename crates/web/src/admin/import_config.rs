@@ -1,6 +1,10 @@
 //! `POST /admin/realms/{realm}/identity-provider/import-config`: reads an
 //! upstream's OpenID Provider configuration (OpenID Connect Discovery 1.0
 //! section 4) and answers it as Keycloak's identity-provider config map.
+//! The document is fetched from `fromUrl`, or given in the body as `file`
+//! (a saved discovery document: its JSON text, as Keycloak's upload sends
+//! it, or the JSON object itself); the answer of a `file` has no
+//! `metadataDescriptorUrl`, since there is no URL to read again.
 
 use crate::body::Body;
 use std::collections::BTreeMap;
@@ -30,6 +34,7 @@ const PROVIDERS: &[&str] = &["oidc", "keycloak-oidc"];
 pub(super) struct ImportConfigRequest {
     provider_id: Option<String>,
     from_url: Option<String>,
+    file: Option<Value>,
 }
 
 fn from_url_error(message: impl Into<String>) -> WebError {
@@ -80,22 +85,25 @@ async fn fetch(st: &AppState, url: &str) -> Result<Map<String, Value>, WebError>
 }
 
 /// Turns a discovery document into Keycloak's config map.
-fn config_map(document: &Map<String, Value>, from_url: &str) -> Result<BTreeMap<String, String>, WebError> {
+/// `from_url` is where it was read, when it was; errors name `fromUrl` or `file`.
+fn config_map(document: &Map<String, Value>, from_url: Option<&str>) -> Result<BTreeMap<String, String>, WebError> {
+    let (field, source) = match from_url {
+        Some(u) => ("fromUrl", format!("the document at {u}")),
+        None => ("file", "the document".to_owned()),
+    };
+    let invalid = |message: String| WebError::invalid(field, message);
     let text = |key: &str| -> Result<Option<String>, WebError> {
         match document.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(from_url_error(format!("the document at {from_url} has a {key} that is not a string"))),
+            Some(_) => Err(invalid(format!("{source} has a {key} that is not a string"))),
         }
     };
     let mut config = BTreeMap::new();
     // OpenID Connect Discovery 1.0 section 3 requires these three.
     for (key, name) in [("issuer", "issuer"), ("authorization_endpoint", "authorizationUrl"), ("jwks_uri", "jwksUrl")] {
-        let value = text(key)?.ok_or_else(|| {
-            from_url_error(format!(
-                "the document at {from_url} has no {key}; it is not an OpenID Provider configuration"
-            ))
-        })?;
+        let value = text(key)?
+            .ok_or_else(|| invalid(format!("{source} has no {key}; it is not an OpenID Provider configuration")))?;
         config.insert(name.to_owned(), value);
     }
     for (key, name) in
@@ -115,7 +123,9 @@ fn config_map(document: &Map<String, Value>, from_url: &str) -> Result<BTreeMap<
         config.insert("pkceEnabled".into(), "true".into());
         config.insert("pkceMethod".into(), "S256".into());
     }
-    config.insert("metadataDescriptorUrl".into(), from_url.to_owned());
+    if let Some(u) = from_url {
+        config.insert("metadataDescriptorUrl".into(), u.to_owned());
+    }
     Ok(config)
 }
 
@@ -127,7 +137,7 @@ pub(super) async fn import_config(
     body: Body<ImportConfigRequest>,
 ) -> Result<HttpResponse, WebError> {
     st.admin.get_realm(&realm).await?;
-    let ImportConfigRequest { provider_id, from_url } = body.into_inner();
+    let ImportConfigRequest { provider_id, from_url, file } = body.into_inner();
     match provider_id.as_deref() {
         None | Some("") => return Err(WebError::invalid("providerId", "is required")),
         Some(p) if !PROVIDERS.contains(&p) => {
@@ -135,10 +145,36 @@ pub(super) async fn import_config(
         }
         Some(_) => {}
     }
-    let from_url = from_url.filter(|u| !u.trim().is_empty()).ok_or_else(|| from_url_error("is required"))?;
-    let url = check_http_url("fromUrl", from_url.trim())?;
-    let document = fetch(&st, url.as_str()).await?;
-    Ok(HttpResponse::Ok().json(config_map(&document, &from_url)?))
+    let from_url = from_url.filter(|u| !u.trim().is_empty());
+    let file = file.filter(|f| !f.is_null() && f.as_str().is_none_or(|t| !t.trim().is_empty()));
+    let config = match (from_url, file) {
+        (Some(_), Some(_)) => return Err(WebError::invalid("file", "give fromUrl or file, not both")),
+        (None, None) => return Err(from_url_error("is required (or file, a discovery document)")),
+        (Some(from_url), None) => {
+            let url = check_http_url("fromUrl", from_url.trim())?;
+            let document = fetch(&st, url.as_str()).await?;
+            config_map(&document, Some(&from_url))?
+        }
+        (None, Some(file)) => config_map(&saved_document(file)?, None)?,
+    };
+    Ok(HttpResponse::Ok().json(config))
+}
+
+/// A saved discovery document given as `file`: its JSON text, or the object.
+fn saved_document(file: Value) -> Result<Map<String, Value>, WebError> {
+    let document = match file {
+        Value::String(text) => {
+            if text.len() > MAX_DOCUMENT {
+                return Err(WebError::invalid("file", format!("is larger than {} KiB", MAX_DOCUMENT >> 10)));
+            }
+            serde_json::from_str(&text).map_err(|e| WebError::invalid("file", format!("is not JSON: {e}")))?
+        }
+        other => other,
+    };
+    match document {
+        Value::Object(m) => Ok(m),
+        _ => Err(WebError::invalid("file", "is not a JSON object (a discovery document)")),
+    }
 }
 
 #[cfg(test)]
@@ -167,7 +203,7 @@ mod tests {
             "code_challenge_methods_supported": ["plain", "S256"],
         }));
         let from = "https://op.example/.well-known/openid-configuration";
-        let c = config_map(&d, from).unwrap();
+        let c = config_map(&d, Some(from)).unwrap();
         let expected: BTreeMap<String, String> = [
             ("issuer", "https://op.example"),
             ("authorizationUrl", "https://op.example/auth"),
@@ -195,12 +231,28 @@ mod tests {
             "jwks_uri": "https://op.example/jwks",
             "code_challenge_methods_supported": ["plain"],
         }));
-        let c = config_map(&d, "https://op.example/x").unwrap();
+        let c = config_map(&d, Some("https://op.example/x")).unwrap();
         assert!(!c.contains_key("pkceEnabled") && !c.contains_key("pkceMethod") && !c.contains_key("tokenUrl"));
         d.remove("jwks_uri");
-        let e = config_map(&d, "https://op.example/x").unwrap_err().to_string();
+        let e = config_map(&d, Some("https://op.example/x")).unwrap_err().to_string();
         assert!(e.starts_with("fromUrl: ") && e.contains("jwks_uri"), "{e}");
         d.insert("jwks_uri".into(), json!(5));
-        assert!(config_map(&d, "https://op.example/x").is_err());
+        assert!(config_map(&d, Some("https://op.example/x")).is_err());
+    }
+
+    #[test]
+    fn a_saved_document_has_no_metadata_url_and_errors_name_file() {
+        let text = r#"{"issuer":"https://op.example","authorization_endpoint":"https://op.example/auth","jwks_uri":"https://op.example/jwks"}"#;
+        let from_text = config_map(&saved_document(Value::String(text.into())).unwrap(), None).unwrap();
+        let from_object = config_map(&saved_document(serde_json::from_str(text).unwrap()).unwrap(), None).unwrap();
+        assert_eq!(from_text, from_object);
+        assert_eq!(from_text["jwksUrl"], "https://op.example/jwks");
+        assert!(!from_text.contains_key("metadataDescriptorUrl"));
+        for bad in [json!("not json"), json!("[1]"), json!(5)] {
+            let e = saved_document(bad.clone()).unwrap_err().to_string();
+            assert!(e.starts_with("file: "), "{bad}: {e}");
+        }
+        let e = config_map(&doc(json!({"issuer": "x"})), None).unwrap_err().to_string();
+        assert!(e.starts_with("file: "), "{e}");
     }
 }

@@ -1,8 +1,8 @@
 //! The token endpoint: one handler per grant (authorization_code, RFC 6749
 //! section 4.1.3 and RFC 7636 section 4.6; client_credentials, RFC 6749
-//! section 4.4) after client authentication (`client_auth`), Federa's ID
-//! tokens (OIDC Core section 2) and JWT access tokens (RFC 9068), and the
-//! JWKS.
+//! section 4.4; refresh_token, RFC 6749 section 6, in `refresh`) after
+//! client authentication (`client_auth`), Federa's ID tokens (OIDC Core
+//! section 2) and JWT access tokens (RFC 9068), and the JWKS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,10 +16,11 @@ use serde_json::{json, Map, Value};
 use super::claims::user_claims;
 use super::keys::RealmKeys;
 use super::login::secs;
-use super::state::{self, CodeGrant, UsedCode};
+use super::refresh::{self, OFFLINE_ACCESS};
+use super::state::{self, CodeGrant, Family, RefreshGrant, UsedCode};
 use super::{now, random_token, Broker, RealmInfo};
 use crate::model::Client;
-use crate::store::Redemption;
+use crate::store::{Entry, EntryKind, Redemption};
 
 /// A successful token response (RFC 6749 section 5.1).
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +34,9 @@ pub struct TokenResponse {
     /// The ID token; none for a client's own token (there is no user).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// The refresh token (RFC 6749 section 1.5); none for a client's own token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// The granted scopes.
     pub scope: String,
 }
@@ -74,11 +78,11 @@ impl TokenError {
     }
 }
 
-fn refuse(code: OAuthErrorCode, msg: &str) -> TokenError {
+pub(super) fn refuse(code: OAuthErrorCode, msg: &str) -> TokenError {
     TokenError::new(code, msg)
 }
 
-fn server_error(e: impl std::fmt::Display) -> TokenError {
+pub(super) fn server_error(e: impl std::fmt::Display) -> TokenError {
     TokenError::server(e)
 }
 
@@ -97,10 +101,10 @@ impl Broker {
             None => Err(refuse(OAuthErrorCode::InvalidRequest, "grant_type is required")),
             Some(Ok(GrantType::AuthorizationCode)) => self.authorization_code_grant(realm, &client, form).await,
             Some(Ok(GrantType::ClientCredentials)) => self.client_credentials_grant(realm, &client, form).await,
-            // refresh_token joins with the sessions issue.
-            Some(Ok(GrantType::RefreshToken) | Err(_)) => Err(refuse(
+            Some(Ok(GrantType::RefreshToken)) => self.refresh_token_grant(realm, &client, form).await,
+            Some(Err(_)) => Err(refuse(
                 OAuthErrorCode::UnsupportedGrantType,
-                "only authorization_code and client_credentials are supported",
+                "only authorization_code, refresh_token and client_credentials are supported",
             )),
         }
     }
@@ -140,7 +144,14 @@ impl Broker {
             tokio::task::spawn_blocking(move || keys.signer.sign("at+jwt", &access).map_err(server_error))
                 .await
                 .map_err(server_error)??;
-        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token: None, scope })
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifespan,
+            id_token: None,
+            refresh_token: None,
+            scope,
+        })
     }
 
     /// The authorization_code grant (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
@@ -219,6 +230,35 @@ impl Broker {
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let now = now();
         let scope = grant.scopes.join(" ");
+        // The refresh token starts a family, bound to the session unless
+        // offline_access was asked for (OIDC Core section 11).
+        let refresh = RefreshGrant {
+            family: random_token(),
+            client_id: client_id.to_owned(),
+            user_id: grant.user_id.clone(),
+            sid: grant.sid.clone(),
+            offline: grant.scopes.iter().any(|s| s == OFFLINE_ACCESS),
+            scopes: grant.scopes.clone(),
+            auth_time: grant.auth_time,
+            started: now,
+        };
+        let family = Family {
+            client_id: client_id.to_owned(),
+            user_id: grant.user_id.clone(),
+            sid: grant.sid.clone(),
+            offline: refresh.offline,
+            started: now,
+            last_use: now,
+        };
+        let family_ttl = refresh::family_ttl(realm, &family, redeemed.session.as_deref(), now);
+        let refresh_token = random_token();
+        let mut entries = refresh::token_entries(realm, &refresh_token, &refresh, family_ttl)?;
+        entries.push(Entry {
+            key: state::family_key(&realm.name, &refresh.family),
+            value: serde_json::to_string(&family).map_err(server_error)?,
+            ttl: family_ttl,
+            kind: EntryKind::Value,
+        });
         let mut access = Map::new();
         access.insert("iss".into(), json!(realm.issuer));
         access.insert("sub".into(), json!(grant.user_id));
@@ -230,6 +270,7 @@ impl Broker {
         access.insert("scope".into(), json!(scope));
         access.insert("auth_time".into(), json!(grant.auth_time));
         access.insert("sid".into(), json!(grant.sid));
+        access.insert(state::FAMILY_CLAIM.into(), json!(refresh.family));
 
         let mut id = user_claims(&user, &grant.scopes);
         id.insert("iss".into(), json!(realm.issuer));
@@ -243,8 +284,18 @@ impl Broker {
         if let Some(n) = &grant.nonce {
             id.insert("nonce".into(), json!(n));
         }
-        let (access_token, id_token) = sign_pair(keys, access, id).await?;
-        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token: Some(id_token), scope })
+        // The family is written while the tokens are signed.
+        let (signed, written) = tokio::join!(sign_pair(keys, access, id), self.sessions.put_many(entries));
+        written.map_err(server_error)?;
+        let (access_token, id_token) = signed?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifespan,
+            id_token: Some(id_token),
+            refresh_token: Some(refresh_token),
+            scope,
+        })
     }
 
     /// The realm's public keys as a JWK Set.
@@ -275,7 +326,7 @@ fn client_credentials_scope(requested: Option<&str>) -> Result<String, TokenErro
 
 /// Signs the access token and the ID token (with its `at_hash`) off the async
 /// workers: an RSA signature is hundreds of microseconds of CPU.
-async fn sign_pair(
+pub(super) async fn sign_pair(
     keys: Arc<RealmKeys>,
     access: Map<String, Value>,
     mut id: Map<String, Value>,

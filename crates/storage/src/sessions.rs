@@ -276,6 +276,11 @@ impl SessionStore for EmbeddedSessions {
         // The sessions share the database with the users: one trip redeems a code.
         Some(std::sync::Arc::new(self.clone()))
     }
+
+    fn refresh_redeemer(&self) -> Option<std::sync::Arc<dyn federa_broker::store::RefreshRedeemer>> {
+        // Likewise, one trip uses a refresh token.
+        Some(std::sync::Arc::new(self.clone()))
+    }
 }
 
 /// Sessions on Redis; keys carry a prefix so that several deployments (or
@@ -435,6 +440,12 @@ impl SessionStore for RedisSessions {
                     pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("PX").arg(ttl_ms(e.ttl)).ignore();
                 }
                 EntryKind::IndexMember => self.index_add_to(&mut pipe, &e.key, &e.value, e.ttl),
+                EntryKind::Replace => {
+                    pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("XX").arg("KEEPTTL").ignore();
+                }
+                EntryKind::Renew => {
+                    pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("XX").arg("PX").arg(ttl_ms(e.ttl)).ignore();
+                }
             }
         }
         let mut c = self.conn.clone();

@@ -29,7 +29,7 @@ use rand::RngCore as _;
 use crate::model::{self, Client, Upstream as UpstreamModel};
 use crate::repr::RealmRepresentation;
 use crate::store::hot::Composed;
-use crate::store::{CodeRedeemer, SessionStore, SignInWriter, Store};
+use crate::store::{CodeRedeemer, RefreshRedeemer, SessionStore, SignInWriter, Store};
 use authorize::{AuthError, AuthRequest, ClientResponse};
 use state::{SsoSession, UpstreamState};
 
@@ -125,6 +125,7 @@ pub struct Broker {
     upstreams: Arc<upstream::UpstreamCache>,
     config: Arc<ConfigCache>,
     redeemer: Arc<dyn CodeRedeemer>,
+    refresh_redeemer: Arc<dyn RefreshRedeemer>,
     sign_in: Arc<dyn SignInWriter>,
 }
 
@@ -176,9 +177,11 @@ impl Broker {
     ) -> Self {
         let composed = Arc::new(Composed { store: store.clone(), sessions: sessions.clone() });
         let redeemer = sessions.redeemer().unwrap_or_else(|| composed.clone());
+        let refresh_redeemer = sessions.refresh_redeemer().unwrap_or_else(|| composed.clone());
         let sign_in = sessions.sign_in_writer().unwrap_or(composed);
         Self {
             redeemer,
+            refresh_redeemer,
             sign_in,
             store,
             sessions,

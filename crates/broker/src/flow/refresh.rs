@@ -17,10 +17,12 @@
 //! it. With `offline_access` (OIDC Core section 11) the family stands alone:
 //! it lives `offlineSessionIdleTimeout` from its last refresh, until revoked.
 //!
-//! One refresh is three session-store trips and one database read: the grant
-//! taken; the family and the session read together (one query, or MGET)
-//! while the user is read; then the new token written while the session's
-//! last use (or the offline family's) is recorded and the tokens are signed.
+//! One refresh is two trips (`store::RefreshRedeemer`): the grant taken and
+//! its family, session and user read (one transaction on the embedded
+//! store; with Redis, a GETDEL then an MGET beside the user's read), then the
+//! new token and the use written in one batch while the tokens are signed.
+//! The code exchange writes the first token and its family inside its own
+//! one trip (`store::Redemption::issue`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,11 +32,11 @@ use serde_json::{json, Map};
 
 use super::claims::user_claims;
 use super::login::secs;
-use super::state::{self, Family, RefreshGrant, SsoSession};
+use super::state::{self, CodeGrant, Family, RefreshGrant, SsoSession};
 use super::token::{refuse, server_error, sign_pair, TokenError, TokenResponse};
 use super::{now, random_token, Broker, RealmInfo};
 use crate::model::Client;
-use crate::store::{Entry, EntryKind};
+use crate::store::{Entry, EntryKind, RefreshUse};
 
 /// The scope that asks for a refresh token that outlives the browser's
 /// session (OIDC Core section 11).
@@ -51,38 +53,74 @@ fn seconds_left(s: i64) -> Duration {
     Duration::from_secs(u64::try_from(s).unwrap_or(0).max(1))
 }
 
-/// How long a family (and a refresh token issued now) may live: an offline
-/// family its idle timeout, a session's family what is left of the session's
-/// maximum lifetime.
-pub(super) fn family_ttl(realm: &RealmInfo, family: &Family, session: Option<&str>, now: i64) -> Duration {
-    if family.offline {
-        return realm.offline_idle;
-    }
-    let started = session.and_then(|s| serde_json::from_str::<SsoSession>(s).ok()).map_or(now, |s| s.started());
-    seconds_left(started.saturating_add(secs(realm.sso_max)).saturating_sub(now))
+/// The realm's settings a refresh token's issue needs, captured for the
+/// code redemption's one trip.
+pub(super) struct Lifetimes {
+    realm: String,
+    sso_max: Duration,
+    offline_idle: Duration,
 }
 
-/// The entries that issue a refresh token: its grant and its mark.
-pub(super) fn token_entries(
-    realm: &RealmInfo,
-    token: &str,
-    grant: &RefreshGrant,
-    ttl: Duration,
-) -> Result<Vec<Entry>, TokenError> {
-    Ok(vec![
-        Entry {
-            key: state::refresh_key(&realm.name, token),
-            value: serde_json::to_string(grant).map_err(server_error)?,
-            ttl,
-            kind: EntryKind::Value,
-        },
-        Entry {
-            key: state::refresh_used_key(&realm.name, token),
-            value: grant.family.clone(),
-            ttl,
-            kind: EntryKind::Value,
-        },
-    ])
+impl Lifetimes {
+    /// The realm's.
+    pub(super) fn of(realm: &RealmInfo) -> Self {
+        Self { realm: realm.name.clone(), sso_max: realm.sso_max, offline_idle: realm.offline_idle }
+    }
+
+    /// How long a family (and a refresh token issued now) may live: an
+    /// offline family its idle timeout, a session's family what is left of
+    /// the session's maximum lifetime.
+    fn ttl(&self, offline: bool, session: Option<&SsoSession>, now: i64) -> Duration {
+        if offline {
+            return self.offline_idle;
+        }
+        let started = session.map_or(now, SsoSession::started);
+        seconds_left(started.saturating_add(secs(self.sso_max)).saturating_sub(now))
+    }
+}
+
+/// What the authorization_code grant writes with the code's redemption
+/// (given the code's grant and its live session): a refresh token `token`
+/// starting the family `family`, bound to the session unless
+/// `offline_access` was granted (OIDC Core section 11). Nothing when the
+/// grant cannot be read (the exchange then fails).
+pub(super) fn issue(l: &Lifetimes, family: &str, token: &str, grant: &str, session: &str, now: i64) -> Vec<Entry> {
+    let Ok(code) = serde_json::from_str::<CodeGrant>(grant) else { return Vec::new() };
+    let session = serde_json::from_str::<SsoSession>(session).ok();
+    let offline = code.scopes.iter().any(|s| s == OFFLINE_ACCESS);
+    let ttl = l.ttl(offline, session.as_ref(), now);
+    let record = Family {
+        client_id: code.client_id.clone(),
+        user_id: code.user_id.clone(),
+        sid: code.sid.clone(),
+        offline,
+        started: now,
+        last_use: now,
+    };
+    let grant = RefreshGrant {
+        family: family.to_owned(),
+        client_id: code.client_id,
+        user_id: code.user_id,
+        sid: code.sid,
+        scopes: code.scopes,
+        auth_time: code.auth_time,
+        offline,
+        started: now,
+    };
+    let (Ok(grant_json), Ok(family_json)) = (serde_json::to_string(&grant), serde_json::to_string(&record)) else {
+        return Vec::new();
+    };
+    let mut entries = token_entries(&l.realm, token, grant_json, family, ttl);
+    entries.push(Entry { key: state::family_key(&l.realm, family), value: family_json, ttl, kind: EntryKind::Value });
+    entries
+}
+
+/// The entries that issue a refresh token: its grant and its use mark.
+fn token_entries(realm: &str, token: &str, grant_json: String, family: &str, ttl: Duration) -> Vec<Entry> {
+    vec![
+        Entry { key: state::refresh_key(realm, token), value: grant_json, ttl, kind: EntryKind::Value },
+        Entry { key: state::refresh_used_key(realm, token), value: family.to_owned(), ttl, kind: EntryKind::Value },
+    ]
 }
 
 /// When a grant's tokens stop being usable, when they are usable at `now`:
@@ -170,11 +208,22 @@ impl Broker {
                 }
             }
         }
-        let Some(taken) = self.sessions.take(&refresh_key).await.map_err(server_error)? else {
+        // One trip: the grant taken (of two racing uses, one gets it), its
+        // family, session and user read.
+        let used = self
+            .refresh_redeemer
+            .use_refresh(RefreshUse {
+                realm: realm.name.clone(),
+                token_key: refresh_key,
+                used_key: state::refresh_used_key(&realm.name, presented),
+                refs: state::refresh_refs,
+            })
+            .await
+            .map_err(server_error)?;
+        let Some(taken) = used.grant else {
             // Unknown, expired, revoked, or used already. A used one (its
             // mark still live) was stolen or replayed: its family ends.
-            let mark = self.sessions.take(&state::refresh_used_key(&realm.name, presented)).await;
-            if let Some(family) = mark.map_err(server_error)? {
+            if let Some(family) = used.mark {
                 self.revoke_family(realm, &family).await?;
                 log::warn!(
                     "realm {:?}: a used refresh token was presented again (by client {client_id:?}); its family is revoked",
@@ -195,49 +244,45 @@ impl Broker {
             return Err(refuse(OAuthErrorCode::InvalidGrant, "the refresh token was issued to another client"));
         }
         let scopes = narrowed(&grant.scopes, form.get("scope"))?;
-
-        let family_key = state::family_key(&realm.name, &grant.family);
-        let sso_key = state::sso_key_public(&realm.name, &grant.sid);
-        let keys = [family_key.clone(), sso_key.clone()];
-        let (found, user) =
-            tokio::join!(self.sessions.get_many(&keys), self.store.get_user(&realm.name, &grant.user_id));
-        let found = found.map_err(server_error)?;
-        let family: Option<Family> = parse(found.first());
-        let session: Option<SsoSession> = parse(found.get(1));
+        let family: Option<Family> = parse(used.found.first());
+        let session: Option<SsoSession> = parse(used.found.get(1));
         let now = now();
         if usable_until(realm, &grant, family.as_ref(), session.as_ref(), now).is_none() {
             return Err(invalid_grant());
         }
-        let user = user
-            .map_err(server_error)?
+        let user = used
+            .user
             .filter(|u| u.enabled != Some(false))
             .ok_or_else(|| refuse(OAuthErrorCode::InvalidGrant, "the user no longer exists or is disabled"))?;
 
-        // Rotation: a new token of the same family, with the grant's scopes.
+        // Rotation: a new token of the same family, with the grant's scopes,
+        // written in one trip with the use: a session's family counts as a
+        // use of the session (ssoSessionIdleTimeout), an offline family's
+        // idle time restarts. Both only replace live records, so a session
+        // ended or a family revoked meanwhile stays so, and then what is
+        // written and signed here is dead already (the access-token check
+        // and the next refresh need both).
         let token = random_token();
-        let ttl = match (&family, session.as_ref()) {
-            (Some(f), _) if f.offline => realm.offline_idle,
-            (_, Some(s)) => seconds_left(s.started().saturating_add(secs(realm.sso_max)).saturating_sub(now)),
+        let lifetimes = Lifetimes::of(realm);
+        let ttl = lifetimes.ttl(grant.offline, session.as_ref(), now);
+        let grant_json = serde_json::to_string(&grant).map_err(server_error)?;
+        let mut entries = token_entries(&realm.name, &token, grant_json, &grant.family, ttl);
+        let touch = match (family, session) {
+            (Some(mut f), _) if f.offline => {
+                f.last_use = now;
+                let value = serde_json::to_string(&f).map_err(server_error)?;
+                let key = state::family_key(&realm.name, &grant.family);
+                Entry { key, value, ttl: realm.offline_idle, kind: EntryKind::Renew }
+            }
+            (_, Some(mut s)) => {
+                s.last_access = now;
+                let value = serde_json::to_string(&s).map_err(server_error)?;
+                let key = state::sso_key_public(&realm.name, &grant.sid);
+                Entry { key, value, ttl, kind: EntryKind::Replace }
+            }
             _ => return Err(invalid_grant()),
         };
-        let entries = token_entries(realm, &token, &grant, ttl)?;
-        // The use: a session's family counts as a use of the session
-        // (ssoSessionIdleTimeout); an offline family's idle time restarts.
-        let touch = async {
-            match (family, session) {
-                (Some(mut f), _) if f.offline => {
-                    f.last_use = now;
-                    let json = serde_json::to_string(&f).map_err(server_error)?;
-                    self.sessions.renew(&family_key, &json, realm.offline_idle).await.map_err(server_error)
-                }
-                (_, Some(mut s)) => {
-                    s.last_access = now;
-                    let json = serde_json::to_string(&s).map_err(server_error)?;
-                    self.sessions.replace(&sso_key, &json).await.map_err(server_error)
-                }
-                _ => Ok(false),
-            }
-        };
+        entries.push(touch);
 
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let lifespan = secs(realm.token_lifespan);
@@ -263,14 +308,8 @@ impl Broker {
         id.insert("iat".into(), json!(now));
         id.insert("auth_time".into(), json!(grant.auth_time));
         id.insert("sid".into(), json!(grant.sid));
-        let (signed, written, touched) =
-            tokio::join!(sign_pair(keys, access, id), self.sessions.put_many(entries), touch);
+        let (signed, written) = tokio::join!(sign_pair(keys, access, id), self.sessions.put_many(entries));
         written.map_err(server_error)?;
-        if !touched? {
-            // The family was revoked or the session ended meanwhile: what was
-            // just written and signed is already dead.
-            return Err(invalid_grant());
-        }
         let (access_token, id_token) = signed?;
         Ok(TokenResponse {
             access_token,

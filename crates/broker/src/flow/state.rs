@@ -104,6 +104,17 @@ pub struct Family {
     pub last_use: i64,
 }
 
+/// What a stored refresh grant needs read when it is used: its family and
+/// its SSO session (in that order), and its user. Given to storage so that
+/// using a refresh token is one trip.
+pub fn refresh_refs(realm: &str, grant: &str) -> Option<crate::store::RefreshRefs> {
+    let g: RefreshGrant = serde_json::from_str(grant).ok()?;
+    Some(crate::store::RefreshRefs {
+        keys: vec![family_key(realm, &g.family), sso_key_public(realm, &g.sid)],
+        user_id: g.user_id,
+    })
+}
+
 /// The public id of an SSO session: the `sid` claim of its tokens. It is a
 /// digest of the browser's session cookie, so a token never carries the
 /// cookie itself (which would let any client or API that sees a token sign

@@ -16,11 +16,11 @@ use serde_json::{json, Map, Value};
 use super::claims::user_claims;
 use super::keys::RealmKeys;
 use super::login::secs;
-use super::refresh::{self, OFFLINE_ACCESS};
-use super::state::{self, CodeGrant, Family, RefreshGrant, UsedCode};
+use super::refresh;
+use super::state::{self, CodeGrant, UsedCode};
 use super::{now, random_token, Broker, RealmInfo};
 use crate::model::Client;
-use crate::store::{Entry, EntryKind, Redemption};
+use crate::store::{IssueFor, Redemption};
 
 /// A successful token response (RFC 6749 section 5.1).
 #[derive(Debug, Clone, Serialize)]
@@ -170,6 +170,17 @@ impl Broker {
         // exists, so that a reuse racing this exchange finds what to revoke),
         // and its session and user read.
         let jti = random_token();
+        // The refresh token and its family are written in the same trip
+        // (`refresh::issue`), when the code and its session are live.
+        let (family_id, refresh_token) = (random_token(), random_token());
+        let issue: IssueFor = {
+            let (family_id, refresh_token) = (family_id.clone(), refresh_token.clone());
+            let lifetimes = refresh::Lifetimes::of(realm);
+            let started = now();
+            Arc::new(move |grant: &str, session: &str| {
+                refresh::issue(&lifetimes, &family_id, &refresh_token, grant, session, started)
+            })
+        };
         let redeemed = self
             .redeemer
             .redeem_code(Redemption {
@@ -183,6 +194,7 @@ impl Broker {
                 // concurrent exchanges never lose one); back-channel logout
                 // will tell these clients.
                 index_ttl: realm.sso_max,
+                issue: Some(issue),
             })
             .await
             .map_err(server_error)?;
@@ -230,35 +242,6 @@ impl Broker {
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let now = now();
         let scope = grant.scopes.join(" ");
-        // The refresh token starts a family, bound to the session unless
-        // offline_access was asked for (OIDC Core section 11).
-        let refresh = RefreshGrant {
-            family: random_token(),
-            client_id: client_id.to_owned(),
-            user_id: grant.user_id.clone(),
-            sid: grant.sid.clone(),
-            offline: grant.scopes.iter().any(|s| s == OFFLINE_ACCESS),
-            scopes: grant.scopes.clone(),
-            auth_time: grant.auth_time,
-            started: now,
-        };
-        let family = Family {
-            client_id: client_id.to_owned(),
-            user_id: grant.user_id.clone(),
-            sid: grant.sid.clone(),
-            offline: refresh.offline,
-            started: now,
-            last_use: now,
-        };
-        let family_ttl = refresh::family_ttl(realm, &family, redeemed.session.as_deref(), now);
-        let refresh_token = random_token();
-        let mut entries = refresh::token_entries(realm, &refresh_token, &refresh, family_ttl)?;
-        entries.push(Entry {
-            key: state::family_key(&realm.name, &refresh.family),
-            value: serde_json::to_string(&family).map_err(server_error)?,
-            ttl: family_ttl,
-            kind: EntryKind::Value,
-        });
         let mut access = Map::new();
         access.insert("iss".into(), json!(realm.issuer));
         access.insert("sub".into(), json!(grant.user_id));
@@ -270,7 +253,7 @@ impl Broker {
         access.insert("scope".into(), json!(scope));
         access.insert("auth_time".into(), json!(grant.auth_time));
         access.insert("sid".into(), json!(grant.sid));
-        access.insert(state::FAMILY_CLAIM.into(), json!(refresh.family));
+        access.insert(state::FAMILY_CLAIM.into(), json!(family_id));
 
         let mut id = user_claims(&user, &grant.scopes);
         id.insert("iss".into(), json!(realm.issuer));
@@ -284,10 +267,7 @@ impl Broker {
         if let Some(n) = &grant.nonce {
             id.insert("nonce".into(), json!(n));
         }
-        // The family is written while the tokens are signed.
-        let (signed, written) = tokio::join!(sign_pair(keys, access, id), self.sessions.put_many(entries));
-        written.map_err(server_error)?;
-        let (access_token, id_token) = signed?;
+        let (access_token, id_token) = sign_pair(keys, access, id).await?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

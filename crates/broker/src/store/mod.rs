@@ -16,8 +16,8 @@ use federa_protocol::Secret;
 
 pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
 pub use self::hot::{
-    CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, Profile, Redeemed, Redemption, SignIn, SignInWriter,
-    SignedIn,
+    CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, IssueFor, Profile, Redeemed, Redemption, RefreshRedeemer,
+    RefreshRefs, RefreshUse, RefreshUsed, SignIn, SignInWriter, SignedIn,
 };
 use crate::keys::SigningKey;
 use crate::repr::{
@@ -300,6 +300,12 @@ pub trait SessionStore: Send + Sync {
             match e.kind {
                 EntryKind::Value => self.put(&e.key, &e.value, e.ttl).await?,
                 EntryKind::IndexMember => self.index_add(&e.key, &e.value, e.ttl).await?,
+                EntryKind::Replace => {
+                    self.replace(&e.key, &e.value).await?;
+                }
+                EntryKind::Renew => {
+                    self.renew(&e.key, &e.value, e.ttl).await?;
+                }
             }
         }
         Ok(())
@@ -316,6 +322,13 @@ pub trait SessionStore: Send + Sync {
     /// the users (the embedded store); `None` makes the broker compose the
     /// separate stores.
     fn redeemer(&self) -> Option<std::sync::Arc<dyn CodeRedeemer>> {
+        None
+    }
+
+    /// A one-trip refresh-token user, when this store shares the database
+    /// with the users (the embedded store); `None` makes the broker compose
+    /// the separate stores.
+    fn refresh_redeemer(&self) -> Option<std::sync::Arc<dyn RefreshRedeemer>> {
         None
     }
 }

@@ -178,6 +178,7 @@ async fn expiry(w: &World) {
     let rt = tokens.refresh_token.clone().unwrap();
     assert!(!w.active(&rt).await, "idle longer than ssoSessionIdleTimeout");
     assert_invalid_grant(refresh(w, &rt, None).await, "idle session");
+    assert_eq!(w.userinfo(&tokens.access_token).await, 401, "an idle session's access tokens stop too");
     assert!(!w.has_sso(&browser).await, "an idle session does not answer at the authorization endpoint");
 
     let tokens = w.sign_in(&Browser::new()).await;

@@ -103,7 +103,10 @@ impl Broker {
                 let mut found = self.sessions.get_many(&keys).await.map_err(internal)?.into_iter();
                 let (revoked, session, family_record) =
                     (found.next().flatten(), found.next().flatten(), found.next().flatten());
-                let session_alive = session.and_then(|s| serde_json::from_str::<SsoSession>(&s).ok()).is_some();
+                // A session idle past ssoSessionIdleTimeout no longer stands behind its tokens.
+                let session_alive = session
+                    .and_then(|s| serde_json::from_str::<SsoSession>(&s).ok())
+                    .is_some_and(|s| realm.session_serves(&s, now()));
                 let alive = match family {
                     None => session_alive,
                     Some(_) => family_record

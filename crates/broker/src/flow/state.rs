@@ -208,8 +208,8 @@ pub struct SsoSession {
     /// When the session was created, seconds (0 in older records).
     #[serde(default)]
     pub started: i64,
-    /// When the session last answered an authorization request, seconds
-    /// (0 until then).
+    /// When the session last answered an authorization request or a
+    /// refresh of one of its refresh tokens, seconds (0 until then).
     #[serde(default)]
     pub last_access: i64,
     /// The address the sign-in came from, when known.

@@ -139,6 +139,16 @@ pub fn idp_notices(p: &IdentityProviderRepresentation) -> Vec<Notice> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn session_and_offline_timeouts_are_honoured_so_not_noticed() {
+        let r = RealmRepresentation {
+            sso_session_idle_timeout: Some(60),
+            offline_session_idle_timeout: Some(3600),
+            ..Default::default()
+        };
+        assert!(realm_notices(&r).is_empty(), "{:?}", realm_notices(&r));
+    }
+
     fn idp(pairs: &[(&str, &str)]) -> IdentityProviderRepresentation {
         let mut p = IdentityProviderRepresentation {
             alias: Some("corp".into()),

@@ -229,7 +229,8 @@ async fn lifespans_are_bounded() {
     let store = db.store();
     let st = state(&store);
     let app = app!(st);
-    for field in ["accessTokenLifespan", "ssoSessionIdleTimeout", "ssoSessionMaxLifespan"] {
+    for field in ["accessTokenLifespan", "ssoSessionIdleTimeout", "ssoSessionMaxLifespan", "offlineSessionIdleTimeout"]
+    {
         for value in [json!(i64::MAX), json!(i64::MAX - 100), json!(10 * 366 * 86_400), json!(-1)] {
             let mut r = json!({"realm": "big"});
             r[field] = value.clone();

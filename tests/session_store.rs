@@ -160,6 +160,37 @@ async fn index_contract(store: Arc<dyn SessionStore>) {
     assert_eq!(store.get("sso:r:many").await.unwrap().as_deref(), Some("session"));
     assert_eq!(sorted(store.index_members("sso-user:r:many").await.unwrap()), ["many", "other"]);
     assert_eq!(store.get("sso-user:r:many").await.unwrap(), None, "a member is not a value");
+
+    // get_many: live values in the order asked, None for the others.
+    let keys = ["sso:r:many".to_owned(), "nothing:here".to_owned(), "sso-user:r:many".to_owned()];
+    assert_eq!(store.get_many(&keys).await.unwrap(), [Some("session".to_owned()), None, None]);
+    assert!(store.get_many(&[]).await.unwrap().is_empty());
+
+    // renew: only a live value is replaced (a revoked family stays revoked),
+    // and it then lives the new ttl.
+    assert!(!store.renew("rtf:r:gone", "back", LONG).await.unwrap());
+    assert_eq!(store.get("rtf:r:gone").await.unwrap(), None, "renew never creates");
+    store.put("rtf:r:short", "one", LONG).await.unwrap();
+    assert!(store.renew("rtf:r:short", "two", Duration::from_millis(200)).await.unwrap());
+    assert_eq!(store.get("rtf:r:short").await.unwrap().as_deref(), Some("two"));
+    // Replace and Renew entries behave alike in a batch.
+    store
+        .put_many(vec![
+            entry("sso:r:many", "touched", EntryKind::Replace),
+            entry("sso:r:absent", "revived", EntryKind::Replace),
+            entry("rtf:r:absent", "revived", EntryKind::Renew),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.get("sso:r:many").await.unwrap().as_deref(), Some("touched"));
+    assert_eq!(store.get("sso:r:absent").await.unwrap(), None);
+    assert_eq!(store.get("rtf:r:absent").await.unwrap(), None);
+    // The renewed value lives the new ttl, not the old one.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.get("rtf:r:short").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "renew did not set the new ttl");
+        tokio::task::yield_now().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,6 +276,7 @@ async fn redemption(sessions: Arc<dyn SessionStore>, store: federa_storage::DbSt
         used_ttl: LONG,
         refs: test_refs,
         index_ttl: LONG,
+        issue: None,
     };
     sessions.put("sso:r:s1", "session", LONG).await.unwrap();
     sessions.put("code:r:c1", &grant, LONG).await.unwrap();

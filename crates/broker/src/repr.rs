@@ -46,6 +46,9 @@ pub struct RealmRepresentation {
     /// Maximum lifetime of SSO sessions, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sso_session_max_lifespan: Option<i64>,
+    /// Idle timeout of offline refresh tokens (`offline_access`), in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_session_idle_timeout: Option<i64>,
     /// Downstream applications (import only; not part of a realm read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clients: Option<Vec<ClientRepresentation>>,

@@ -77,6 +77,7 @@ pub fn realm(r: &mut RealmRepresentation) -> Result<(), BrokerError> {
         ("accessTokenLifespan", r.access_token_lifespan),
         ("ssoSessionIdleTimeout", r.sso_session_idle_timeout),
         ("ssoSessionMaxLifespan", r.sso_session_max_lifespan),
+        ("offlineSessionIdleTimeout", r.offline_session_idle_timeout),
     ] {
         if value.is_some_and(|v| !(0..=MAX_LIFESPAN).contains(&v)) {
             return Err(invalid(
@@ -322,10 +323,11 @@ mod tests {
     #[test]
     fn lifespans_are_bounded() {
         type Setter = fn(&mut RealmRepresentation, i64);
-        let fields: [(&str, Setter); 3] = [
+        let fields: [(&str, Setter); 4] = [
             ("accessTokenLifespan", |r, v| r.access_token_lifespan = Some(v)),
             ("ssoSessionIdleTimeout", |r, v| r.sso_session_idle_timeout = Some(v)),
             ("ssoSessionMaxLifespan", |r, v| r.sso_session_max_lifespan = Some(v)),
+            ("offlineSessionIdleTimeout", |r, v| r.offline_session_idle_timeout = Some(v)),
         ];
         for (field, set) in fields {
             for (value, ok) in [

@@ -97,13 +97,13 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [alg],
         "token_endpoint_auth_methods_supported": client_auth,
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "claims_supported": CLAIMS_SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
@@ -156,7 +156,7 @@ mod tests {
             assert!(algs.as_array().is_some_and(|a| a.contains(&json!("HS256")) && a.contains(&json!("RS256"))));
             assert!(!algs.as_array().is_some_and(|a| a.contains(&json!("none"))), "{endpoint}: {algs}");
         }
-        assert_eq!(doc["grant_types_supported"], json!(["authorization_code", "client_credentials"]));
+        assert_eq!(doc["grant_types_supported"], json!(["authorization_code", "refresh_token", "client_credentials"]));
     }
 
     #[test]

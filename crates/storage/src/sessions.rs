@@ -188,6 +188,37 @@ impl SessionStore for EmbeddedSessions {
         Ok(updated == 1)
     }
 
+    async fn renew(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        let now = now_ms();
+        let expires_at = now + ttl_ms(ttl);
+        let updated = self
+            .run_write(move |c| {
+                diesel::update(
+                    session_entries::table
+                        .filter(session_entries::key.eq(&key).and(session_entries::expires_at.gt(now))),
+                )
+                .set((session_entries::value.eq(&value), session_entries::expires_at.eq(expires_at)))
+                .execute(c)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let wanted = keys.to_vec();
+        let now = now_ms();
+        let found: Vec<(String, String)> = self
+            .run(move |c| {
+                session_entries::table
+                    .filter(session_entries::key.eq_any(&wanted).and(session_entries::expires_at.gt(now)))
+                    .select((session_entries::key, session_entries::value))
+                    .load(c)
+            })
+            .await?;
+        Ok(keys.iter().map(|k| found.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())).collect())
+    }
+
     async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let row = IndexRow { key: index_key.to_owned(), member: member.to_owned(), expires_at: now_ms() + ttl_ms(ttl) };
         self.run_write(move |c| c.transaction(|c| crate::store::hot::index_row(c, row))).await
@@ -243,6 +274,11 @@ impl SessionStore for EmbeddedSessions {
 
     fn redeemer(&self) -> Option<std::sync::Arc<dyn federa_broker::store::CodeRedeemer>> {
         // The sessions share the database with the users: one trip redeems a code.
+        Some(std::sync::Arc::new(self.clone()))
+    }
+
+    fn refresh_redeemer(&self) -> Option<std::sync::Arc<dyn federa_broker::store::RefreshRedeemer>> {
+        // Likewise, one trip uses a refresh token.
         Some(std::sync::Arc::new(self.clone()))
     }
 }
@@ -345,6 +381,32 @@ impl SessionStore for RedisSessions {
         Ok(set.is_some())
     }
 
+    async fn renew(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("XX")
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async(&mut c)
+            .await
+            .map_err(backend)?;
+        Ok(set.is_some())
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        for k in keys {
+            cmd.arg(self.key(k));
+        }
+        cmd.query_async(&mut c).await.map_err(backend)
+    }
+
     async fn index_add(&self, index_key: &str, member: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -378,6 +440,12 @@ impl SessionStore for RedisSessions {
                     pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("PX").arg(ttl_ms(e.ttl)).ignore();
                 }
                 EntryKind::IndexMember => self.index_add_to(&mut pipe, &e.key, &e.value, e.ttl),
+                EntryKind::Replace => {
+                    pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("XX").arg("KEEPTTL").ignore();
+                }
+                EntryKind::Renew => {
+                    pipe.cmd("SET").arg(self.key(&e.key)).arg(&e.value).arg("XX").arg("PX").arg(ttl_ms(e.ttl)).ignore();
+                }
             }
         }
         let mut c = self.conn.clone();

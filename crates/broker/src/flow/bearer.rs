@@ -1,7 +1,9 @@
 //! The one check of Federa's own access tokens (RFC 9068), shared by
 //! userinfo, introspection and revocation: signature by a realm key, `typ:
 //! at+jwt`, the realm's issuer, expiry, not revoked, and what the token
-//! stands for still there: a user's token needs its live SSO session (`sid`);
+//! stands for still there: a user's token needs its live SSO session (`sid`)
+//! and, when it came with a refresh token, its live refresh-token family (an
+//! offline family stands without the session);
 //! a client's own token (client_credentials, marked by
 //! [`GRANT_CLAIM`](super::token::GRANT_CLAIM), never with a `sid`) needs its
 //! client still enabled and allowed the grant.
@@ -10,7 +12,7 @@ use federa_protocol::jwt::{peek_typ, verify_own_cached};
 use federa_protocol::GrantType;
 use serde_json::{Map, Value};
 
-use super::state::{self, SsoSession};
+use super::state::{self, Family, SsoSession};
 use super::token::GRANT_CLAIM;
 use super::{now, Broker, RealmInfo};
 
@@ -91,10 +93,28 @@ impl Broker {
         // user's token without its `sid` is refused, whatever else it says.
         let (revoked, alive, ended) = match (claims.str("sid"), claims.is_client_token()) {
             (Some(sid), false) => {
-                let session_key = state::sso_key_public(&realm.name, sid);
-                let (revoked, session) = tokio::join!(self.sessions.get(&revoked_key), self.sessions.get(&session_key));
-                let alive = session.map_err(internal)?.and_then(|s| serde_json::from_str::<SsoSession>(&s).ok());
-                (revoked, alive.is_some(), "the session of this token has ended")
+                // One read: the revocation mark, the session and, for a token
+                // of a refresh-token family, the family. A family's token
+                // needs its family live, and then its session unless the
+                // family is offline (OIDC Core section 11).
+                let family = claims.str(state::FAMILY_CLAIM);
+                let mut keys = vec![revoked_key, state::sso_key_public(&realm.name, sid)];
+                keys.extend(family.map(|f| state::family_key(&realm.name, f)));
+                let mut found = self.sessions.get_many(&keys).await.map_err(internal)?.into_iter();
+                let (revoked, session, family_record) =
+                    (found.next().flatten(), found.next().flatten(), found.next().flatten());
+                // A session idle past ssoSessionIdleTimeout no longer stands behind its tokens.
+                let session_alive = session
+                    .and_then(|s| serde_json::from_str::<SsoSession>(&s).ok())
+                    .is_some_and(|s| realm.session_serves(&s, now()));
+                let alive = match family {
+                    None => session_alive,
+                    Some(_) => family_record
+                        .and_then(|f| serde_json::from_str::<Family>(&f).ok())
+                        .filter(|f| claims.str("sub") == Some(f.user_id.as_str()))
+                        .is_some_and(|f| f.offline || session_alive),
+                };
+                (Ok(revoked), alive, "the session or the grant of this token has ended")
             }
             (None, true) => {
                 let client_id = claims.str("client_id").unwrap_or_default();

@@ -4,10 +4,13 @@
 //! with the one access-token check (`bearer`), so a token is active here
 //! exactly when userinfo would accept it.
 //!
-//! Only access tokens exist today. Refresh tokens (another issue) join at the
-//! two marked places: `token_type_hint` then says which kind to try first,
-//! and the other kind is tried next (RFC 7009 section 2.1, RFC 7662 section
-//! 2.1: the hint is only a hint).
+//! Refresh tokens (`refresh`) are told from access tokens by their shape
+//! (opaque, where access tokens are compact JWS), so `token_type_hint` is
+//! accepted and not needed (RFC 7009 section 2.1, RFC 7662 section 2.1: the
+//! hint is only a hint). A refresh token is active while its grant, family
+//! and session (for an offline one, its family) are, and only to its own
+//! client; revoking it revokes its family (RFC 7009 section 2.1: the access
+//! tokens of the same grant too).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -77,7 +80,9 @@ impl Broker {
             });
         }
         let token = token_param(form)?;
-        // Refresh tokens join here (see the module documentation).
+        if super::refresh::looks_like_refresh_token(token) {
+            return self.introspect_refresh(realm, &client.client_id, token).await;
+        }
         let Some(claims) = self.valid_access_token(realm, token).await? else { return Ok(inactive()) };
         let mut out = Map::new();
         out.insert("active".into(), json!(true));
@@ -95,6 +100,38 @@ impl Broker {
             if let Some(name) = user.username {
                 out.insert("username".into(), json!(name));
             }
+        }
+        Ok(out)
+    }
+
+    /// Introspection of a refresh token: active only to its own client (a
+    /// refresh token is for its client alone, RFC 6749 section 1.5), with
+    /// Keycloak's `token_type` "Refresh".
+    async fn introspect_refresh(
+        &self,
+        realm: &RealmInfo,
+        caller: &str,
+        token: &str,
+    ) -> Result<Map<String, Value>, TokenError> {
+        let Some(live) = self.live_refresh_token(realm, token).await? else { return Ok(inactive()) };
+        let g = live.grant;
+        if g.client_id != caller {
+            return Ok(inactive());
+        }
+        let user = self.store.get_user(&realm.name, &g.user_id).await.map_err(TokenError::server)?;
+        let Some(user) = user.filter(|u| u.enabled != Some(false)) else { return Ok(inactive()) };
+        let mut out = Map::new();
+        out.insert("active".into(), json!(true));
+        out.insert("token_type".into(), json!("Refresh"));
+        out.insert("client_id".into(), json!(g.client_id));
+        out.insert("sub".into(), json!(g.user_id));
+        out.insert("scope".into(), json!(g.scopes.join(" ")));
+        out.insert("exp".into(), json!(live.exp));
+        out.insert("iss".into(), json!(realm.issuer));
+        out.insert("sid".into(), json!(g.sid));
+        out.insert("auth_time".into(), json!(g.auth_time));
+        if let Some(name) = user.username {
+            out.insert("username".into(), json!(name));
         }
         Ok(out)
     }
@@ -117,7 +154,20 @@ impl Broker {
         let creds = credentials(form, basic)?;
         let client = self.authenticate_client(realm, &creds).await?;
         let token = token_param(form)?;
-        // Refresh tokens join here (see the module documentation).
+        if super::refresh::looks_like_refresh_token(token) {
+            let Some(live) = self.live_refresh_token(realm, token).await? else { return Ok(()) };
+            if live.grant.client_id != client.client_id {
+                log::info!(
+                    "realm {:?}: client {:?} tried to revoke a refresh token of another client",
+                    realm.name,
+                    client.client_id
+                );
+                return Err(TokenError::new(OAuthErrorCode::InvalidRequest, "the token was issued to another client"));
+            }
+            self.revoke_family(realm, &live.grant.family).await?;
+            log::info!("realm {:?}: client {:?} revoked a refresh token and its family", realm.name, client.client_id);
+            return Ok(());
+        }
         let Some(claims) = self.valid_access_token(realm, token).await? else { return Ok(()) };
         if claims.str("client_id") != Some(client.client_id.as_str()) {
             log::info!(

@@ -12,6 +12,7 @@ pub mod introspect;
 mod keys;
 mod login;
 pub mod logout;
+mod refresh;
 pub mod sessions;
 pub mod state;
 pub mod token;
@@ -28,7 +29,7 @@ use rand::RngCore as _;
 use crate::model::{self, Client, Upstream as UpstreamModel};
 use crate::repr::RealmRepresentation;
 use crate::store::hot::Composed;
-use crate::store::{CodeRedeemer, SessionStore, SignInWriter, Store};
+use crate::store::{CodeRedeemer, RefreshRedeemer, SessionStore, SignInWriter, Store};
 use authorize::{AuthError, AuthRequest, ClientResponse};
 use state::{SsoSession, UpstreamState};
 
@@ -98,6 +99,21 @@ pub struct RealmInfo {
     pub token_lifespan: Duration,
     /// SSO session maximum lifetime.
     pub sso_max: Duration,
+    /// SSO session idle timeout: the longest time since the session's last
+    /// use (an SSO answer or a refresh) after which it no longer serves.
+    pub sso_idle: Duration,
+    /// Idle timeout of offline refresh-token families.
+    pub offline_idle: Duration,
+}
+
+impl RealmInfo {
+    /// Whether an SSO session still serves at `now`: within the realm's
+    /// maximum lifetime from its start and idle timeout from its last use
+    /// (the store expires it at the maximum; the idle time is checked here).
+    pub fn session_serves(&self, sso: &SsoSession, now: i64) -> bool {
+        let (idle, max) = (login::secs(self.sso_idle), login::secs(self.sso_max));
+        now.saturating_sub(sso.last_access()) <= idle && now.saturating_sub(sso.started()) <= max
+    }
 }
 
 /// The brokered sign-in service.
@@ -111,6 +127,7 @@ pub struct Broker {
     upstreams: Arc<upstream::UpstreamCache>,
     config: Arc<ConfigCache>,
     redeemer: Arc<dyn CodeRedeemer>,
+    refresh_redeemer: Arc<dyn RefreshRedeemer>,
     sign_in: Arc<dyn SignInWriter>,
 }
 
@@ -162,9 +179,11 @@ impl Broker {
     ) -> Self {
         let composed = Arc::new(Composed { store: store.clone(), sessions: sessions.clone() });
         let redeemer = sessions.redeemer().unwrap_or_else(|| composed.clone());
+        let refresh_redeemer = sessions.refresh_redeemer().unwrap_or_else(|| composed.clone());
         let sign_in = sessions.sign_in_writer().unwrap_or(composed);
         Self {
             redeemer,
+            refresh_redeemer,
             sign_in,
             store,
             sessions,
@@ -275,6 +294,8 @@ impl Broker {
             issuer: self.issuer(realm),
             token_lifespan: model::lifespan(r.access_token_lifespan, model::DEFAULT_TOKEN_LIFESPAN),
             sso_max: model::lifespan(r.sso_session_max_lifespan, model::DEFAULT_SSO_MAX),
+            sso_idle: model::lifespan(r.sso_session_idle_timeout, model::DEFAULT_SSO_IDLE),
+            offline_idle: model::lifespan(r.offline_session_idle_timeout, model::DEFAULT_OFFLINE_IDLE),
         }
     }
 
@@ -300,7 +321,8 @@ impl Broker {
 
         // A live SSO session answers at once, unless the client wants a fresh login.
         if let Some(sid) = sso_sid.filter(|_| !req.has_prompt("login")) {
-            if let Some(sso) = self.sso_session(&realm.name, sid).await? {
+            // A session idle longer than ssoSessionIdleTimeout no longer serves.
+            if let Some(sso) = self.sso_session(&realm.name, sid).await?.filter(|s| realm.session_serves(s, now)) {
                 // OIDC Core 3.1.2.1: re-authenticate when more than max_age has
                 // passed; max_age=0 always does, as Keycloak and most OPs treat it.
                 let fresh_enough = req.max_age.is_none_or(|m| m > 0 && now - sso.auth_time <= m);

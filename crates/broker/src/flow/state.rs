@@ -41,6 +41,86 @@ pub fn assertion_key(realm: &str, client_id: &str, jti: &str) -> String {
     format!("jti:{realm}:{}", digest(&format!("{client_id}\n{jti}")))
 }
 
+/// The store key of a refresh token (RFC 6749 section 1.5): its
+/// [`RefreshGrant`], taken when it is used (single use, section 10.4 and RFC
+/// 9700 section 4.14.2: rotation).
+pub fn refresh_key(realm: &str, token: &str) -> String {
+    format!("rt:{realm}:{}", digest(token))
+}
+
+/// The store key written beside a refresh token, with its family, when it is
+/// issued, and left behind when the token is used: a token presented again
+/// whose grant is gone but whose mark is live was used already, and its
+/// family is revoked (RFC 9700 section 4.14.2, reuse detection).
+pub fn refresh_used_key(realm: &str, token: &str) -> String {
+    format!("rtu:{realm}:{}", digest(token))
+}
+
+/// The store key of a refresh-token family: every refresh token rotated from
+/// one authorization code, and the access tokens they produced (which carry
+/// the family in [`FAMILY_CLAIM`]). Deleting it revokes them all.
+pub fn family_key(realm: &str, family: &str) -> String {
+    format!("rtf:{realm}:{family}")
+}
+
+/// The access-token claim naming the refresh-token family it came from: the
+/// access-token check requires that family alive, so that revoking a family
+/// (reuse, RFC 7009 revocation) ends its access tokens at once.
+pub const FAMILY_CLAIM: &str = "rfam";
+
+/// What a refresh token grants: the authorization it carries on, as issued
+/// with the code (scopes never widen, RFC 6749 section 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshGrant {
+    /// Its family.
+    pub family: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The SSO session's public id.
+    pub sid: String,
+    /// The scopes granted with the code.
+    pub scopes: Vec<String>,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// Granted with `offline_access` (OIDC Core section 11): not bound to
+    /// the SSO session's life.
+    pub offline: bool,
+    /// When the family began (the code's exchange), seconds.
+    pub started: i64,
+}
+
+/// A refresh-token family's record; its being live is what keeps the
+/// family's refresh and access tokens usable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Family {
+    /// The client.
+    pub client_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The SSO session's public id.
+    pub sid: String,
+    /// An offline family (see [`RefreshGrant::offline`]).
+    pub offline: bool,
+    /// When it began, seconds.
+    pub started: i64,
+    /// When it was last refreshed, seconds (an offline family's idle time
+    /// counts from here).
+    pub last_use: i64,
+}
+
+/// What a stored refresh grant needs read when it is used: its family and
+/// its SSO session (in that order), and its user. Given to storage so that
+/// using a refresh token is one trip.
+pub fn refresh_refs(realm: &str, grant: &str) -> Option<crate::store::RefreshRefs> {
+    let g: RefreshGrant = serde_json::from_str(grant).ok()?;
+    Some(crate::store::RefreshRefs {
+        keys: vec![family_key(realm, &g.family), sso_key_public(realm, &g.sid)],
+        user_id: g.user_id,
+    })
+}
+
 /// The public id of an SSO session: the `sid` claim of its tokens. It is a
 /// digest of the browser's session cookie, so a token never carries the
 /// cookie itself (which would let any client or API that sees a token sign
@@ -139,8 +219,8 @@ pub struct SsoSession {
     /// When the session was created, seconds (0 in older records).
     #[serde(default)]
     pub started: i64,
-    /// When the session last answered an authorization request, seconds
-    /// (0 until then).
+    /// When the session last answered an authorization request or a
+    /// refresh of one of its refresh tokens, seconds (0 until then).
     #[serde(default)]
     pub last_access: i64,
     /// The address the sign-in came from, when known.

@@ -1,8 +1,8 @@
 //! The token endpoint: one handler per grant (authorization_code, RFC 6749
 //! section 4.1.3 and RFC 7636 section 4.6; client_credentials, RFC 6749
-//! section 4.4) after client authentication (`client_auth`), Federa's ID
-//! tokens (OIDC Core section 2) and JWT access tokens (RFC 9068), and the
-//! JWKS.
+//! section 4.4; refresh_token, RFC 6749 section 6, in `refresh`) after
+//! client authentication (`client_auth`), Federa's ID tokens (OIDC Core
+//! section 2) and JWT access tokens (RFC 9068), and the JWKS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,10 +16,11 @@ use serde_json::{json, Map, Value};
 use super::claims::user_claims;
 use super::keys::RealmKeys;
 use super::login::secs;
+use super::refresh;
 use super::state::{self, CodeGrant, UsedCode};
 use super::{now, random_token, Broker, RealmInfo};
 use crate::model::Client;
-use crate::store::Redemption;
+use crate::store::{IssueFor, Redemption};
 
 /// A successful token response (RFC 6749 section 5.1).
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +34,9 @@ pub struct TokenResponse {
     /// The ID token; none for a client's own token (there is no user).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// The refresh token (RFC 6749 section 1.5); none for a client's own token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// The granted scopes.
     pub scope: String,
 }
@@ -74,11 +78,11 @@ impl TokenError {
     }
 }
 
-fn refuse(code: OAuthErrorCode, msg: &str) -> TokenError {
+pub(super) fn refuse(code: OAuthErrorCode, msg: &str) -> TokenError {
     TokenError::new(code, msg)
 }
 
-fn server_error(e: impl std::fmt::Display) -> TokenError {
+pub(super) fn server_error(e: impl std::fmt::Display) -> TokenError {
     TokenError::server(e)
 }
 
@@ -97,10 +101,10 @@ impl Broker {
             None => Err(refuse(OAuthErrorCode::InvalidRequest, "grant_type is required")),
             Some(Ok(GrantType::AuthorizationCode)) => self.authorization_code_grant(realm, &client, form).await,
             Some(Ok(GrantType::ClientCredentials)) => self.client_credentials_grant(realm, &client, form).await,
-            // refresh_token joins with the sessions issue.
-            Some(Ok(GrantType::RefreshToken) | Err(_)) => Err(refuse(
+            Some(Ok(GrantType::RefreshToken)) => self.refresh_token_grant(realm, &client, form).await,
+            Some(Err(_)) => Err(refuse(
                 OAuthErrorCode::UnsupportedGrantType,
-                "only authorization_code and client_credentials are supported",
+                "only authorization_code, refresh_token and client_credentials are supported",
             )),
         }
     }
@@ -140,7 +144,14 @@ impl Broker {
             tokio::task::spawn_blocking(move || keys.signer.sign("at+jwt", &access).map_err(server_error))
                 .await
                 .map_err(server_error)??;
-        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token: None, scope })
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifespan,
+            id_token: None,
+            refresh_token: None,
+            scope,
+        })
     }
 
     /// The authorization_code grant (RFC 6749 section 4.1.3, RFC 7636 section 4.6).
@@ -159,6 +170,17 @@ impl Broker {
         // exists, so that a reuse racing this exchange finds what to revoke),
         // and its session and user read.
         let jti = random_token();
+        // The refresh token and its family are written in the same trip
+        // (`refresh::issue`), when the code and its session are live.
+        let (family_id, refresh_token) = (random_token(), random_token());
+        let issue: IssueFor = {
+            let (family_id, refresh_token) = (family_id.clone(), refresh_token.clone());
+            let lifetimes = refresh::Lifetimes::of(realm);
+            let started = now();
+            Arc::new(move |grant: &str, session: &str| {
+                refresh::issue(&lifetimes, &family_id, &refresh_token, grant, session, started)
+            })
+        };
         let redeemed = self
             .redeemer
             .redeem_code(Redemption {
@@ -172,6 +194,7 @@ impl Broker {
                 // concurrent exchanges never lose one); back-channel logout
                 // will tell these clients.
                 index_ttl: realm.sso_max,
+                issue: Some(issue),
             })
             .await
             .map_err(server_error)?;
@@ -230,6 +253,7 @@ impl Broker {
         access.insert("scope".into(), json!(scope));
         access.insert("auth_time".into(), json!(grant.auth_time));
         access.insert("sid".into(), json!(grant.sid));
+        access.insert(state::FAMILY_CLAIM.into(), json!(family_id));
 
         let mut id = user_claims(&user, &grant.scopes);
         id.insert("iss".into(), json!(realm.issuer));
@@ -244,7 +268,14 @@ impl Broker {
             id.insert("nonce".into(), json!(n));
         }
         let (access_token, id_token) = sign_pair(keys, access, id).await?;
-        Ok(TokenResponse { access_token, token_type: "Bearer", expires_in: lifespan, id_token: Some(id_token), scope })
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifespan,
+            id_token: Some(id_token),
+            refresh_token: Some(refresh_token),
+            scope,
+        })
     }
 
     /// The realm's public keys as a JWK Set.
@@ -275,7 +306,7 @@ fn client_credentials_scope(requested: Option<&str>) -> Result<String, TokenErro
 
 /// Signs the access token and the ID token (with its `at_hash`) off the async
 /// workers: an RSA signature is hundreds of microseconds of CPU.
-async fn sign_pair(
+pub(super) async fn sign_pair(
     keys: Arc<RealmKeys>,
     access: Map<String, Value>,
     mut id: Map<String, Value>,

@@ -89,6 +89,10 @@ pub const MAX_LIFESPAN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub const DEFAULT_TOKEN_LIFESPAN: Duration = Duration::from_secs(300);
 /// The default SSO session lifetime.
 pub const DEFAULT_SSO_MAX: Duration = Duration::from_secs(10 * 3600);
+/// The default SSO session idle timeout (Keycloak's, 30 minutes).
+pub const DEFAULT_SSO_IDLE: Duration = Duration::from_secs(30 * 60);
+/// The default idle timeout of offline refresh tokens (Keycloak's, 30 days).
+pub const DEFAULT_OFFLINE_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A positive number of seconds as a `Duration`, bounded by [`MAX_LIFESPAN`];
 /// absent, zero or negative gives `default`.
@@ -102,9 +106,6 @@ pub fn lifespan(seconds: Option<i64>, default: Duration) -> Duration {
 /// The settings of a realm that Federa stores but does not honour yet.
 pub fn realm_notices(r: &RealmRepresentation) -> Vec<Notice> {
     let mut v = Vec::new();
-    if r.sso_session_idle_timeout.is_some_and(|t| t > 0) {
-        v.push(Notice::new("ssoSessionIdleTimeout", "has no effect yet (sessions end at ssoSessionMaxLifespan)"));
-    }
     for (i, c) in r.clients.iter().flatten().enumerate() {
         v.extend(client::notices(c).into_iter().map(|n| n.prefixed(&format!("clients[{i}]."))));
     }
@@ -137,6 +138,16 @@ pub fn idp_notices(p: &IdentityProviderRepresentation) -> Vec<Notice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_and_offline_timeouts_are_honoured_so_not_noticed() {
+        let r = RealmRepresentation {
+            sso_session_idle_timeout: Some(60),
+            offline_session_idle_timeout: Some(3600),
+            ..Default::default()
+        };
+        assert!(realm_notices(&r).is_empty(), "{:?}", realm_notices(&r));
+    }
 
     fn idp(pairs: &[(&str, &str)]) -> IdentityProviderRepresentation {
         let mut p = IdentityProviderRepresentation {

@@ -36,8 +36,14 @@ pub struct GrantRefs {
     pub client_index: (String, String),
 }
 
+/// The entries a redemption writes with a live session, made from the
+/// grant's JSON and the session's value: the refresh token and its family,
+/// issued in the same trip (a failed exchange leaves them unused: their
+/// secret is never sent).
+pub type IssueFor = Arc<dyn Fn(&str, &str) -> Vec<Entry> + Send + Sync>;
+
 /// A code to redeem.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Redemption {
     /// The realm.
     pub realm: String,
@@ -53,6 +59,21 @@ pub struct Redemption {
     pub refs: fn(realm: &str, grant: &str) -> Option<GrantRefs>,
     /// How long the client's index member lives (the session's lifetime).
     pub index_ttl: Duration,
+    /// What to write as well when the code and its session are live.
+    pub issue: Option<IssueFor>,
+}
+
+impl std::fmt::Debug for Redemption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redemption")
+            .field("realm", &self.realm)
+            .field("code_key", &self.code_key)
+            .field("used_key", &self.used_key)
+            .field("used_ttl", &self.used_ttl)
+            .field("index_ttl", &self.index_ttl)
+            .field("issue", &self.issue.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What redeeming found.
@@ -101,11 +122,73 @@ impl CodeRedeemer for Composed {
         );
         used?;
         let session = session?;
-        if session.is_some() {
-            let (index, client) = &refs.client_index;
-            self.sessions.index_add(index, client, r.index_ttl).await?;
+        if let Some(live) = &session {
+            let (index, client) = refs.client_index.clone();
+            let mut entries = vec![Entry { key: index, value: client, ttl: r.index_ttl, kind: EntryKind::IndexMember }];
+            entries.extend(r.issue.as_ref().map(|issue| issue(&grant, live)).unwrap_or_default());
+            self.sessions.put_many(entries).await?;
         }
         Ok(Redeemed { grant: Some(grant), previous_use: None, session, user: user? })
+    }
+}
+
+/// A refresh token to use: its grant taken (single use) and, in the same
+/// trip where the store allows, what the grant needs read.
+#[derive(Debug, Clone)]
+pub struct RefreshUse {
+    /// The realm.
+    pub realm: String,
+    /// The session-store key of the token's grant.
+    pub token_key: String,
+    /// The key of its use mark, taken when the grant is gone.
+    pub used_key: String,
+    /// What a grant (its JSON) of a realm needs read.
+    pub refs: fn(realm: &str, grant: &str) -> Option<RefreshRefs>,
+}
+
+/// What a refresh grant needs read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRefs {
+    /// Session-store keys (the family, the SSO session).
+    pub keys: Vec<String>,
+    /// The user's id.
+    pub user_id: String,
+}
+
+/// What using a refresh token found.
+#[derive(Debug, Default)]
+pub struct RefreshUsed {
+    /// The grant, when the token was live (it is now gone).
+    pub grant: Option<String>,
+    /// When the token was not live: its use mark, taken.
+    pub mark: Option<String>,
+    /// The values of [`RefreshRefs::keys`], in order.
+    pub found: Vec<Option<String>>,
+    /// The user, when they exist.
+    pub user: Option<UserRepresentation>,
+}
+
+/// Uses refresh tokens.
+#[async_trait]
+pub trait RefreshRedeemer: Send + Sync {
+    /// Takes the token's grant (or, when it is gone, its use mark) and reads
+    /// what the grant needs.
+    async fn use_refresh(&self, r: RefreshUse) -> Result<RefreshUsed, StoreError>;
+}
+
+#[async_trait]
+impl RefreshRedeemer for Composed {
+    async fn use_refresh(&self, r: RefreshUse) -> Result<RefreshUsed, StoreError> {
+        let Some(grant) = self.sessions.take(&r.token_key).await? else {
+            let mark = self.sessions.take(&r.used_key).await?;
+            return Ok(RefreshUsed { mark, ..RefreshUsed::default() });
+        };
+        let Some(refs) = (r.refs)(&r.realm, &grant) else {
+            return Ok(RefreshUsed { grant: Some(grant), ..RefreshUsed::default() });
+        };
+        let (found, user) =
+            tokio::join!(self.sessions.get_many(&refs.keys), self.store.get_user(&r.realm, &refs.user_id));
+        Ok(RefreshUsed { grant: Some(grant), mark: None, found: found?, user: user? })
     }
 }
 
@@ -131,6 +214,12 @@ pub enum EntryKind {
     /// `value` is a member added to the index at `key`
     /// ([`SessionStore::index_add`]).
     IndexMember,
+    /// `value` replaces a live value at `key`, keeping its expiry; nothing
+    /// is written when none is live ([`SessionStore::replace`]).
+    Replace,
+    /// `value` replaces a live value at `key`, which then lives `ttl` from
+    /// now; nothing is written when none is live ([`SessionStore::renew`]).
+    Renew,
 }
 
 /// What the upstream says of the user, ready to store (email lowercased and

@@ -16,8 +16,8 @@ use federa_protocol::Secret;
 
 pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
 pub use self::hot::{
-    CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, Profile, Redeemed, Redemption, SignIn, SignInWriter,
-    SignedIn,
+    CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, IssueFor, Profile, Redeemed, Redemption, RefreshRedeemer,
+    RefreshRefs, RefreshUse, RefreshUsed, SignIn, SignInWriter, SignedIn,
 };
 use crate::keys::SigningKey;
 use crate::repr::{
@@ -263,11 +263,25 @@ pub trait SessionStore: Send + Sync {
     /// Reads and removes a live value at once, so that only one caller ever
     /// gets it (single-use codes).
     async fn take(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Reads several live values at once, in the order of `keys` (one round
+    /// trip on stores that override it: the token checks read a session, a
+    /// refresh-token family and a revocation mark together).
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
     /// Removes a value.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Replaces a live value, keeping its expiry; `false` (and nothing
     /// written) when none is live, so an ended session is never revived.
     async fn replace(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+    /// Replaces a live value and makes it live `ttl` from now, at once;
+    /// `false` (and nothing written) when none is live, so that something
+    /// ended meanwhile (a revoked refresh-token family) is never revived.
+    async fn renew(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Adds `member` to the set at `index_key`; the set (or, on the embedded
     /// store, the member) lives at least `ttl` from now. Adding a member twice
     /// keeps one. Secondary indexes of the SSO sessions: a member may outlive
@@ -286,6 +300,12 @@ pub trait SessionStore: Send + Sync {
             match e.kind {
                 EntryKind::Value => self.put(&e.key, &e.value, e.ttl).await?,
                 EntryKind::IndexMember => self.index_add(&e.key, &e.value, e.ttl).await?,
+                EntryKind::Replace => {
+                    self.replace(&e.key, &e.value).await?;
+                }
+                EntryKind::Renew => {
+                    self.renew(&e.key, &e.value, e.ttl).await?;
+                }
             }
         }
         Ok(())
@@ -302,6 +322,13 @@ pub trait SessionStore: Send + Sync {
     /// the users (the embedded store); `None` makes the broker compose the
     /// separate stores.
     fn redeemer(&self) -> Option<std::sync::Arc<dyn CodeRedeemer>> {
+        None
+    }
+
+    /// A one-trip refresh-token user, when this store shares the database
+    /// with the users (the embedded store); `None` makes the broker compose
+    /// the separate stores.
+    fn refresh_redeemer(&self) -> Option<std::sync::Arc<dyn RefreshRedeemer>> {
         None
     }
 }

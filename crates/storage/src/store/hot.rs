@@ -1,11 +1,15 @@
 //! The token endpoint's one trip when the session store is this database's
 //! `session_entries` table (the embedded default): the code taken, its use
 //! recorded, the SSO session and the user read, in one blocking call and one
-//! transaction.
+//! transaction; using a refresh token is likewise one trip (its grant
+//! taken, its family, session and user read).
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use federa_broker::store::{CodeRedeemer, Entry, EntryKind, Redeemed, Redemption, SignIn, SignInWriter, SignedIn};
+use federa_broker::store::{
+    CodeRedeemer, Entry, EntryKind, Redeemed, Redemption, RefreshRedeemer, RefreshUse, RefreshUsed, SignIn,
+    SignInWriter, SignedIn,
+};
 
 use federa_broker::StoreError;
 
@@ -48,7 +52,57 @@ pub(crate) fn write_entry(c: &mut Conn, e: Entry, now: i64) -> diesel::QueryResu
     match e.kind {
         EntryKind::Value => put_row(c, &e.key, &e.value, expires_at),
         EntryKind::IndexMember => index_row(c, IndexRow { key: e.key, member: e.value, expires_at }),
+        EntryKind::Replace => diesel::update(
+            session_entries::table.filter(session_entries::key.eq(&e.key).and(session_entries::expires_at.gt(now))),
+        )
+        .set(session_entries::value.eq(&e.value))
+        .execute(c)
+        .map(|_| ()),
+        EntryKind::Renew => diesel::update(
+            session_entries::table.filter(session_entries::key.eq(&e.key).and(session_entries::expires_at.gt(now))),
+        )
+        .set((session_entries::value.eq(&e.value), session_entries::expires_at.eq(expires_at)))
+        .execute(c)
+        .map(|_| ()),
     }
+}
+
+/// The live values of `keys`, in order, in one query.
+fn live_many(c: &mut Conn, keys: &[String], now: i64) -> Res<Vec<Option<String>>> {
+    let found: Vec<(String, String)> = session_entries::table
+        .filter(session_entries::key.eq_any(keys).and(session_entries::expires_at.gt(now)))
+        .select((session_entries::key, session_entries::value))
+        .load(c)
+        .map_err(db_err)?;
+    Ok(keys.iter().map(|k| found.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())).collect())
+}
+
+/// A user of a realm by id.
+fn user_of(c: &mut Conn, realm: &str, user_id: &str) -> Res<Option<federa_broker::repr::UserRepresentation>> {
+    let row = users::table
+        .inner_join(realms::table.on(realms::id.eq(users::realm_id)))
+        .filter(realms::name.eq(realm).and(users::id.eq(user_id)))
+        .select(UserRow::as_select())
+        .first(c)
+        .optional()
+        .map_err(db_err)?;
+    row.map(user_from_row).transpose()
+}
+
+/// Uses a refresh token: its grant taken (or its use mark), and the family,
+/// the session and the user read, in the same transaction.
+fn use_refresh(c: &mut Conn, r: &RefreshUse) -> Res<RefreshUsed> {
+    let now = now_ms();
+    let Some(grant) = take(c, &r.token_key, now)? else {
+        let mark = take(c, &r.used_key, now)?;
+        return Ok(RefreshUsed { mark, ..RefreshUsed::default() });
+    };
+    let Some(refs) = (r.refs)(&r.realm, &grant) else {
+        return Ok(RefreshUsed { grant: Some(grant), ..RefreshUsed::default() });
+    };
+    let found = live_many(c, &refs.keys, now)?;
+    let user = user_of(c, &r.realm, &refs.user_id)?;
+    Ok(RefreshUsed { grant: Some(grant), mark: None, found, user })
 }
 
 /// Adds a member to a session index; it lives until the later of its old
@@ -118,6 +172,13 @@ impl EmbeddedSessions {
 impl CodeRedeemer for EmbeddedSessions {
     async fn redeem_code(&self, r: Redemption) -> Res<Redeemed> {
         self.one_trip(move |c| redeem(c, &r)).await
+    }
+}
+
+#[async_trait]
+impl RefreshRedeemer for EmbeddedSessions {
+    async fn use_refresh(&self, r: RefreshUse) -> Res<RefreshUsed> {
+        self.one_trip(move |c| use_refresh(c, &r)).await
     }
 }
 
@@ -209,18 +270,14 @@ fn redeem(c: &mut Conn, r: &Redemption) -> Res<Redeemed> {
         return Ok(Redeemed { grant: Some(grant), ..Redeemed::default() });
     };
     let session = live(c, &refs.session_key, now)?;
-    if session.is_some() {
+    if let Some(live) = &session {
         let ttl = ttl_ms(r.index_ttl);
         let (key, member) = refs.client_index.clone();
         index_row(c, IndexRow { key, member, expires_at: now + ttl }).map_err(db_err)?;
+        for e in r.issue.as_ref().map(|issue| issue(&grant, live)).unwrap_or_default() {
+            write_entry(c, e, now).map_err(db_err)?;
+        }
     }
-    let row = users::table
-        .inner_join(realms::table.on(realms::id.eq(users::realm_id)))
-        .filter(realms::name.eq(&r.realm).and(users::id.eq(&refs.user_id)))
-        .select(UserRow::as_select())
-        .first(c)
-        .optional()
-        .map_err(db_err)?;
-    let user = row.map(user_from_row).transpose()?;
+    let user = user_of(c, &r.realm, &refs.user_id)?;
     Ok(Redeemed { grant: Some(grant), previous_use: None, session, user })
 }

@@ -268,6 +268,9 @@ impl SessionStore for FakeSessions {
     async fn replace(&self, _: &str, _: &str) -> Result<bool, StoreError> {
         Ok(false)
     }
+    async fn renew(&self, _: &str, _: &str, _: Duration) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     async fn index_add(&self, _: &str, _: &str, _: Duration) -> Result<(), StoreError> {
         Ok(())
     }

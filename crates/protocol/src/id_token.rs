@@ -240,7 +240,7 @@ fn hmac_signer(alg: &str, secret: Option<&str>) -> Result<Option<Box<dyn JwsSign
 
 /// Verifies a public-key signature with the key of the JWK Set that the token
 /// designates (OpenID Connect Core 1.0 section 10.1.1).
-fn verify_with_jwks(
+pub(crate) fn verify_with_jwks(
     jws: &CompactJws<'_>,
     jwks: &Value,
     alg: &str,
@@ -301,7 +301,7 @@ fn verify_with_jwks(
 
 /// A NumericDate claim (RFC 7519 section 2) as whole seconds, or `None` when
 /// absent. A fractional value is rounded down; a huge one saturates.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, IdTokenError> {
+pub(crate) fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, IdTokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -318,7 +318,7 @@ fn required_date(claims: &Map<String, Value>, name: &'static str) -> Result<i64,
 }
 
 /// A required string claim.
-fn required_str<'c>(claims: &'c Map<String, Value>, name: &'static str) -> Result<&'c str, IdTokenError> {
+pub(crate) fn required_str<'c>(claims: &'c Map<String, Value>, name: &'static str) -> Result<&'c str, IdTokenError> {
     match claims.get(name) {
         None => Err(IdTokenError::MissingClaim(name)),
         Some(Value::String(s)) => Ok(s),

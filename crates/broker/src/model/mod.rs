@@ -187,9 +187,16 @@ mod tests {
     #[test]
     fn settings_without_effect_are_named_and_trust_changing_ones_refuse() {
         let u =
-            Upstream::from_repr(&idp(&[("isAccessTokenJWT", "true"), ("backchannelSupported", "true")]), "").unwrap();
+            Upstream::from_repr(&idp(&[("isAccessTokenJWT", "true"), ("validateSignature", "false")]), "").unwrap();
         let fields: Vec<&str> = u.notices.iter().map(|n| n.field.as_str()).collect();
-        assert_eq!(fields, ["config.isAccessTokenJWT", "config.backchannelSupported"]);
+        assert_eq!(fields, ["config.validateSignature", "config.isAccessTokenJWT"]);
+        let u = Upstream::from_repr(
+            &idp(&[("logoutUrl", "https://idp.test/logout"), ("backchannelSupported", "true")]),
+            "",
+        )
+        .unwrap();
+        assert!(u.notices.is_empty(), "upstream logout is honoured: {:?}", u.notices);
+        assert!(u.backchannel_logout && u.logout_url.is_some() && u.send_id_token_on_logout);
         assert!(u.refusal.is_none(), "reported only: they do not change what is trusted");
 
         let u = Upstream::from_repr(&idp(&[("clientAuthMethod", "private_key_jwt")]), "").unwrap();

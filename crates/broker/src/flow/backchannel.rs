@@ -116,7 +116,10 @@ impl Broker {
         let ttl = Duration::from_secs((MAX_TOKEN_AGE + 2 * secs(up.clock_skew) + 60).unsigned_abs());
         let first = self.sessions.put_if_absent(&jti_key(r, &up.alias, &t.jti), "1", ttl).await.map_err(internal)?;
         if !first {
-            return Err(invalid(r, format!("identity provider {:?}: this logout_token (jti) was already used", up.alias)));
+            return Err(invalid(
+                r,
+                format!("identity provider {:?}: this logout_token (jti) was already used", up.alias),
+            ));
         }
         let sessions: Vec<UserSession> = match (&t.sid, &t.sub) {
             (Some(sid), sub) => self
@@ -251,8 +254,7 @@ async fn deliver(http: &reqwest::Client, realm: &str, client_id: &str, url: &url
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let sent =
-            http.post(url.clone()).timeout(ATTEMPT_TIMEOUT).form(&[("logout_token", token)]).send().await;
+        let sent = http.post(url.clone()).timeout(ATTEMPT_TIMEOUT).form(&[("logout_token", token)]).send().await;
         let why = match sent {
             Ok(r) if r.status().is_success() => {
                 log::info!("realm {realm:?}: back-channel logout delivered to {client_id:?}");

@@ -347,7 +347,9 @@ impl Broker {
         let json = serde_json::to_string(&pending).map_err(internal)?;
         self.sessions.put(&return_key(&realm.name, &state), &json, RETURN_TTL).await.map_err(internal)?;
         let back = format!("{}/logout_response", self.broker_endpoint(&realm.name, &idp.alias));
-        let Some(mut url) = upstream_logout_url(&idp, s) else { return Ok(LogoutOutcome::SignedOut { redirect: None }) };
+        let Some(mut url) = upstream_logout_url(&idp, s) else {
+            return Ok(LogoutOutcome::SignedOut { redirect: None });
+        };
         url.query_pairs_mut().append_pair("state", &state).append_pair("post_logout_redirect_uri", &back);
         Ok(LogoutOutcome::SignedOut { redirect: Some(url.to_string()) })
     }
@@ -385,7 +387,11 @@ impl Broker {
             }
             seen.push(sid);
             if let Some(s) = self.end_session_record(&realm.name, sid).await.map_err(internal)? {
-                log::info!("realm {:?}: SSO session {} ended by RP-initiated logout", realm.name, &sid[..sid.len().min(8)]);
+                log::info!(
+                    "realm {:?}: SSO session {} ended by RP-initiated logout",
+                    realm.name,
+                    &sid[..sid.len().min(8)]
+                );
                 ended.push(s);
             }
         }

@@ -228,7 +228,8 @@ mod tests {
         let b = m.backchannel_logout.clone().unwrap();
         assert_eq!((b.url.as_str(), b.session_required), ("https://app.test/bcl", true));
         assert!(m.notices.is_empty(), "{:?}", m.notices);
-        let m = with(&[(BACKCHANNEL_LOGOUT_URL, "https://app.test/bcl"), (BACKCHANNEL_LOGOUT_SESSION_REQUIRED, "false")]);
+        let m =
+            with(&[(BACKCHANNEL_LOGOUT_URL, "https://app.test/bcl"), (BACKCHANNEL_LOGOUT_SESSION_REQUIRED, "false")]);
         assert!(!m.backchannel_logout.unwrap().session_required);
         let m = with(&[(BACKCHANNEL_LOGOUT_URL, "javascript:alert(1)")]);
         assert!(m.backchannel_logout.is_none());

@@ -186,8 +186,7 @@ mod tests {
 
     #[test]
     fn settings_without_effect_are_named_and_trust_changing_ones_refuse() {
-        let u =
-            Upstream::from_repr(&idp(&[("isAccessTokenJWT", "true"), ("validateSignature", "false")]), "").unwrap();
+        let u = Upstream::from_repr(&idp(&[("isAccessTokenJWT", "true"), ("validateSignature", "false")]), "").unwrap();
         let fields: Vec<&str> = u.notices.iter().map(|n| n.field.as_str()).collect();
         assert_eq!(fields, ["config.validateSignature", "config.isAccessTokenJWT"]);
         let u = Upstream::from_repr(

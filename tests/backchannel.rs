@@ -27,15 +27,26 @@ const FEDERA_BCL: &str = "{federa}/realms/e2e/protocol/openid-connect/logout/bac
 /// How long a background effect may take before a test gives up on it.
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// How a [`Receiver`] answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// 200 at once.
+    Ok,
+    /// Never: the connection stays open, unanswered.
+    Hang,
+    /// 503 to the first request, 200 after.
+    FailOnce,
+}
+
 /// A back-channel logout receiver of an app: records every POST body, and
-/// answers 200, or never answers at all (`hang`).
+/// answers as told.
 struct Receiver {
     url: String,
     bodies: Arc<Mutex<Vec<String>>>,
 }
 
 impl Receiver {
-    async fn start(hang: bool) -> Receiver {
+    async fn start(answer: Answer) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/bcl", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -67,13 +78,19 @@ impl Receiver {
                             }
                         }
                     };
-                    kept.lock().unwrap().push(body);
-                    if hang {
+                    let first = {
+                        let mut bodies = kept.lock().unwrap();
+                        bodies.push(body);
+                        bodies.len() == 1
+                    };
+                    let status = match answer {
                         // Holds the connection open and never answers.
-                        std::future::pending::<()>().await;
-                    }
-                    let _ =
-                        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+                        Answer::Hang => std::future::pending::<&str>().await,
+                        Answer::FailOnce if first => "503 Service Unavailable",
+                        _ => "200 OK",
+                    };
+                    let head = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = stream.write_all(head.as_bytes()).await;
                 });
             }
         });
@@ -197,7 +214,7 @@ async fn upstream_logout_reaches_federa_and_the_app(w: World, app: Receiver) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_logout_on_sqlite() {
-    let app = Receiver::start(false).await;
+    let app = Receiver::start(Answer::Ok).await;
     let (db, store, sessions) = sqlite().await;
     upstream_logout_reaches_federa_and_the_app(world(db, store, sessions, &app).await, app).await;
 }
@@ -205,7 +222,7 @@ async fn upstream_logout_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_logout_on_postgres() {
     let Some(db) = TestDb::postgres("backchannel::upstream_logout_on_postgres") else { return };
-    let app = Receiver::start(false).await;
+    let app = Receiver::start(Answer::Ok).await;
     let store = db.store();
     let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
     upstream_logout_reaches_federa_and_the_app(world(db, store, sessions, &app).await, app).await;
@@ -216,7 +233,7 @@ async fn upstream_logout_with_sessions_on_redis() {
     let Some(redis) = federa_tests::redis_sessions("backchannel::upstream_logout_with_sessions_on_redis").await else {
         return;
     };
-    let app = Receiver::start(false).await;
+    let app = Receiver::start(Answer::Ok).await;
     let db = TestDb::sqlite();
     let store = db.store();
     upstream_logout_reaches_federa_and_the_app(world(db, store, Arc::new(redis), &app).await, app).await;
@@ -361,7 +378,7 @@ async fn futures_join<F: std::future::Future>(a: F, b: F, c: F) -> Vec<F::Output
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_logout_tokens_on_sqlite() {
-    let app = Receiver::start(false).await;
+    let app = Receiver::start(Answer::Ok).await;
     let (db, store, sessions) = sqlite().await;
     bad_logout_tokens_end_nothing(world(db, store, sessions, &app).await, app).await;
 }
@@ -369,7 +386,7 @@ async fn bad_logout_tokens_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_logout_tokens_on_postgres() {
     let Some(db) = TestDb::postgres("backchannel::bad_logout_tokens_on_postgres") else { return };
-    let app = Receiver::start(false).await;
+    let app = Receiver::start(Answer::Ok).await;
     let store = db.store();
     let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
     bad_logout_tokens_end_nothing(world(db, store, sessions, &app).await, app).await;
@@ -381,7 +398,7 @@ async fn bad_logout_tokens_with_sessions_on_redis() {
     else {
         return;
     };
-    let app = Receiver::start(false).await;
+    let app = Receiver::start(Answer::Ok).await;
     let db = TestDb::sqlite();
     let store = db.store();
     bad_logout_tokens_end_nothing(world(db, store, Arc::new(redis), &app).await, app).await;
@@ -403,7 +420,7 @@ fn app_logout(w: &World, id_token: &str, state: &str) -> String {
 /// answer comes at once, while the delivery waits on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_receiver_does_not_hold_up_logout() {
-    let hanging = Receiver::start(true).await;
+    let hanging = Receiver::start(Answer::Hang).await;
     let (db, store, sessions) = sqlite().await;
     let w = world(db, store, sessions, &hanging).await;
     let browser = Browser::new();
@@ -424,7 +441,7 @@ async fn a_hanging_receiver_does_not_hold_up_logout() {
 /// session, each naming its session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_logout_sends_backchannel_logouts() {
-    let app = Receiver::start(false).await;
+    let app = Receiver::start(Answer::Ok).await;
     let (db, store, sessions) = sqlite().await;
     let w = world(db, store, sessions, &app).await;
     let (one, two) = (Browser::new(), Browser::new());
@@ -447,13 +464,29 @@ async fn admin_logout_sends_backchannel_logouts() {
     assert_eq!(sids, want);
 }
 
+/// A receiver that fails at first gets the Logout Token again, after a
+/// backoff, and the same token each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_is_retried() {
+    let flaky = Receiver::start(Answer::FailOnce).await;
+    let (db, store, sessions) = sqlite().await;
+    let w = world(db, store, sessions, &flaky).await;
+    let tokens = w.sign_in(&Browser::new()).await;
+    let user = claims_of(&tokens.access_token)["sub"].as_str().unwrap().to_owned();
+    let (status, _) = w.admin(reqwest::Method::POST, &format!("users/{user}/logout"), Value::Null).await;
+    assert_eq!(status, 204);
+    let received = flaky.wait_for(2).await;
+    assert_eq!(received[0], received[1], "the same token, delivered again");
+    verified_logout_token(&w, &received[1], "app").await;
+}
+
 /// RP-initiated logout with a provider that has `logoutUrl`: the browser
 /// goes through the upstream's logout (which ends the upstream session),
 /// comes back to Federa's `logout_response`, and ends at the app's
 /// post-logout redirect URI with the app's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rp_logout_goes_through_the_upstream_logout() {
-    let app = Receiver::start(false).await;
+    let app = Receiver::start(Answer::Ok).await;
     let (db, store, sessions) = sqlite().await;
     let w = World::builder()
         .idp_config(json!({"logoutUrl": "{node}/session/end"}))

@@ -443,6 +443,53 @@ mod tests {
     }
 
     #[test]
+    fn the_upstream_logout_url_carries_the_hint_or_the_client_id() {
+        let idp = |extra: &[(&str, &str)]| {
+            let mut p = crate::repr::IdentityProviderRepresentation {
+                alias: Some("corp".into()),
+                provider_id: Some("oidc".into()),
+                ..Default::default()
+            };
+            let base =
+                [("clientId", "federa"), ("issuer", "https://idp.test"), ("logoutUrl", "https://idp.test/bye?x=1")];
+            for (k, v) in base.iter().chain(extra) {
+                p.config.insert((*k).into(), (*v).into());
+            }
+            Upstream::from_repr(&p, "").unwrap_or_else(|e| panic!("{e}"))
+        };
+        let session = |token: Option<&str>| UserSession {
+            id: "p1".into(),
+            sso: state::SsoSession {
+                user_id: "u1".into(),
+                auth_time: 0,
+                idp: "corp".into(),
+                upstream_sid: None,
+                upstream_sub: None,
+                started: 0,
+                last_access: 0,
+                ip_address: String::new(),
+                upstream_id_token: token.map(state::UpstreamIdToken::new),
+            },
+            clients: Vec::new(),
+        };
+        let url = |idp: &Upstream, s: &UserSession| upstream_logout_url(idp, s).map(|u| u.to_string());
+        assert_eq!(
+            url(&idp(&[]), &session(Some("h.i.nt"))).as_deref(),
+            Some("https://idp.test/bye?x=1&id_token_hint=h.i.nt")
+        );
+        assert_eq!(url(&idp(&[]), &session(None)).as_deref(), Some("https://idp.test/bye?x=1&client_id=federa"));
+        assert_eq!(
+            url(&idp(&[("sendClientIdOnLogout", "true")]), &session(Some("t"))).as_deref(),
+            Some("https://idp.test/bye?x=1&id_token_hint=t&client_id=federa")
+        );
+        assert_eq!(
+            url(&idp(&[("sendIdTokenOnLogout", "false")]), &session(Some("t"))).as_deref(),
+            Some("https://idp.test/bye?x=1&client_id=federa")
+        );
+        assert_eq!(format!("{:?}", state::UpstreamIdToken::new("secret")), "UpstreamIdToken(***)");
+    }
+
+    #[test]
     fn state_is_added_to_the_registered_uri() {
         assert_eq!(with_state("https://app.test/bye", None).ok().as_deref(), Some("https://app.test/bye"));
         assert_eq!(

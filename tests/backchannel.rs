@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use federa_broker::SessionStore;
 use federa_tests::browser::{query_params, Browser};
-use federa_tests::world::{claims_of, World, ALIAS, APP_BYE, SPA_CB};
+use federa_tests::world::{claims_of, World, ALIAS, APP_BYE, REALM, SPA_CB};
 use federa_tests::TestDb;
 use josekit::jwk::KeyPair as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -402,6 +402,66 @@ async fn bad_logout_tokens_with_sessions_on_redis() {
     let db = TestDb::sqlite();
     let store = db.store();
     bad_logout_tokens_end_nothing(world(db, store, Arc::new(redis), &app).await, app).await;
+}
+
+/// A Federa session through the `forger` provider for upstream subject
+/// `sub` (and upstream session `up_sid`), written straight to the session
+/// store as the sign-in writer would; its public sid.
+async fn forger_session(w: &World, sub: &str, up_sid: Option<&str>) -> String {
+    use federa_broker::store::{Entry, EntryKind};
+    let sid = uuid::Uuid::new_v4().simple().to_string();
+    let ttl = Duration::from_secs(600);
+    let mut record = json!({"user_id": "u-forged", "auth_time": now(), "idp": "forger", "upstream_sub": sub});
+    let mut entries = vec![Entry {
+        key: format!("sso-up-sub:{REALM}:forger:{sub}"),
+        value: sid.clone(),
+        ttl,
+        kind: EntryKind::IndexMember,
+    }];
+    if let Some(up) = up_sid {
+        record["upstream_sid"] = json!(up);
+        entries.push(Entry {
+            key: format!("sso-up-sid:{REALM}:forger:{up}"),
+            value: sid.clone(),
+            ttl,
+            kind: EntryKind::IndexMember,
+        });
+    }
+    entries.push(Entry { key: format!("sso:{REALM}:{sid}"), value: record.to_string(), ttl, kind: EntryKind::Value });
+    w.sessions.put_many(entries).await.unwrap();
+    sid
+}
+
+/// A Logout Token with only `sub` ends every session of that upstream
+/// subject at that provider; one with `sid` and `sub` ends that upstream
+/// session only when the subject matches; other providers' sessions stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_tokens_find_sessions_by_sid_or_sub() {
+    let app = Receiver::start(Answer::Ok).await;
+    let (db, store, sessions) = sqlite().await;
+    let w = world(db, store, sessions, &app).await;
+    let forger = Forger::new();
+    forger.provider(&w, "forger", true).await;
+    let tokens = w.sign_in(&Browser::new()).await;
+    let iss = "https://forger.test";
+    let (one, two) = (forger_session(&w, "sub-x", Some("up-1")).await, forger_session(&w, "sub-x", None).await);
+    let other = forger_session(&w, "sub-y", Some("up-2")).await;
+
+    // sid with another subject: nothing.
+    let mismatched = forger.sign(&logout_claims(iss, "federa-at-forger", "sub-y", Some("up-1")));
+    assert_eq!(post_logout_token(&w, &mismatched).await.0, 200);
+    assert!(w.record(&one).await.is_some(), "up-1 is sub-x's, not sub-y's");
+    // sid and sub: that upstream session only.
+    let by_sid = forger.sign(&logout_claims(iss, "federa-at-forger", "sub-x", Some("up-1")));
+    assert_eq!(post_logout_token(&w, &by_sid).await.0, 200);
+    assert!(w.record(&one).await.is_none() && w.record(&two).await.is_some());
+    // sub alone: every session of the subject.
+    let mut by_sub = logout_claims(iss, "federa-at-forger", "sub-x", None);
+    by_sub.as_object_mut().unwrap().remove("sid");
+    assert_eq!(post_logout_token(&w, &forger.sign(&by_sub)).await.0, 200);
+    assert!(w.record(&two).await.is_none());
+    assert!(w.record(&other).await.is_some(), "another subject's session stays");
+    assert_eq!(w.userinfo(&tokens.access_token).await, 200, "the node session stays");
 }
 
 /// The RP-initiated logout URL of the app, trusted (with its ID token).

@@ -28,13 +28,12 @@
 //! `post_logout_redirect_uri`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use federa_protocol::jwt::{peek_typ, verify_own_cached};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-
-use std::sync::Arc;
 
 use super::sessions::UserSession;
 use super::state::{self, digest, public_sid};
@@ -341,15 +340,14 @@ impl Broker {
                 front = Some((idp, s));
             }
         }
-        let Some((idp, s)) = front else { return Ok(LogoutOutcome::SignedOut { redirect }) };
+        let Some((idp, mut url)) = front.and_then(|(idp, s)| upstream_logout_url(&idp, s).map(|u| (idp, u))) else {
+            return Ok(LogoutOutcome::SignedOut { redirect });
+        };
         let state = random_token();
         let pending = PendingReturn { alias: idp.alias.clone(), redirect };
         let json = serde_json::to_string(&pending).map_err(internal)?;
         self.sessions.put(&return_key(&realm.name, &state), &json, RETURN_TTL).await.map_err(internal)?;
         let back = format!("{}/logout_response", self.broker_endpoint(&realm.name, &idp.alias));
-        let Some(mut url) = upstream_logout_url(&idp, s) else {
-            return Ok(LogoutOutcome::SignedOut { redirect: None });
-        };
         url.query_pairs_mut().append_pair("state", &state).append_pair("post_logout_redirect_uri", &back);
         Ok(LogoutOutcome::SignedOut { redirect: Some(url.to_string()) })
     }

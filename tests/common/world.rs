@@ -109,7 +109,9 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Keys merged into the `node` provider's `config` map.
+    /// Keys merged into the `node` provider's `config` map; `{node}` in a
+    /// string value stands for the node upstream's issuer URL
+    /// (`"logoutUrl": "{node}/session/end"`).
     pub fn idp_config(mut self, extra: Value) -> Self {
         merge_into(&mut self.idp_config, extra);
         self
@@ -123,7 +125,9 @@ impl Builder {
     }
 
     /// Keys merged into Federa's client metadata at the node upstream
-    /// (oidc-provider's names: `backchannel_logout_uri`, ...).
+    /// (oidc-provider's names: `backchannel_logout_uri`, ...); `{federa}` in
+    /// a string value stands for Federa's base URL
+    /// (`"{federa}/realms/e2e/protocol/openid-connect/logout/backchannel-logout"`).
     pub fn node_client(mut self, extra: Value) -> Self {
         merge_into(&mut self.node_client, extra);
         self
@@ -167,7 +171,7 @@ impl Builder {
             "post_logout_redirect_uris": [format!("{}/realms/{REALM}/broker/{ALIAS}/endpoint/logout_response", fed.base)],
             "token_endpoint_auth_method": "client_secret_basic",
         });
-        merge(&mut node_client, &self.node_client);
+        merge(&mut node_client, &substitute(&self.node_client, "{federa}", &fed.base));
         let node = NodeIdp::start(json!([node_client]));
         let http = openidconnect::reqwest::ClientBuilder::new()
             .redirect(openidconnect::reqwest::redirect::Policy::none())
@@ -178,7 +182,7 @@ impl Builder {
             "issuer": node.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
             "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email"
         });
-        merge(&mut config, &self.idp_config);
+        merge(&mut config, &substitute(&self.idp_config, "{node}", &node.issuer));
         let mut idp = json!({"alias": ALIAS, "displayName": "Node IdP", "providerId": "oidc", "config": config});
         merge(&mut idp, &self.idp_extra);
         let mut app_attributes = json!({"post.logout.redirect.uris": format!("{APP_BYE}##+")});
@@ -202,6 +206,18 @@ impl Builder {
         let r = reqwest::Client::new().post(w.fed.admin()).bearer_auth(ADMIN_TOKEN).json(&realm).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap_or_default());
         w
+    }
+}
+
+/// `value` with `placeholder` replaced by `with` in every string.
+fn substitute(value: &Value, placeholder: &str, with: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.replace(placeholder, with)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, placeholder, with)).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), substitute(v, placeholder, with))).collect())
+        }
+        other => other.clone(),
     }
 }
 

@@ -182,6 +182,33 @@ async function interaction(req, res) {
   await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
 }
 
+// Server-to-server logout, as a relying party with Keycloak's
+// `backchannelSupported` calls it: GET /backchannel/session/end?id_token_hint=..
+// ends the session whose `sid` the (verified) hint names, with no browser and
+// no cookie (oidc-provider's own end_session needs the browser's session).
+// Sessions are found by the sids they handed out, recorded at each save.
+const sessionsBySid = new Map();
+
+async function backchannelEnd(req, res) {
+  const hint = new URL(req.url, 'http://idp').searchParams.get('id_token_hint');
+  try {
+    if (!hint) throw new Error('id_token_hint is missing');
+    const [, payload] = hint.split('.');
+    const { aud } = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    const client = await provider.Client.find(String(Array.isArray(aud) ? aud[0] : aud));
+    if (!client) throw new Error('unknown audience');
+    const { payload: claims } = await provider.IdToken.validate(hint, client);
+    const id = sessionsBySid.get(claims.sid);
+    const session = id && await provider.Session.find(id);
+    if (session) await session.destroy();
+    sessionsBySid.delete(claims.sid);
+    if (debug) console.error(`idp.mjs: back-channel end of sid ${claims.sid}: ${session ? 'ended' : 'no session'}`);
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(session ? 'ended' : 'no session');
+  } catch (err) {
+    res.writeHead(400, { 'content-type': 'text/plain' }).end(`backchannel logout refused: ${err.message}`);
+  }
+}
+
 let callback;
 
 const server = http.createServer((req, res) => {
@@ -202,6 +229,10 @@ const server = http.createServer((req, res) => {
         res.end(`interaction failed: ${err.message}`);
       }
     });
+    return;
+  }
+  if (req.method === 'GET' && path === '/backchannel/session/end') {
+    backchannelEnd(req, res);
     return;
   }
   callback(req, res);
@@ -259,6 +290,14 @@ server.listen(requestedPort, '127.0.0.1', () => {
   provider.on('backchannel.error', (ctx, err, client) => {
     console.error(`idp.mjs: back-channel logout to ${client.clientId} failed: ${err.message}`);
   });
+  const save = provider.Session.prototype.save;
+  provider.Session.prototype.save = async function saveAndRecord(...args) {
+    const saved = await save.apply(this, args);
+    for (const { sid } of Object.values(this.authorizations || {})) {
+      if (sid) sessionsBySid.set(sid, this.id);
+    }
+    return saved;
+  };
   callback = provider.callback();
   // oidc-provider checks static client metadata on first use: check it now,
   // so a bad IDP_CLIENTS fails the start rather than a sign-in.

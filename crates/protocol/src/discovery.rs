@@ -107,6 +107,10 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
         "claims_supported": CLAIMS_SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
+        // OpenID Connect Back-Channel Logout 1.0 section 2.1: clients with a
+        // back-channel logout URL get a logout token, with `sid`.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "request_parameter_supported": false,
         "claims_parameter_supported": false,
     })
@@ -133,6 +137,8 @@ mod tests {
         assert_eq!(doc["response_modes_supported"], json!(["query", "form_post"]));
         assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
         assert_eq!(doc["frontchannel_logout_supported"], false);
+        assert_eq!(doc["backchannel_logout_supported"], true);
+        assert_eq!(doc["backchannel_logout_session_supported"], true);
         assert!(doc["claims_supported"].as_array().is_some_and(|c| c.contains(&json!("sub"))));
     }
 
@@ -172,7 +178,7 @@ mod tests {
         assert_eq!(parsed.issuer, ISSUER);
         assert_eq!(parsed.id_token_signing_alg_values_supported, vec!["EdDSA"]);
         assert!(parsed.authorization_response_iss_parameter_supported);
-        assert!(!parsed.backchannel_logout_supported);
+        assert!(parsed.backchannel_logout_supported);
     }
 
     #[test]

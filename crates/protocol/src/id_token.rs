@@ -386,7 +386,7 @@ fn required_date(claims: &Map<String, Value>, name: &'static str) -> Result<i64,
 }
 
 /// A required string claim.
-fn required_str<'c>(claims: &'c Map<String, Value>, name: &'static str) -> Result<&'c str, IdTokenError> {
+pub(crate) fn required_str<'c>(claims: &'c Map<String, Value>, name: &'static str) -> Result<&'c str, IdTokenError> {
     match claims.get(name) {
         None => Err(IdTokenError::MissingClaim(name)),
         Some(Value::String(s)) => Ok(s),

@@ -328,7 +328,7 @@ pub(crate) fn decode_header(segment: &str) -> Result<Map<String, Value>, String>
 }
 
 /// Decodes a base64url segment holding a JSON object.
-fn decode_object(segment: &str, what: &str) -> Result<Map<String, Value>, String> {
+pub(crate) fn decode_object(segment: &str, what: &str) -> Result<Map<String, Value>, String> {
     let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| format!("the {what} is not base64url"))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod error;
 pub mod id_token;
 pub mod jwt;
+pub mod logout_token;
 pub mod pem_key;
 pub mod pkce;
 pub mod secret;

@@ -20,6 +20,7 @@
 
 mod admin;
 pub mod auth;
+mod backchannel;
 pub mod body;
 pub mod error;
 mod health;

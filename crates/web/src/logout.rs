@@ -73,7 +73,7 @@ async fn logout(req: HttpRequest, st: web::Data<AppState>, realm: String, params
 
 /// The session has ended: the cookie is expired, and the browser goes to
 /// the checked post-logout redirect URI or sees the signed-out page.
-fn signed_out(st: &AppState, realm: &RealmInfo, redirect: Option<String>) -> HttpResponse {
+pub(crate) fn signed_out(st: &AppState, realm: &RealmInfo, redirect: Option<String>) -> HttpResponse {
     let mut resp = match redirect {
         Some(location) => HttpResponse::Found()
             .insert_header((header::LOCATION, location))

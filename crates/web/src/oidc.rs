@@ -34,6 +34,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/protocol/openid-connect/userinfo", web::get().to(userinfo))
             .route("/protocol/openid-connect/userinfo", web::post().to(userinfo))
             .configure(crate::tokens::configure)
+            .configure(crate::backchannel::configure)
             .route("/protocol/openid-connect/logout", web::get().to(crate::logout::logout_get))
             .route("/protocol/openid-connect/logout", web::post().to(crate::logout::logout_post))
             .route("/broker/{alias}/login", web::get().to(broker_login))

@@ -193,7 +193,11 @@ impl Broker {
         let auth_time = upstream_auth_time.map_or(now, |t| t.min(now));
         // The SSO session (with its index members) and the code are written
         // with the user, in one trip.
-        let template = super::sessions::opened(alias, &verified, auth_time, now, ip_address);
+        let mut template = super::sessions::opened(alias, &verified, auth_time, now, ip_address);
+        // Upstream logout sends it back as `id_token_hint`.
+        if up.logout_url.is_some() {
+            template.upstream_id_token = Some(state::UpstreamIdToken::new(id_token));
+        }
         let entries = {
             let (realm_name, sso_ttl) = (realm.name.clone(), realm.sso_max);
             let (sid, code, req) = (sid.clone(), code.clone(), req.clone());

@@ -15,19 +15,37 @@
 //! one registered for the application identified by the hint or by
 //! `client_id` (section 3); anything else is an error page, never a
 //! redirect.
+//!
+//! Upstream logout (Keycloak's `logoutUrl` and `backchannelSupported`):
+//! once a session has ended, when its provider has a `logoutUrl`, the
+//! upstream session ends too. With `backchannelSupported`, Federa calls
+//! `logoutUrl` itself (server to server, `id_token_hint` the upstream's ID
+//! token, as Keycloak's `OIDCIdentityProvider.backchannelLogout` does) and
+//! the browser goes straight on; otherwise the browser is sent there with
+//! `id_token_hint`, a `state` and `post_logout_redirect_uri =
+//! {realm}/broker/{alias}/endpoint/logout_response`, where the `state`
+//! (a one-time key in the session store) leads it on to the application's
+//! `post_logout_redirect_uri`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use federa_protocol::jwt::{peek_typ, verify_own_cached};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::sessions::UserSession;
 use super::state::{self, digest, public_sid};
 use super::{random_token, Broker, RealmInfo};
+use crate::model::Upstream;
 
 /// How long a confirmation page may wait for its answer.
 const CONFIRM_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long the browser may take to come back from the upstream's logout.
+const RETURN_TTL: Duration = Duration::from_secs(10 * 60);
+/// The limit of a server-to-server upstream logout call.
+const UPSTREAM_LOGOUT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest `id_token_hint` read (Federa's ID tokens are far shorter).
 const MAX_HINT: usize = 16 * 1024;
 /// The longest value of any other parameter.
@@ -95,6 +113,20 @@ struct PendingLogout {
     redirect: Option<String>,
 }
 
+/// The store key of a browser's way back from the upstream's logout.
+fn return_key(realm: &str, state: &str) -> String {
+    format!("logout-return:{realm}:{}", digest(state))
+}
+
+/// Where a browser sent to the upstream's logout goes afterwards.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingReturn {
+    /// The provider it was sent to.
+    alias: String,
+    /// The application's checked post-logout redirect URI, with its state.
+    redirect: Option<String>,
+}
+
 /// What a verified `id_token_hint` says.
 #[derive(Debug)]
 struct IdTokenHint {
@@ -118,6 +150,25 @@ fn audience(claims: &Map<String, Value>) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// The provider's `logoutUrl` with `id_token_hint` (the session's
+/// upstream ID token, unless `sendIdTokenOnLogout` is off) and `client_id`
+/// (with `sendClientIdOnLogout`, or when no hint is sent, so the upstream
+/// can still check the post-logout redirect URI).
+fn upstream_logout_url(idp: &Upstream, s: &UserSession) -> Option<url::Url> {
+    let mut url = idp.logout_url.clone()?;
+    let hint = s.sso.upstream_id_token.as_ref().filter(|_| idp.send_id_token_on_logout);
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(token) = hint {
+            q.append_pair("id_token_hint", token.expose());
+        }
+        if idp.send_client_id_on_logout || hint.is_none() {
+            q.append_pair("client_id", &idp.client_id);
+        }
+    }
+    Some(url)
 }
 
 /// `uri` with `state` added to its query (RFC 6749 appendix B encoding).
@@ -195,12 +246,12 @@ impl Broker {
             // The hint names this browser's session, or the browser has
             // none: the application asked, nobody else could have.
             Some(b) if hint_sid.as_deref() == Some(b.as_str()) => {
-                self.end_sessions(realm, &[Some(b), hint_sid]).await?;
-                Ok(LogoutOutcome::SignedOut { redirect })
+                let ended = self.end_sessions(realm, &[Some(b), hint_sid]).await?;
+                self.upstream_logout(realm, &ended, redirect).await
             }
             None => {
-                self.end_sessions(realm, &[hint_sid]).await?;
-                Ok(LogoutOutcome::SignedOut { redirect })
+                let ended = self.end_sessions(realm, &[hint_sid]).await?;
+                self.upstream_logout(realm, &ended, redirect).await
             }
             Some(browser_sid) => {
                 let token = random_token();
@@ -239,8 +290,81 @@ impl Broker {
             log::warn!("realm {:?}: a logout confirmation came from another browser", realm.name);
             return Err(expired());
         }
-        self.end_sessions(realm, &[Some(pending.browser_sid), pending.hint_sid]).await?;
-        Ok(LogoutOutcome::SignedOut { redirect: pending.redirect })
+        let ended = self.end_sessions(realm, &[Some(pending.browser_sid), pending.hint_sid]).await?;
+        self.upstream_logout(realm, &ended, pending.redirect).await
+    }
+
+    /// `{realm}/broker/{alias}/endpoint/logout_response`: the browser is
+    /// back from the upstream's logout; its `state` (taken once) says where
+    /// it goes next. An unknown or used state shows the signed-out page.
+    pub async fn upstream_logout_return(
+        &self,
+        realm: &RealmInfo,
+        alias: &str,
+        state: Option<&str>,
+    ) -> Result<LogoutOutcome, LogoutError> {
+        let state = state.filter(|s| !s.is_empty() && s.len() <= MAX_PARAM);
+        let stored = match state {
+            Some(s) => self.sessions.take(&return_key(&realm.name, s)).await.map_err(internal)?,
+            None => None,
+        };
+        let pending: Option<PendingReturn> = stored.map(|j| serde_json::from_str(&j)).transpose().map_err(internal)?;
+        match pending {
+            Some(p) if p.alias == alias => Ok(LogoutOutcome::SignedOut { redirect: p.redirect }),
+            _ => {
+                log::warn!("realm {:?}: a return from {alias:?}'s logout with an unknown or used state", realm.name);
+                Ok(LogoutOutcome::SignedOut { redirect: None })
+            }
+        }
+    }
+
+    /// Ends the upstream sessions behind the Federa sessions that ended:
+    /// server to server for providers with `backchannelSupported`, else by
+    /// sending the browser to the first provider's `logoutUrl` (it comes
+    /// back to `logout_response`, then goes on to `redirect`).
+    async fn upstream_logout(
+        &self,
+        realm: &RealmInfo,
+        ended: &[UserSession],
+        redirect: Option<String>,
+    ) -> Result<LogoutOutcome, LogoutError> {
+        let mut front: Option<(Arc<Upstream>, &UserSession)> = None;
+        for s in ended {
+            let Some(idp) = self.idp(&realm.name, &s.sso.idp).await.map_err(internal)? else { continue };
+            if idp.logout_url.is_none() {
+                continue;
+            }
+            if idp.backchannel_logout {
+                self.upstream_logout_backchannel(realm, &idp, s).await;
+            } else if front.is_none() {
+                front = Some((idp, s));
+            }
+        }
+        let Some((idp, mut url)) = front.and_then(|(idp, s)| upstream_logout_url(&idp, s).map(|u| (idp, u))) else {
+            return Ok(LogoutOutcome::SignedOut { redirect });
+        };
+        let state = random_token();
+        let pending = PendingReturn { alias: idp.alias.clone(), redirect };
+        let json = serde_json::to_string(&pending).map_err(internal)?;
+        self.sessions.put(&return_key(&realm.name, &state), &json, RETURN_TTL).await.map_err(internal)?;
+        let back = format!("{}/logout_response", self.broker_endpoint(&realm.name, &idp.alias));
+        url.query_pairs_mut().append_pair("state", &state).append_pair("post_logout_redirect_uri", &back);
+        Ok(LogoutOutcome::SignedOut { redirect: Some(url.to_string()) })
+    }
+
+    /// Calls the provider's `logoutUrl` server to server (Keycloak's
+    /// `backchannelLogout`: a GET with `id_token_hint`). A failure is
+    /// logged; the Federa session has ended either way.
+    async fn upstream_logout_backchannel(&self, realm: &RealmInfo, idp: &Upstream, s: &UserSession) {
+        let Some(url) = upstream_logout_url(idp, s) else { return };
+        let sent = self.http.get(url).timeout(UPSTREAM_LOGOUT_TIMEOUT).send().await;
+        match sent {
+            Ok(r) if r.status().is_success() || r.status().is_redirection() => {
+                log::info!("realm {:?}: upstream session at {:?} ended (back channel)", realm.name, idp.alias);
+            }
+            Ok(r) => log::warn!("realm {:?}: upstream logout at {:?} answered {}", realm.name, idp.alias, r.status()),
+            Err(e) => log::warn!("realm {:?}: upstream logout at {:?} failed: {e}", realm.name, idp.alias),
+        }
     }
 
     /// The public id of the session, when it is alive.
@@ -249,25 +373,27 @@ impl Broker {
         Ok(found.map(|_| sid.to_owned()))
     }
 
-    /// Ends the SSO sessions named by their public ids. Their tokens stop
-    /// working at once: the access-token check wants a live session.
-    async fn end_sessions(&self, realm: &RealmInfo, sids: &[Option<String>]) -> Result<(), LogoutError> {
-        let mut ended: Vec<&str> = Vec::new();
+    /// Ends the SSO sessions named by their public ids; answers those that
+    /// were live. Their tokens stop working at once: the access-token check
+    /// wants a live session.
+    async fn end_sessions(&self, realm: &RealmInfo, sids: &[Option<String>]) -> Result<Vec<UserSession>, LogoutError> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut ended = Vec::new();
         for sid in sids.iter().flatten().filter(|s| !s.is_empty()) {
-            if ended.contains(&sid.as_str()) {
+            if seen.contains(&sid.as_str()) {
                 continue;
             }
-            // Upstream logout goes here, later: the session names its
-            // provider (`SsoSession::idp`), whose `logoutUrl` would take the
-            // browser next (front channel) or be told by a back-channel
-            // call. Until then the model reports `logoutUrl` and
-            // `backchannelSupported` as not honoured, and the person stays
-            // signed in at the provider.
-            self.end_session(&realm.name, sid).await.map_err(internal)?;
-            log::info!("realm {:?}: SSO session {} ended by RP-initiated logout", realm.name, &sid[..sid.len().min(8)]);
-            ended.push(sid);
+            seen.push(sid);
+            if let Some(s) = self.end_session_record(&realm.name, sid).await.map_err(internal)? {
+                log::info!(
+                    "realm {:?}: SSO session {} ended by RP-initiated logout",
+                    realm.name,
+                    &sid[..sid.len().min(8)]
+                );
+                ended.push(s);
+            }
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// An `id_token_hint` that this realm issued: an ID token (not an
@@ -312,6 +438,53 @@ mod tests {
         assert_eq!(audience(&claims(json!({"aud": ["app", "api"]}))), None);
         assert_eq!(audience(&claims(json!({"aud": 3}))), None);
         assert_eq!(audience(&claims(json!({}))), None);
+    }
+
+    #[test]
+    fn the_upstream_logout_url_carries_the_hint_or_the_client_id() {
+        let idp = |extra: &[(&str, &str)]| {
+            let mut p = crate::repr::IdentityProviderRepresentation {
+                alias: Some("corp".into()),
+                provider_id: Some("oidc".into()),
+                ..Default::default()
+            };
+            let base =
+                [("clientId", "federa"), ("issuer", "https://idp.test"), ("logoutUrl", "https://idp.test/bye?x=1")];
+            for (k, v) in base.iter().chain(extra) {
+                p.config.insert((*k).into(), (*v).into());
+            }
+            Upstream::from_repr(&p, "").unwrap_or_else(|e| panic!("{e}"))
+        };
+        let session = |token: Option<&str>| UserSession {
+            id: "p1".into(),
+            sso: state::SsoSession {
+                user_id: "u1".into(),
+                auth_time: 0,
+                idp: "corp".into(),
+                upstream_sid: None,
+                upstream_sub: None,
+                started: 0,
+                last_access: 0,
+                ip_address: String::new(),
+                upstream_id_token: token.map(state::UpstreamIdToken::new),
+            },
+            clients: Vec::new(),
+        };
+        let url = |idp: &Upstream, s: &UserSession| upstream_logout_url(idp, s).map(|u| u.to_string());
+        assert_eq!(
+            url(&idp(&[]), &session(Some("h.i.nt"))).as_deref(),
+            Some("https://idp.test/bye?x=1&id_token_hint=h.i.nt")
+        );
+        assert_eq!(url(&idp(&[]), &session(None)).as_deref(), Some("https://idp.test/bye?x=1&client_id=federa"));
+        assert_eq!(
+            url(&idp(&[("sendClientIdOnLogout", "true")]), &session(Some("t"))).as_deref(),
+            Some("https://idp.test/bye?x=1&id_token_hint=t&client_id=federa")
+        );
+        assert_eq!(
+            url(&idp(&[("sendIdTokenOnLogout", "false")]), &session(Some("t"))).as_deref(),
+            Some("https://idp.test/bye?x=1&client_id=federa")
+        );
+        assert_eq!(format!("{:?}", state::UpstreamIdToken::new("secret")), "UpstreamIdToken(***)");
     }
 
     #[test]

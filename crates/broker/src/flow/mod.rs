@@ -4,6 +4,7 @@
 //! instance can serve any step and a restart loses nothing.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod bearer;
 pub mod cache;
 pub mod claims;

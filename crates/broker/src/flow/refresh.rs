@@ -391,6 +391,7 @@ mod tests {
             started,
             last_access,
             ip_address: String::new(),
+            upstream_id_token: None,
         }
     }
 

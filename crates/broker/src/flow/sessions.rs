@@ -2,8 +2,8 @@
 //! `sso:` entry), by user, by the upstream's `sid` and by its `sub`, through
 //! secondary indexes in the session store (`SessionStore::index_*`). An index
 //! member may outlive its session; readers drop members whose `sso:` entry
-//! is gone. [`Broker::end_session`] is the one place a session ends, where
-//! back-channel logout will hook in.
+//! is gone. [`Broker::end_session`] is the one place a session ends, and
+//! where back-channel logouts to the session's clients are sent from.
 
 use std::time::Duration;
 
@@ -52,6 +52,7 @@ pub fn opened(
         started: now,
         last_access: 0,
         ip_address: ip_address.to_owned(),
+        upstream_id_token: None,
     }
 }
 
@@ -126,13 +127,28 @@ impl Broker {
     }
 
     /// Ends one session: its tokens stop working at once (the access-token
-    /// check wants a live session) and its index members go. Back-channel
-    /// logout to the clients in `clients` will be sent from here. `false`
-    /// when it had already ended.
+    /// check wants a live session), its index members go, and the clients
+    /// that took part in it with a back-channel logout URL are sent a Logout
+    /// Token, off this request's path. `false` when it had already ended.
     pub async fn end_session(&self, realm: &str, public_sid: &str) -> Result<bool, StoreError> {
-        let found = self.find_session(realm, public_sid).await?;
-        self.sessions.delete(&state::sso_key_public(realm, public_sid)).await?;
-        let Some(s) = found else { return Ok(false) };
+        Ok(self.end_session_record(realm, public_sid).await?.is_some())
+    }
+
+    /// [`Broker::end_session`], answering the session that ended. The
+    /// record is taken, so when two requests end one session at once only
+    /// one of them sees it (and sends its back-channel logouts).
+    pub(crate) async fn end_session_record(
+        &self,
+        realm: &str,
+        public_sid: &str,
+    ) -> Result<Option<UserSession>, StoreError> {
+        let Some(json) = self.sessions.take(&state::sso_key_public(realm, public_sid)).await? else { return Ok(None) };
+        let sso: SsoSession =
+            serde_json::from_str(&json).map_err(|e| StoreError::Backend(format!("SSO session: {e}")))?;
+        // Read before the index goes: who must hear of the logout.
+        let mut clients = self.sessions.index_members(&clients_index(realm, public_sid)).await?;
+        clients.sort();
+        let s = UserSession { id: public_sid.to_owned(), sso, clients };
         self.sessions.index_remove(&user_index(realm, &s.sso.user_id), public_sid).await?;
         if let Some(up_sid) = &s.sso.upstream_sid {
             self.sessions.index_remove(&upstream_sid_index(realm, &s.sso.idp, up_sid), public_sid).await?;
@@ -142,7 +158,8 @@ impl Broker {
         }
         self.sessions.index_delete(&clients_index(realm, public_sid)).await?;
         log::info!("realm {realm:?}: SSO session {} ended", &public_sid[..public_sid.len().min(8)]);
-        Ok(true)
+        self.send_backchannel_logouts(realm, &s);
+        Ok(Some(s))
     }
 
     /// Ends all of a user's sessions; returns how many were live.
@@ -174,6 +191,7 @@ mod tests {
             started: 0,
             last_access: 0,
             ip_address: String::new(),
+            upstream_id_token: None,
         }
     }
 

@@ -226,6 +226,34 @@ pub struct SsoSession {
     /// The address the sign-in came from, when known.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ip_address: String,
+    /// The upstream's ID token, kept only when its provider has a
+    /// `logoutUrl`: the `id_token_hint` of the upstream logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_id_token: Option<UpstreamIdToken>,
+}
+
+/// An upstream ID token kept in a session record for upstream logout. It
+/// names the person and their upstream session, so it never prints.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UpstreamIdToken(String);
+
+impl UpstreamIdToken {
+    /// Wraps a compact ID token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token, for the one request that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for UpstreamIdToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamIdToken(***)")
+    }
 }
 
 impl SsoSession {

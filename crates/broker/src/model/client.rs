@@ -103,8 +103,39 @@ pub struct Client {
     /// Logout 1.0 section 3.1), matched exactly: Keycloak's
     /// `attributes["post.logout.redirect.uris"]`.
     pub post_logout_redirect_uris: Vec<String>,
+    /// Where its back-channel logout tokens go (OpenID Connect Back-Channel
+    /// Logout 1.0 section 2.2): Keycloak's `attributes["backchannel.logout.url"]`.
+    pub backchannel_logout: Option<BackchannelLogout>,
     /// Settings stored but without effect yet.
     pub notices: Vec<Notice>,
+}
+
+/// A client's back-channel logout registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackchannelLogout {
+    /// `backchannel.logout.url`: an http(s) URL.
+    pub url: url::Url,
+    /// `backchannel.logout.session.required` (Keycloak's default: true):
+    /// the logout token carries the session's `sid`.
+    pub session_required: bool,
+}
+
+/// The attribute holding a client's back-channel logout URL.
+pub const BACKCHANNEL_LOGOUT_URL: &str = "backchannel.logout.url";
+/// The attribute saying whether its logout tokens carry `sid`.
+pub const BACKCHANNEL_LOGOUT_SESSION_REQUIRED: &str = "backchannel.logout.session.required";
+
+/// The raw `backchannel.logout.url`, when set.
+fn backchannel_url(c: &ClientRepresentation) -> Option<&str> {
+    c.attributes.as_ref().and_then(|a| a.get(BACKCHANNEL_LOGOUT_URL)).map(|u| u.trim()).filter(|u| !u.is_empty())
+}
+
+/// The client's back-channel logout registration; `None` without a URL or
+/// with one that is not http(s) (reported by [`notices`]).
+pub fn backchannel_logout(c: &ClientRepresentation) -> Option<BackchannelLogout> {
+    let url = url::Url::parse(backchannel_url(c)?).ok().filter(|u| matches!(u.scheme(), "http" | "https"))?;
+    let required = c.attributes.as_ref().and_then(|a| a.get(BACKCHANNEL_LOGOUT_SESSION_REQUIRED));
+    Some(BackchannelLogout { url, session_required: required.map(|v| v.trim()) != Some("false") })
 }
 
 impl Client {
@@ -147,6 +178,7 @@ impl Client {
             jwks,
             redirect_uris: c.redirect_uris.clone().unwrap_or_default(),
             post_logout_redirect_uris: post_logout_redirect_uris(c),
+            backchannel_logout: backchannel_logout(c),
             notices: notices(c),
         }
     }
@@ -224,9 +256,11 @@ pub fn notices(c: &ClientRepresentation) -> Vec<Notice> {
     if on(c.consent_required) {
         v.push(Notice::new("consentRequired", "has no effect yet (Federa asks for no consent)"));
     }
-    let key = "backchannel.logout.url";
-    if c.attributes.as_ref().and_then(|a| a.get(key)).is_some_and(|u| !u.trim().is_empty()) {
-        v.push(Notice::new(&format!("attributes.{key}"), "has no effect yet (back-channel logout is not implemented)"));
+    if backchannel_url(c).is_some() && backchannel_logout(c).is_none() {
+        v.push(Notice::new(
+            &format!("attributes.{BACKCHANNEL_LOGOUT_URL}"),
+            "is not an http(s) URL: no back-channel logout is sent",
+        ));
     }
     v
 }
@@ -263,5 +297,25 @@ mod tests {
             assert_eq!(m.post_logout_redirect_uris, want, "{raw:?}");
             assert!(m.notices.is_empty(), "{raw:?}: honoured, so not reported: {:?}", m.notices);
         }
+    }
+
+    #[test]
+    fn backchannel_logout_is_typed() {
+        let with = |attrs: &[(&str, &str)]| {
+            let mut c = client(&[], None);
+            c.attributes = Some(attrs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+            Client::from_repr(&c)
+        };
+        let m = with(&[(BACKCHANNEL_LOGOUT_URL, "https://app.test/bcl")]);
+        let b = m.backchannel_logout.clone().unwrap();
+        assert_eq!((b.url.as_str(), b.session_required), ("https://app.test/bcl", true));
+        assert!(m.notices.is_empty(), "{:?}", m.notices);
+        let m =
+            with(&[(BACKCHANNEL_LOGOUT_URL, "https://app.test/bcl"), (BACKCHANNEL_LOGOUT_SESSION_REQUIRED, "false")]);
+        assert!(!m.backchannel_logout.unwrap().session_required);
+        let m = with(&[(BACKCHANNEL_LOGOUT_URL, "javascript:alert(1)")]);
+        assert!(m.backchannel_logout.is_none());
+        assert_eq!(m.notices.len(), 1);
+        assert!(with(&[(BACKCHANNEL_LOGOUT_URL, " ")]).backchannel_logout.is_none());
     }
 }

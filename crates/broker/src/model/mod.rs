@@ -197,15 +197,25 @@ mod tests {
 
     #[test]
     fn settings_without_effect_are_named_and_trust_changing_ones_refuse() {
-        let u =
-            Upstream::from_repr(&idp(&[("validateSignature", "false"), ("backchannelSupported", "true")]), "").unwrap();
+        let u = Upstream::from_repr(&idp(&[("validateSignature", "false")]), "").unwrap();
         let fields: Vec<&str> = u.notices.iter().map(|n| n.field.as_str()).collect();
-        assert_eq!(fields, ["config.validateSignature", "config.backchannelSupported"]);
+        assert_eq!(fields, ["config.validateSignature"]);
         assert!(u.notices[0].message.contains("NOT verified"), "{:?}", u.notices[0]);
         assert!(u.refusal.is_none(), "reported only: the admin chose what is trusted");
         assert!(!u.validate_signature);
         let u = Upstream::from_repr(&idp(&[("isAccessTokenJWT", "true")]), "").unwrap();
         assert!(u.notices.is_empty() && u.access_token_jwt && u.validate_signature, "honoured: {u:?}");
+        let u = Upstream::from_repr(&idp(&[("backchannelSupported", "true")]), "").unwrap();
+        let fields: Vec<&str> = u.notices.iter().map(|n| n.field.as_str()).collect();
+        assert_eq!(fields, ["config.backchannelSupported"], "no effect without logoutUrl");
+        let u = Upstream::from_repr(
+            &idp(&[("logoutUrl", "https://idp.test/logout"), ("backchannelSupported", "true")]),
+            "",
+        )
+        .unwrap();
+        assert!(u.notices.is_empty(), "upstream logout is honoured: {:?}", u.notices);
+        assert!(u.backchannel_logout && u.logout_url.is_some() && u.send_id_token_on_logout);
+        assert!(u.refusal.is_none(), "reported only: they do not change what is trusted");
 
         let u = Upstream::from_repr(&idp(&[("clientAuthMethod", "private_key_jwt")]), "").unwrap();
         assert!(u.refusal.is_none() && u.notices.is_empty(), "private_key_jwt is honoured: {u:?}");

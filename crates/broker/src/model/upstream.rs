@@ -144,6 +144,18 @@ pub struct Upstream {
     pub access_token_jwt: bool,
     /// The essential-claim filter, when `filteredByClaim` is on.
     pub claim_filter: Option<ClaimFilter>,
+    /// `logoutUrl`: the upstream's RP-initiated logout endpoint, where a
+    /// Federa logout ends the upstream session too.
+    pub logout_url: Option<Url>,
+    /// `backchannelSupported`: the upstream session is ended by a
+    /// server-to-server call to `logoutUrl` rather than by sending the
+    /// browser there.
+    pub backchannel_logout: bool,
+    /// `sendClientIdOnLogout`: the logout request names Federa's `client_id`.
+    pub send_client_id_on_logout: bool,
+    /// `sendIdTokenOnLogout` (default on): the logout request carries the
+    /// upstream ID token as `id_token_hint`.
+    pub send_id_token_on_logout: bool,
     /// Settings stored but without effect yet, for the admin.
     pub notices: Vec<Notice>,
     /// Set when a setting changes what is trusted and Federa cannot honour it
@@ -170,6 +182,8 @@ impl Upstream {
         "validateSignature",
         "useJwksUrl",
         "backchannelSupported",
+        "sendClientIdOnLogout",
+        "sendIdTokenOnLogout",
         "disableUserInfo",
         "disableNonce",
         "isAccessTokenJWT",
@@ -285,7 +299,7 @@ impl Upstream {
         let jwks_url = url("jwksUrl")?;
         let issuer = url("issuer")?.and(s("issuer").map(str::to_owned));
         let metadata = url("metadataDescriptorUrl")?;
-        url("logoutUrl")?;
+        let logout_url = url("logoutUrl")?;
         let client_id = s("clientId").map(str::to_owned).unwrap_or_default();
         if client_id.is_empty() {
             return Err(BrokerError::invalid(field("clientId"), "is required"));
@@ -361,6 +375,10 @@ impl Upstream {
             validate_signature: b("validateSignature")? != Some(false),
             access_token_jwt: b("isAccessTokenJWT")? == Some(true),
             claim_filter,
+            logout_url,
+            backchannel_logout: b("backchannelSupported")? == Some(true),
+            send_client_id_on_logout: b("sendClientIdOnLogout")? == Some(true),
+            send_id_token_on_logout: b("sendIdTokenOnLogout")? != Some(false),
             notices,
             refusal,
         })
@@ -408,11 +426,8 @@ fn assess(
     } else if set("publicKeySignatureVerifier") || set("publicKeySignatureVerifierKeyId") {
         note("config.publicKeySignatureVerifier", "has no effect while useJwksUrl is on");
     }
-    if flag("backchannelSupported") == Some(true) {
-        note("config.backchannelSupported", "has no effect yet (upstream logout is not implemented)");
-    }
-    if set("logoutUrl") {
-        note("config.logoutUrl", "has no effect yet (upstream logout is not implemented)");
+    if flag("backchannelSupported") == Some(true) && !set("logoutUrl") {
+        note("config.backchannelSupported", "has no effect without logoutUrl");
     }
     if p.add_read_token_role_on_create == Some(true) {
         note("addReadTokenRoleOnCreate", "has no effect yet (the broker token endpoint is not implemented)");

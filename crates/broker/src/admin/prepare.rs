@@ -114,7 +114,18 @@ pub fn prepare_realm(
             }
             links.push(l);
         }
-        users.push(UserImport { user: u, realm_roles, links });
+        let mut client_roles = Vec::new();
+        for (client, names) in u.client_roles.take().unwrap_or_default() {
+            for name in names {
+                if crate::model::client_roles::is_known(&client, &name) {
+                    client_roles.push((client.clone(), name));
+                } else {
+                    ignored
+                        .push(format!("{prefix}clientRoles.{client} {name:?} (Federa knows only broker's read-token)"));
+                }
+            }
+        }
+        users.push(UserImport { user: u, realm_roles, links, client_roles });
     }
 
     let alg = repr.default_signature_algorithm.clone().unwrap_or_else(|| "RS256".into());

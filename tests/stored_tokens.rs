@@ -185,3 +185,25 @@ async fn an_expired_upstream_token_is_refreshed() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200, "the refreshed token opens the upstream's userinfo");
 }
+
+/// A realm import (Keycloak's export shape) grants the `broker` client's
+/// `read-token` from a user's `clientRoles`; other clients' roles are ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_client_roles_grant_read_token() {
+    let w = World::builder()
+        .idp(json!({"storeToken": true}))
+        .realm(json!({"users": [{
+            "username": "alice",
+            "clientRoles": {"broker": ["read-token"], "account": ["manage-account"]},
+            "federatedIdentities": [{"identityProvider": "node", "userId": "sub-alice", "userName": "alice"}]
+        }]}))
+        .start_sqlite()
+        .await;
+    let tokens = w.sign_in(&Browser::new()).await;
+    let (status, body) = broker_token(&w, "node", Some(&tokens.access_token)).await;
+    assert_eq!(status, 200, "the linked, imported user holds read-token: {body}");
+    let user = tokens.id_claims()["sub"].as_str().unwrap().to_owned();
+    let (_, roles) =
+        w.admin(reqwest::Method::GET, &format!("users/{user}/role-mappings/clients/account"), Value::Null).await;
+    assert_eq!(roles, json!([]));
+}

@@ -58,6 +58,9 @@ impl AdminService {
         validate::user(&mut u, "", (self.clock)() * 1000)?;
         let roles = u.realm_roles.take();
         let links = u.federated_identities.take();
+        if u.client_roles.take().is_some_and(|r| !r.is_empty()) {
+            return Err(BrokerError::invalid("clientRoles", "grant client roles through role-mappings/clients"));
+        }
         if roles.is_some_and(|r| !r.is_empty()) || links.is_some_and(|l| !l.is_empty()) {
             return Err(BrokerError::invalid(
                 "realmRoles",

@@ -233,74 +233,6 @@ impl UpstreamCache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read as _, Write as _};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    /// A one-route HTTP server answering a JWKS, counting its requests.
-    fn jwks_server() -> (String, Arc<AtomicUsize>) {
-        serve(r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"a","y":"b"}]}"#.to_owned())
-    }
-
-    /// A one-route HTTP server answering `body`, counting its requests.
-    fn serve(body: String) -> (String, Arc<AtomicUsize>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                counter.fetch_add(1, Ordering::SeqCst);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        (url, hits)
-    }
-
-    #[tokio::test]
-    async fn an_unknown_kid_refetches_at_most_once_per_interval() {
-        let http = reqwest::Client::new();
-        let (url, hits) = jwks_server();
-
-        let cache = UpstreamCache::default();
-        let set = cache.jwks(&http, &url, false).await.unwrap();
-        assert_eq!(set["keys"][0]["kid"], "k1");
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
-        cache.jwks(&http, &url, false).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 1, "a known key set is served from the cache");
-        cache.jwks(&http, &url, true).await.unwrap();
-        cache.jwks(&http, &url, true).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 1, "unknown kids within the interval do not refetch");
-
-        cache.clear();
-        cache.jwks(&http, &url, false).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 2, "a cleared cache reads the key set again");
-
-        let eager = UpstreamCache::with_refetch_interval(Duration::ZERO);
-        eager.jwks(&http, &url, false).await.unwrap();
-        eager.jwks(&http, &url, true).await.unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 4, "an unknown kid after the interval refetches");
-    }
-
-    #[tokio::test]
-    async fn an_oversized_answer_is_refused() {
-        let padding = "x".repeat(MAX_UPSTREAM_BODY);
-        let (url, _) = serve(format!(r#"{{"keys":[],"pad":"{padding}"}}"#));
-        let err = UpstreamCache::default().jwks(&reqwest::Client::new(), &url, false).await.unwrap_err();
-        assert!(err.contains("larger than"), "{err}");
-    }
-}
-
 impl super::Broker {
     /// A request to the upstream's token endpoint (the code exchange, a
     /// refresh of stored tokens), authenticated with the provider's
@@ -397,5 +329,73 @@ impl super::Broker {
             }
         };
         signed.map_err(|e| format!("the client assertion cannot be signed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A one-route HTTP server answering a JWKS, counting its requests.
+    fn jwks_server() -> (String, Arc<AtomicUsize>) {
+        serve(r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k1","x":"a","y":"b"}]}"#.to_owned())
+    }
+
+    /// A one-route HTTP server answering `body`, counting its requests.
+    fn serve(body: String) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refetches_at_most_once_per_interval() {
+        let http = reqwest::Client::new();
+        let (url, hits) = jwks_server();
+
+        let cache = UpstreamCache::default();
+        let set = cache.jwks(&http, &url, false).await.unwrap();
+        assert_eq!(set["keys"][0]["kid"], "k1");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        cache.jwks(&http, &url, false).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "a known key set is served from the cache");
+        cache.jwks(&http, &url, true).await.unwrap();
+        cache.jwks(&http, &url, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "unknown kids within the interval do not refetch");
+
+        cache.clear();
+        cache.jwks(&http, &url, false).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "a cleared cache reads the key set again");
+
+        let eager = UpstreamCache::with_refetch_interval(Duration::ZERO);
+        eager.jwks(&http, &url, false).await.unwrap();
+        eager.jwks(&http, &url, true).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 4, "an unknown kid after the interval refetches");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused() {
+        let padding = "x".repeat(MAX_UPSTREAM_BODY);
+        let (url, _) = serve(format!(r#"{{"keys":[],"pad":"{padding}"}}"#));
+        let err = UpstreamCache::default().jwks(&reqwest::Client::new(), &url, false).await.unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
     }
 }

@@ -386,8 +386,10 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
         profile: profile(email),
         force,
         new_user: new_user(name, email),
+        link_username: None,
         link: serde_json::from_value(serde_json::json!({"identityProvider": "up", "userId": subject})).unwrap(),
         token: None,
+        grant_on_create: vec![],
         entries: entries_for(tag),
     };
 
@@ -408,6 +410,58 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
     // Someone else's address is stored unverified.
     let bob = writer.sign_in(sign_in("s-bob", "bob", "ann2@x.test", false, "three")).await.unwrap();
     assert!(matches!(bob, SignedIn::User { created: true, email_unverified: true, .. }), "{bob:?}");
+
+    // storeToken: the first sign-in stores the upstream tokens with the new
+    // link and grants the roles asked for at creation; a later one replaces them.
+    {
+        use federa_broker::UserStore as _;
+        let token = |store: &federa_storage::DbStore, id: String| {
+            let store = store.clone();
+            async move { store.link_token("r", &id, "up").await.unwrap().map(|t| t.expose().to_owned()) }
+        };
+        let mut first = sign_in("s-tok", "tok", "tok@x.test", false, "tok1");
+        first.token = Some(federa_protocol::Secret::new("t1"));
+        first.grant_on_create = vec![("broker".into(), "read-token".into())];
+        let SignedIn::User { user_id: tok, created: true, .. } = writer.sign_in(first).await.unwrap() else {
+            panic!("created")
+        };
+        assert_eq!(token(&store, tok.clone()).await.as_deref(), Some("t1"));
+        assert_eq!(store.user_client_roles("r", &tok, "broker").await.unwrap(), ["read-token"]);
+        let mut later = sign_in("s-tok", "tok", "tok@x.test", false, "tok2");
+        later.token = Some(federa_protocol::Secret::new("t2"));
+        later.grant_on_create = vec![("broker".into(), "other".into())];
+        writer.sign_in(later).await.unwrap();
+        assert_eq!(token(&store, tok.clone()).await.as_deref(), Some("t2"), "replaced at the later sign-in");
+        assert_eq!(
+            store.user_client_roles("r", &tok, "broker").await.unwrap(),
+            ["read-token"],
+            "granted at creation only"
+        );
+
+        // federa-known-users: an existing user is linked by username, with
+        // the tokens; nobody is created; a user already linked to the
+        // provider, or no such user, is not known.
+        let carol: federa_broker::repr::UserRepresentation =
+            serde_json::from_value(serde_json::json!({"username": "carol"})).unwrap();
+        let carol = admin.create_user("r", carol).await.unwrap();
+        let before = store.row_counts().await.unwrap();
+        let known = |subject: &str, username: &str, tag: &'static str| {
+            let mut s = sign_in(subject, "unused", "k@x.test", false, tag);
+            s.new_user = None;
+            s.link_username = Some(username.into());
+            s.token = Some(federa_protocol::Secret::new("tk"));
+            s
+        };
+        assert_eq!(writer.sign_in(known("s-nobody", "nobody", "k0")).await.unwrap(), SignedIn::NotKnown);
+        assert_eq!(writer.sign_in(known("s-bob2", "bob", "k1")).await.unwrap(), SignedIn::NotKnown, "bob has a link");
+        assert_eq!(store.row_counts().await.unwrap(), before);
+        assert_eq!(sessions.get("sso:k0").await.unwrap(), None);
+        let linked = writer.sign_in(known("s-carol", "Carol", "k2")).await.unwrap();
+        assert_eq!(linked, SignedIn::User { user_id: carol.clone(), created: false, email_unverified: false });
+        assert_eq!(token(&store, carol.clone()).await.as_deref(), Some("tk"));
+        let by_link = store.find_user_by_link("r", "up", "s-carol").await.unwrap().unwrap();
+        assert_eq!(by_link.id.as_deref(), Some(carol.as_str()));
+    }
 
     // A taken username: a conflict naming it, and nothing written.
     let before = store.row_counts().await.unwrap();

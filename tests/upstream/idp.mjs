@@ -255,6 +255,13 @@ server.listen(requestedPort, '127.0.0.1', () => {
       },
       scopes: ['openid', 'offline_access', 'profile', 'email'],
       conformIdTokenClaims: false,
+      // A client may ask for short-lived access tokens (`access_token_ttl`,
+      // seconds), so that tests see them expire and get refreshed.
+      extraClientMetadata: { properties: ['access_token_ttl'] },
+      ttl: {
+        AccessToken: (ctx, token, client) =>
+          Number(client?.metadata().access_token_ttl) || token.resourceServer?.accessTokenTTL || 60 * 60,
+      },
       clockTolerance: 5,
       pkce: { methods: ['S256'], required: () => false },
       interactions: { url: async (ctx, i) => `/interaction/${i.uid}` },

@@ -310,6 +310,10 @@ pub struct UserRepresentation {
     /// Upstream links (import only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub federated_identities: Option<Vec<FederatedIdentityRepresentation>>,
+    /// Client roles by clientId (import only); Federa knows the `broker`
+    /// client's `read-token` and ignores the others with a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_roles: Option<BTreeMap<String, Vec<String>>>,
     /// Everything else (credentials, groups, required actions...).
     #[serde(flatten, skip_serializing)]
     pub ignored: Ignored,

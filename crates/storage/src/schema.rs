@@ -85,6 +85,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_client_roles (user_id, client_id, role_name) {
+        user_id -> Text,
+        realm_id -> Text,
+        client_id -> Text,
+        role_name -> Text,
+    }
+}
+
+diesel::table! {
     realm_keys (kid) {
         kid -> Text,
         realm_id -> Text,
@@ -135,6 +144,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     user_role_mappings,
     federated_identities,
+    user_client_roles,
     realm_keys,
     audit_events,
     session_entries,

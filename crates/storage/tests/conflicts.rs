@@ -163,6 +163,7 @@ async fn seeded(store: &DbStore) {
         user: user("user-1", "alice"),
         realm_roles: vec!["admin".into()],
         links: vec![link("sub-alice")],
+        client_roles: vec![],
     }];
     b.keys = vec![key("kid-1")];
     store.create_realm(b).await.unwrap();

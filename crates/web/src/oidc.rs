@@ -39,7 +39,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route("/protocol/openid-connect/logout", web::post().to(crate::logout::logout_post))
             .route("/broker/{alias}/login", web::get().to(broker_login))
             .route("/broker/{alias}/endpoint", web::get().to(endpoint_get))
-            .route("/broker/{alias}/endpoint", web::post().to(endpoint_post)),
+            .route("/broker/{alias}/endpoint", web::post().to(endpoint_post))
+            .route("/broker/{alias}/token", web::get().to(broker_token)),
     )
     .route("/resources/{theme}/{name}", web::get().to(resource));
 }
@@ -558,6 +559,46 @@ async fn userinfo(req: HttpRequest, st: web::Data<AppState>, path: web::Path<Str
             ))
             .json(serde_json::json!({"error": "invalid_token", "error_description": why})),
         Err(BearerError::Internal) => HttpResponse::InternalServerError().finish(),
+    }
+}
+
+/// The bearer's stored upstream tokens (`GET /broker/{alias}/token`,
+/// Keycloak's): 401 without a valid bearer token, 403 without the `broker`
+/// client role `read-token`, 400 when nothing is stored.
+async fn broker_token(req: HttpRequest, st: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
+    use federa_broker::flow::BrokerTokenError;
+    let (realm, alias) = path.into_inner();
+    let realm = match realm_or_json(&st, &realm).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let bearer = crate::auth::bearer_token(&req);
+    match st.broker.broker_token(&realm, &alias, bearer).await {
+        Ok(tokens) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .json(tokens),
+        Err(BrokerTokenError::Bearer(BearerError::Missing)) => {
+            HttpResponse::Unauthorized().insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"federa\"")).finish()
+        }
+        Err(BrokerTokenError::Bearer(BearerError::Invalid(why))) => HttpResponse::Unauthorized()
+            .insert_header((
+                header::WWW_AUTHENTICATE,
+                format!("Bearer realm=\"federa\", error=\"invalid_token\", error_description=\"{why}\""),
+            ))
+            .json(serde_json::json!({"error": "invalid_token", "error_description": why})),
+        Err(BrokerTokenError::Bearer(BearerError::Internal)) => HttpResponse::InternalServerError().finish(),
+        Err(BrokerTokenError::Forbidden) => HttpResponse::Forbidden().json(serde_json::json!({
+            "error": "insufficient_scope",
+            "error_description": "the user does not hold the broker client role read-token"
+        })),
+        Err(BrokerTokenError::NotStored(why)) => {
+            HttpResponse::BadRequest().json(serde_json::json!({"error": "invalid_request", "error_description": why}))
+        }
+        Err(BrokerTokenError::Upstream) => HttpResponse::BadGateway().json(serde_json::json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the stored token expired and the identity provider did not refresh it"
+        })),
     }
 }
 

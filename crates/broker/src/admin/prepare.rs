@@ -114,7 +114,18 @@ pub fn prepare_realm(
             }
             links.push(l);
         }
-        users.push(UserImport { user: u, realm_roles, links });
+        // Client roles Federa knows (the broker client's read-token) are
+        // granted; the others are ignored, named once per client.
+        let mut client_roles = Vec::new();
+        for (client, names) in u.client_roles.take().unwrap_or_default() {
+            let (known, unknown): (Vec<String>, Vec<String>) =
+                names.into_iter().partition(|n| crate::model::client_roles::is_known(&client, n));
+            client_roles.extend(known.into_iter().map(|n| (client.clone(), n)));
+            if !unknown.is_empty() {
+                ignored.push(format!("{prefix}clientRoles.{client}"));
+            }
+        }
+        users.push(UserImport { user: u, realm_roles, links, client_roles });
     }
 
     let alg = repr.default_signature_algorithm.clone().unwrap_or_else(|| "RS256".into());

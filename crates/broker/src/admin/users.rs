@@ -58,6 +58,9 @@ impl AdminService {
         validate::user(&mut u, "", (self.clock)() * 1000)?;
         let roles = u.realm_roles.take();
         let links = u.federated_identities.take();
+        if u.client_roles.take().is_some_and(|r| !r.is_empty()) {
+            return Err(BrokerError::invalid("clientRoles", "grant client roles through role-mappings/clients"));
+        }
         if roles.is_some_and(|r| !r.is_empty()) || links.is_some_and(|l| !l.is_empty()) {
             return Err(BrokerError::invalid(
                 "realmRoles",
@@ -149,6 +152,77 @@ impl AdminService {
         let names = self.role_names(realm, roles).await?;
         self.store.revoke_roles(realm, id, &names).await?;
         self.audit(Some(realm), "ADMIN_DELETE", format!("users/{id}/role-mappings/realm")).await;
+        Ok(())
+    }
+
+    /// The clientId a role-mapping path names: the internal id of a client
+    /// of the realm (Keycloak's paths), else the clientId itself, since the
+    /// `broker` client whose `read-token` Federa knows has no row.
+    async fn client_of_path(&self, realm: &str, client: &str) -> Result<String, BrokerError> {
+        Ok(match self.store.get_client(realm, client).await? {
+            Some(c) => c.client_id.unwrap_or_default(),
+            None => client.to_owned(),
+        })
+    }
+
+    /// The names of client roles in a request body, each one Federa knows.
+    fn client_role_names(client_id: &str, roles: &[RoleRepresentation]) -> Result<Vec<String>, BrokerError> {
+        let mut names = Vec::new();
+        for (i, r) in roles.iter().enumerate() {
+            let name = r.name.clone().ok_or_else(|| BrokerError::invalid(format!("[{i}].name"), "is required"))?;
+            if !crate::model::client_roles::is_known(client_id, &name) {
+                return Err(BrokerError::NotFound(format!("role {name:?} of client {client_id:?} not found")));
+            }
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// A user's roles of a client (`GET .../role-mappings/clients/{client}`).
+    pub async fn user_client_roles(
+        &self,
+        realm: &str,
+        id: &str,
+        client: &str,
+    ) -> Result<Vec<RoleRepresentation>, BrokerError> {
+        self.get_user(realm, id).await?;
+        let client_id = self.client_of_path(realm, client).await?;
+        let names = self.store.user_client_roles(realm, id, &client_id).await?;
+        Ok(names
+            .into_iter()
+            .map(|n| RoleRepresentation { id: Some(format!("{client_id}/{n}")), name: Some(n), ..Default::default() })
+            .collect())
+    }
+
+    /// Grants client roles.
+    pub async fn grant_client_roles(
+        &self,
+        realm: &str,
+        id: &str,
+        client: &str,
+        roles: &[RoleRepresentation],
+    ) -> Result<(), BrokerError> {
+        self.get_user(realm, id).await?;
+        let client_id = self.client_of_path(realm, client).await?;
+        let names = Self::client_role_names(&client_id, roles)?;
+        self.store.grant_client_roles(realm, id, &client_id, &names).await?;
+        self.audit(Some(realm), "ADMIN_CREATE", format!("users/{id}/role-mappings/clients/{client_id}")).await;
+        Ok(())
+    }
+
+    /// Revokes client roles.
+    pub async fn revoke_client_roles(
+        &self,
+        realm: &str,
+        id: &str,
+        client: &str,
+        roles: &[RoleRepresentation],
+    ) -> Result<(), BrokerError> {
+        self.get_user(realm, id).await?;
+        let client_id = self.client_of_path(realm, client).await?;
+        let names = Self::client_role_names(&client_id, roles)?;
+        self.store.revoke_client_roles(realm, id, &client_id, &names).await?;
+        self.audit(Some(realm), "ADMIN_DELETE", format!("users/{id}/role-mappings/clients/{client_id}")).await;
         Ok(())
     }
 

@@ -6,11 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use federa_protocol::client_assertion;
 use federa_protocol::id_token::{self, Expectations, IdTokenError};
 use federa_protocol::jwt::VerifierCache;
-use federa_protocol::{ClientAuthMethod, OAuthError, OAuthErrorCode, Secret, SyncMode};
+use federa_protocol::{OAuthError, OAuthErrorCode, Secret, SyncMode};
 use serde_json::{Map, Value};
 
 use super::authorize::{AuthError, AuthRequest, ClientResponse};
@@ -147,9 +145,14 @@ impl Broker {
             if info.get("sub").and_then(Value::as_str) != Some(verified.subject()) {
                 return Err(failed(alias, &realm.name, "userinfo sub differs from the ID token's"));
             }
+            let email_verified = email_verified_of_its_source(verified.claims(), &info);
             for (k, v) in info {
                 claims.entry(k).or_insert(v);
             }
+            match email_verified {
+                Some(v) => claims.insert("email_verified".into(), v),
+                None => claims.remove("email_verified"),
+            };
         }
         for (k, v) in access_token_claims {
             claims.entry(k).or_insert(v);
@@ -175,7 +178,7 @@ impl Broker {
                 ),
             ));
         }
-        let token_json = up.store_token.then(|| Value::Object(tokens.clone()).to_string());
+        let token_json = up.store_token.then(|| super::broker_token::to_store(&tokens, now()));
 
         let sid = random_token();
         let code = random_token();
@@ -213,7 +216,7 @@ impl Broker {
                 all
             }
         };
-        self.sign_in_user(realm, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
+        self.sign_in_user(realm, &req, &up, verified.subject(), &claims, token_json, Arc::new(entries)).await?;
         let response = super::code_response(realm, &req, code);
         Ok(CallbackOutcome { response, sid, max_age: secs(realm.sso_max) })
     }
@@ -241,92 +244,12 @@ impl Broker {
         verifier: Option<&str>,
     ) -> Result<Map<String, Value>, AuthError> {
         let redirect_uri = self.broker_endpoint(&realm.name, &up.alias);
-        let assertion = match up.auth_method {
-            ClientAuthMethod::SecretJwt | ClientAuthMethod::PrivateKeyJwt => {
-                Some(self.client_assertion(up, realm).await?)
-            }
-            ClientAuthMethod::SecretBasic | ClientAuthMethod::SecretPost => None,
-        };
         let mut form: Vec<(&str, &str)> =
             vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &redirect_uri)];
         if let Some(v) = verifier {
             form.push(("code_verifier", v));
         }
-        let secret = up.client_secret.as_ref().map(Secret::expose).unwrap_or_default();
-        let mut request = self.http.post(&up.token_url).header("Accept", "application/json");
-        match up.auth_method {
-            ClientAuthMethod::SecretBasic => {
-                // RFC 6749 section 2.3.1: both parts form-urlencoded first.
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let pair = format!("{}:{}", enc(&up.client_id), enc(secret));
-                let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
-                request = request.header("Authorization", format!("Basic {b64}"));
-            }
-            ClientAuthMethod::SecretPost => {
-                form.push(("client_id", &up.client_id));
-                form.push(("client_secret", secret));
-            }
-            ClientAuthMethod::SecretJwt | ClientAuthMethod::PrivateKeyJwt => {
-                form.push(("client_id", &up.client_id));
-                form.push(("client_assertion_type", client_assertion::ASSERTION_TYPE));
-                form.push(("client_assertion", assertion.as_deref().unwrap_or_default()));
-            }
-        }
-        let resp = request.form(&form).send().await.map_err(|e| {
-            failed(&up.alias, &realm.name, format!("token endpoint {} cannot be reached: {e}", up.token_url))
-        })?;
-        let status = resp.status();
-        let body: Value = super::upstream::read_json(resp).await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let error = body.get("error").and_then(Value::as_str).unwrap_or("?");
-            let desc = body.get("error_description").and_then(Value::as_str).unwrap_or("");
-            let hint = if error == "invalid_client" || status.as_u16() == 401 {
-                "; check the provider's clientId, clientSecret and clientAuthMethod"
-            } else {
-                ""
-            };
-            return Err(failed(
-                &up.alias,
-                &realm.name,
-                format!(
-                    "token endpoint {} answered {status}: error={error:?} error_description={desc:?}{hint}",
-                    up.token_url
-                ),
-            ));
-        }
-        match body {
-            Value::Object(m) => Ok(m),
-            _ => Err(failed(&up.alias, &realm.name, "the token response is not a JSON object")),
-        }
-    }
-
-    /// A client assertion for the upstream's token endpoint (OIDC Core
-    /// section 9): signed with the client secret (client_secret_jwt) or the
-    /// realm's key, which the realm's JWKS publishes (private_key_jwt).
-    async fn client_assertion(&self, up: &Upstream, realm: &RealmInfo) -> Result<String, AuthError> {
-        let claims = client_assertion::claims(&up.client_id, &up.token_url, &random_token(), now());
-        let signed = match up.auth_method {
-            ClientAuthMethod::SecretJwt => {
-                let alg = up.assertion_alg.as_deref().unwrap_or("HS256");
-                let secret = up.client_secret.as_ref().map(Secret::expose).unwrap_or_default();
-                client_assertion::sign_with_secret(alg, secret, &claims)
-            }
-            _ => {
-                let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(internal)?;
-                if let Some(alg) = up.assertion_alg.as_deref().filter(|a| *a != keys.signer.alg()) {
-                    return Err(failed(
-                        &up.alias,
-                        &realm.name,
-                        format!(
-                            "clientAssertionSigningAlg {alg} differs from the realm key's algorithm {}; private_key_jwt signs with the realm key",
-                            keys.signer.alg()
-                        ),
-                    ));
-                }
-                keys.signer.sign("JWT", &claims)
-            }
-        };
-        signed.map_err(|e| failed(&up.alias, &realm.name, format!("the client assertion cannot be signed: {e}")))
+        self.upstream_token_request(up, realm, form).await.map_err(|e| failed(&up.alias, &realm.name, e))
     }
 
     async fn verify_id_token(
@@ -481,9 +404,11 @@ impl Broker {
     /// email address another user of the realm has is kept, but never as
     /// verified: otherwise any upstream could hand out a verified copy of
     /// someone else's address.
+    #[allow(clippy::too_many_arguments)]
     async fn sign_in_user(
         &self,
         realm: &RealmInfo,
+        req: &AuthRequest,
         up: &Upstream,
         subject: &str,
         claims: &Map<String, Value>,
@@ -519,6 +444,7 @@ impl Broker {
             }
             _ => None,
         };
+        let (link_username, grant_on_create) = first_login_policy(up, s("preferred_username"));
         let write = SignIn {
             realm: realm.name.clone(),
             alias: up.alias.clone(),
@@ -526,6 +452,8 @@ impl Broker {
             profile,
             force: up.sync_mode == SyncMode::Force,
             new_user,
+            link_username,
+            grant_on_create,
             link: FederatedIdentityRepresentation {
                 identity_provider: Some(up.alias.clone()),
                 user_id: Some(subject.to_owned()),
@@ -556,24 +484,7 @@ impl Broker {
                 );
                 Err(AuthError::page("Account disabled", "Your account is disabled. Contact your administrator."))
             }
-            Ok(SignedIn::FirstLoginRefused) => {
-                let flow = match &up.first_login {
-                    FirstLogin::Unknown(f) => f.clone(),
-                    _ => "federa-known-users".to_owned(),
-                };
-                log::warn!(
-                    "realm {:?}: first sign-in of {:?} subject {subject:?} refused: firstBrokerLoginFlowAlias {flow:?} is not supported yet",
-                    realm.name,
-                    up.alias
-                );
-                Err(AuthError::page(
-                    "Sign-in not permitted",
-                    format!(
-                        "Your account is not known here, and the first-login flow {flow:?} configured for {} lets no new account in. Ask your administrator.",
-                        up.display_name
-                    ),
-                ))
-            }
+            Ok(SignedIn::FirstLoginRefused | SignedIn::NotKnown) => Err(first_login_refused(realm, req, up, subject)),
             Err(e) if matches!(e.unique_key(), Some(UniqueKey::Username | UniqueKey::FederatedLink)) => {
                 // Either the same person signing in twice at once (their link
                 // now exists: nothing of this attempt was written, so it is
@@ -589,15 +500,7 @@ impl Broker {
                 if e.unique_key() != Some(UniqueKey::Username) {
                     return Err(internal(e));
                 }
-                log::warn!(
-                    "realm {:?}: {:?} subject {subject:?} wants username {username:?}, which another account holds",
-                    realm.name,
-                    up.alias
-                );
-                Err(AuthError::page(
-                    "Account already exists",
-                    "An account with your username already exists here. Ask an administrator to link it to this identity provider.",
-                ))
+                Err(username_taken(realm, up, subject, &username))
             }
             Err(e) => Err(internal(e)),
         }
@@ -632,6 +535,90 @@ fn max_age_unmet(
         Some(t) if t.saturating_add(max_age).saturating_add(skew) < started => Some("its auth_time is too old"),
         Some(_) => None,
     }
+}
+
+/// What a first sign-in may do under the provider's first-login policy
+/// (`firstBrokerLoginFlowAlias`), besides creating the user: the username
+/// of the existing user to link (`federa-known-users`: the upstream's
+/// `preferred_username`, from the ID token, else userinfo), and the client
+/// roles a created user gets (`addReadTokenRoleOnCreate`).
+fn first_login_policy(up: &Upstream, preferred_username: Option<String>) -> (Option<String>, Vec<(String, String)>) {
+    use crate::model::client_roles::{BROKER_CLIENT, READ_TOKEN};
+    let link_username = match up.first_login {
+        FirstLogin::KnownUsersOnly => preferred_username,
+        FirstLogin::CreateUser | FirstLogin::Unknown(_) => None,
+    };
+    let grants = if up.add_read_token_role { vec![(BROKER_CLIENT.to_owned(), READ_TOKEN.to_owned())] } else { vec![] };
+    (link_username, grants)
+}
+
+/// The answer to a first sign-in the policy refuses, with nothing created:
+/// under `federa-known-users`, "not permitted" (or `access_denied` to the
+/// app for prompt=none); under a flow Federa does not know, a page naming it.
+fn first_login_refused(realm: &RealmInfo, req: &AuthRequest, up: &Upstream, subject: &str) -> AuthError {
+    match &up.first_login {
+        FirstLogin::Unknown(flow) => {
+            log::warn!(
+                "realm {:?}: first sign-in of {:?} subject {subject:?} refused: firstBrokerLoginFlowAlias {flow:?} is not a flow Federa knows",
+                realm.name,
+                up.alias
+            );
+            AuthError::page(
+                "Sign-in not permitted",
+                format!(
+                    "Your account is not known here, and the first-login flow {flow:?} configured for {} is not one Federa knows, so no new account can be made. Ask your administrator.",
+                    up.display_name
+                ),
+            )
+        }
+        FirstLogin::KnownUsersOnly | FirstLogin::CreateUser => {
+            log::warn!(
+                "realm {:?}: first sign-in of {:?} subject {subject:?} refused: federa-known-users found no provisioned link and no user with its preferred_username that may be linked",
+                realm.name,
+                up.alias
+            );
+            if req.has_prompt("none") {
+                let error = OAuthError::new(OAuthErrorCode::AccessDenied, "the user is not permitted to sign in");
+                return AuthError::Client(req.error(&realm.issuer, error));
+            }
+            AuthError::page(
+                "Sign-in not permitted",
+                format!(
+                    "Your account at {} is not permitted to sign in here: only people who already have an account here may. Ask your administrator.",
+                    up.display_name
+                ),
+            )
+        }
+    }
+}
+
+/// The answer when the username a new user would get is held by another
+/// account (of another provider, or local): that account is never taken
+/// over, and the person is told why, naming nothing of the other account.
+fn username_taken(realm: &RealmInfo, up: &Upstream, subject: &str, username: &str) -> AuthError {
+    log::warn!(
+        "realm {:?}: {:?} subject {subject:?} wants username {username:?}, which another account holds; refused",
+        realm.name,
+        up.alias
+    );
+    AuthError::page(
+        "Username already taken",
+        format!(
+            "The username {username:?} is already taken by another account here, so no account can be made for you from {}. Ask your administrator to link your account or to give it another username.",
+            up.display_name
+        ),
+    )
+}
+
+/// The `email_verified` that goes with the email address kept from an ID
+/// token and a userinfo answer (INTERFACE section 3: only the
+/// `email_verified` of the response the email came from counts). The ID
+/// token's email wins, as its other claims do; when it has none, userinfo's
+/// email and its `email_verified` are used.
+fn email_verified_of_its_source(id: &Map<String, Value>, info: &Map<String, Value>) -> Option<Value> {
+    let has_email = |m: &Map<String, Value>| m.get("email").and_then(Value::as_str).is_some_and(|e| !e.is_empty());
+    let source = if has_email(id) || !has_email(info) { id } else { info };
+    source.get("email_verified").cloned()
 }
 
 /// Whether an upstream's email address is stored as verified (INTERFACE
@@ -724,6 +711,35 @@ mod tests {
         for (prompt, max_age, pass, auth_time, refused) in cases {
             let got = max_age_unmet(&req(prompt, *max_age), *pass, *auth_time, STARTED, 0);
             assert_eq!(got.is_some(), *refused, "{prompt:?} {max_age:?} pass={pass} {auth_time:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn email_verified_comes_from_the_response_the_email_came_from() {
+        let m = |v: Value| v.as_object().cloned().unwrap();
+        let cases = [
+            // The ID token's email without email_verified: userinfo's true does not vouch for it.
+            (serde_json::json!({"email": "a@x.test"}), serde_json::json!({"email_verified": true}), None),
+            (
+                serde_json::json!({"email": "a@x.test", "email_verified": false}),
+                serde_json::json!({"email": "a@x.test", "email_verified": true}),
+                Some(Value::Bool(false)),
+            ),
+            // Only userinfo has the email: its email_verified counts, not the ID token's.
+            (
+                serde_json::json!({"email_verified": true}),
+                serde_json::json!({"email": "b@x.test", "email_verified": false}),
+                Some(Value::Bool(false)),
+            ),
+            (serde_json::json!({"email_verified": true}), serde_json::json!({"email": "b@x.test"}), None),
+            (
+                serde_json::json!({}),
+                serde_json::json!({"email": "b@x.test", "email_verified": true}),
+                Some(Value::Bool(true)),
+            ),
+        ];
+        for (id, info, expected) in cases {
+            assert_eq!(email_verified_of_its_source(&m(id.clone()), &m(info.clone())), expected, "{id} {info}");
         }
     }
 

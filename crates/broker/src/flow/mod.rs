@@ -6,6 +6,7 @@
 pub mod authorize;
 pub mod backchannel;
 pub mod bearer;
+pub mod broker_token;
 pub mod cache;
 pub mod claims;
 pub mod client_auth;
@@ -35,6 +36,7 @@ use authorize::{AuthError, AuthRequest, ClientResponse};
 use state::{SsoSession, UpstreamState};
 
 pub use bearer::{AccessClaims, BearerError};
+pub use broker_token::BrokerTokenError;
 pub use keys::KeyCache;
 pub use login::CallbackOutcome;
 pub use token::{TokenError, TokenResponse};

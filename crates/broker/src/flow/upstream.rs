@@ -349,6 +349,105 @@ async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<serde_json::Val
     Ok(set)
 }
 
+impl super::Broker {
+    /// A request to the upstream's token endpoint (the code exchange, a
+    /// refresh of stored tokens), authenticated with the provider's
+    /// `clientAuthMethod`; the JSON object it answers, or why not (for the
+    /// log: it may name the endpoint, never a secret).
+    pub(super) async fn upstream_token_request(
+        &self,
+        up: &Upstream,
+        realm: &super::RealmInfo,
+        mut form: Vec<(&str, &str)>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        use base64::Engine as _;
+        use federa_protocol::{client_assertion, ClientAuthMethod, Secret};
+        use serde_json::Value;
+
+        let assertion = match up.auth_method {
+            ClientAuthMethod::SecretJwt | ClientAuthMethod::PrivateKeyJwt => {
+                Some(self.client_assertion(up, realm).await?)
+            }
+            ClientAuthMethod::SecretBasic | ClientAuthMethod::SecretPost => None,
+        };
+        let secret = up.client_secret.as_ref().map(Secret::expose).unwrap_or_default();
+        let mut request = self.http.post(&up.token_url).header("Accept", "application/json");
+        match up.auth_method {
+            ClientAuthMethod::SecretBasic => {
+                // RFC 6749 section 2.3.1: both parts form-urlencoded first.
+                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair = format!("{}:{}", enc(&up.client_id), enc(secret));
+                let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
+                request = request.header("Authorization", format!("Basic {b64}"));
+            }
+            ClientAuthMethod::SecretPost => {
+                form.push(("client_id", &up.client_id));
+                form.push(("client_secret", secret));
+            }
+            ClientAuthMethod::SecretJwt | ClientAuthMethod::PrivateKeyJwt => {
+                form.push(("client_id", &up.client_id));
+                form.push(("client_assertion_type", client_assertion::ASSERTION_TYPE));
+                form.push(("client_assertion", assertion.as_deref().unwrap_or_default()));
+            }
+        }
+        let resp = request
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("token endpoint {} cannot be reached: {e}", up.token_url))?;
+        let status = resp.status();
+        let body: Value = read_json(resp).await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let error = body.get("error").and_then(Value::as_str).unwrap_or("?");
+            let desc = body.get("error_description").and_then(Value::as_str).unwrap_or("");
+            let hint = if error == "invalid_client" || status.as_u16() == 401 {
+                "; check the provider's clientId, clientSecret and clientAuthMethod"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "token endpoint {} answered {status}: error={error:?} error_description={desc:?}{hint}",
+                up.token_url
+            ));
+        }
+        match body {
+            Value::Object(m) => Ok(m),
+            _ => Err("the token response is not a JSON object".into()),
+        }
+    }
+
+    /// A client assertion for the upstream's token endpoint (OIDC Core
+    /// section 9): signed with the client secret (client_secret_jwt) or the
+    /// realm's key, which the realm's JWKS publishes (private_key_jwt).
+    async fn client_assertion(&self, up: &Upstream, realm: &super::RealmInfo) -> Result<String, String> {
+        use federa_protocol::{client_assertion, ClientAuthMethod, Secret};
+
+        let claims = client_assertion::claims(&up.client_id, &up.token_url, &super::random_token(), super::now());
+        let signed = match up.auth_method {
+            ClientAuthMethod::SecretJwt => {
+                let alg = up.assertion_alg.as_deref().unwrap_or("HS256");
+                let secret = up.client_secret.as_ref().map(Secret::expose).unwrap_or_default();
+                client_assertion::sign_with_secret(alg, secret, &claims)
+            }
+            _ => {
+                let keys = self
+                    .keys
+                    .get(self.store.as_ref(), &realm.name)
+                    .await
+                    .map_err(|e| format!("the realm's keys cannot be read: {e}"))?;
+                if let Some(alg) = up.assertion_alg.as_deref().filter(|a| *a != keys.signer.alg()) {
+                    return Err(format!(
+                        "clientAssertionSigningAlg {alg} differs from the realm key's algorithm {}; private_key_jwt signs with the realm key",
+                        keys.signer.alg()
+                    ));
+                }
+                keys.signer.sign("JWT", &claims)
+            }
+        };
+        signed.map_err(|e| format!("the client assertion cannot be signed: {e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! setting means one field here and its parsing beside it.
 
 pub mod client;
+pub mod client_roles;
 pub mod upstream;
 
 use std::time::Duration;

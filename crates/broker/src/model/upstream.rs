@@ -20,8 +20,9 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 pub enum FirstLogin {
     /// `first broker login` (or absent): create the user.
     CreateUser,
-    /// `federa-known-users`: only users that already exist; not implemented
-    /// yet, so first sign-ins are refused (fail closed).
+    /// `federa-known-users`: only users that already exist: a link
+    /// provisioned through the admin API, else the user whose username is
+    /// the upstream's `preferred_username`; anyone else is refused.
     KnownUsersOnly,
     /// A flow Federa does not know: first sign-ins are refused, naming it.
     Unknown(String),
@@ -83,6 +84,9 @@ pub struct Upstream {
     pub trust_email: bool,
     /// Keep its tokens on the federated identity.
     pub store_token: bool,
+    /// Grant the `broker` client's `read-token` role to users it creates
+    /// (`addReadTokenRoleOnCreate`).
+    pub add_read_token_role: bool,
     /// The first-login policy.
     pub first_login: FirstLogin,
     /// Federa's client id there.
@@ -345,6 +349,7 @@ impl Upstream {
             gui_order,
             trust_email: p.trust_email == Some(true),
             store_token: p.store_token == Some(true),
+            add_read_token_role: p.add_read_token_role_on_create == Some(true),
             first_login,
             client_id,
             client_secret: s("clientSecret").map(Secret::new),
@@ -429,18 +434,8 @@ fn assess(
     if flag("backchannelSupported") == Some(true) && !set("logoutUrl") {
         note("config.backchannelSupported", "has no effect without logoutUrl");
     }
-    if p.add_read_token_role_on_create == Some(true) {
-        note("addReadTokenRoleOnCreate", "has no effect yet (the broker token endpoint is not implemented)");
-    }
-    if p.store_token == Some(true) {
-        note("storeToken", "tokens are stored at the first sign-in only, and cannot be read back yet");
-    }
     match first_login {
-        FirstLogin::CreateUser => {}
-        FirstLogin::KnownUsersOnly => note(
-            "firstBrokerLoginFlowAlias",
-            "federa-known-users is not implemented yet: first sign-ins are refused, linked users sign in",
-        ),
+        FirstLogin::CreateUser | FirstLogin::KnownUsersOnly => {}
         FirstLogin::Unknown(flow) => note(
             "firstBrokerLoginFlowAlias",
             &format!("{flow:?} is not a flow Federa knows: first sign-ins are refused, linked users sign in"),

@@ -264,10 +264,20 @@ pub struct SignIn {
     /// The user to create at a first sign-in (id set, profile applied);
     /// `None` when the provider's first-login policy lets nobody new in.
     pub new_user: Option<UserRepresentation>,
+    /// At a first sign-in without `new_user` (`federa-known-users`): the
+    /// username of the existing user to link (the upstream's
+    /// `preferred_username`). Refused ([`SignedIn::NotKnown`]) when no user
+    /// has it, or when that user is already linked to another subject of
+    /// the provider.
+    pub link_username: Option<String>,
     /// The link to create with a new user.
     pub link: FederatedIdentityRepresentation,
-    /// The upstream tokens to keep with a new link.
+    /// The upstream tokens to keep on the link (`storeToken`): written with
+    /// a new link and replacing the stored ones at every later sign-in.
     pub token: Option<Secret>,
+    /// Client roles (clientId, role) to grant a user this sign-in creates
+    /// (`addReadTokenRoleOnCreate`).
+    pub grant_on_create: Vec<(String, String)>,
     /// The session entries (the SSO session, the code) for the user's id.
     pub entries: EntriesFor,
 }
@@ -288,6 +298,9 @@ pub enum SignedIn {
     Disabled,
     /// No user is linked and the first-login policy refuses; nothing was written.
     FirstLoginRefused,
+    /// No user is linked and `link_username` names no user that may be
+    /// linked (`federa-known-users`); nothing was written.
+    NotKnown,
 }
 
 /// Writes what a verified upstream callback produces.
@@ -322,13 +335,39 @@ impl SignInWriter for Composed {
                     }
                     self.store.update_user(&s.realm, &u).await?;
                 }
-                (u.id.unwrap_or_default(), false, unverified)
+                let user_id = u.id.unwrap_or_default();
+                if let Some(token) = &s.token {
+                    self.store.set_link_token(&s.realm, &user_id, &s.alias, token).await?;
+                }
+                (user_id, false, unverified)
             }
-            None => {
-                let Some(user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
-                let unverified = self.store.create_linked_user(&s.realm, &user, &s.link, s.token.as_ref()).await?;
-                (user.id.unwrap_or_default(), true, unverified)
-            }
+            None => match (s.new_user, s.link_username) {
+                (Some(user), _) => {
+                    let unverified = self.store.create_linked_user(&s.realm, &user, &s.link, s.token.as_ref()).await?;
+                    let user_id = user.id.unwrap_or_default();
+                    for (client, role) in &s.grant_on_create {
+                        self.store.grant_client_roles(&s.realm, &user_id, client, std::slice::from_ref(role)).await?;
+                    }
+                    (user_id, true, unverified)
+                }
+                (None, Some(username)) => {
+                    let q = super::UserQuery { username: Some(username), max: 1, exact: true, ..Default::default() };
+                    let Some(user) = self.store.search_users(&s.realm, &q).await?.into_iter().next() else {
+                        return Ok(SignedIn::NotKnown);
+                    };
+                    if user.enabled == Some(false) {
+                        return Ok(SignedIn::Disabled);
+                    }
+                    let user_id = user.id.unwrap_or_default();
+                    let links = self.store.list_links(&s.realm, &user_id).await?;
+                    if links.iter().any(|l| l.identity_provider.as_deref() == Some(s.alias.as_str())) {
+                        return Ok(SignedIn::NotKnown);
+                    }
+                    self.store.create_link(&s.realm, &user_id, &s.link, s.token.as_ref()).await?;
+                    (user_id, false, false)
+                }
+                (None, None) => return Ok(SignedIn::FirstLoginRefused),
+            },
         };
         self.sessions.put_many((s.entries)(&user_id)).await?;
         Ok(SignedIn::User { user_id, created, email_unverified })

@@ -45,6 +45,8 @@ pub struct UserImport {
     pub realm_roles: Vec<String>,
     /// Upstream links.
     pub links: Vec<FederatedIdentityRepresentation>,
+    /// Client roles to grant, (clientId, role name).
+    pub client_roles: Vec<(String, String)>,
 }
 
 /// Everything a realm holds, validated, to be written in one transaction.
@@ -223,6 +225,31 @@ pub trait UserStore: Send + Sync {
         alias: &str,
         subject: &str,
     ) -> Result<Option<UserRepresentation>, StoreError>;
+    /// The upstream tokens stored on a user's link (`storeToken`), decrypted.
+    async fn link_token(&self, realm: &str, user_id: &str, alias: &str) -> Result<Option<Secret>, StoreError>;
+    /// Replaces the upstream tokens stored on a user's link; `false` when
+    /// the user has no link to that provider.
+    async fn set_link_token(&self, realm: &str, user_id: &str, alias: &str, token: &Secret)
+        -> Result<bool, StoreError>;
+
+    /// A user's roles of a client (named by its clientId).
+    async fn user_client_roles(&self, realm: &str, user_id: &str, client_id: &str) -> Result<Vec<String>, StoreError>;
+    /// Grants client roles by name (already granted ones are kept).
+    async fn grant_client_roles(
+        &self,
+        realm: &str,
+        user_id: &str,
+        client_id: &str,
+        names: &[String],
+    ) -> Result<(), StoreError>;
+    /// Revokes client roles by name.
+    async fn revoke_client_roles(
+        &self,
+        realm: &str,
+        user_id: &str,
+        client_id: &str,
+        names: &[String],
+    ) -> Result<(), StoreError>;
 }
 
 /// A realm's signing keys.

@@ -14,7 +14,7 @@ use federa_broker::store::{
 use federa_broker::StoreError;
 
 use super::errors::db_err;
-use super::users::{link_row, linked_user_id, user_from_row, user_row};
+use super::users::{grant_client, has_link, link_row, linked_user_id, set_token, user_from_row, user_row};
 use super::{realm_id, Res};
 use crate::db::Conn;
 use crate::rows::{IndexRow, SessionRow, UserRow};
@@ -199,6 +199,17 @@ fn email_taken(c: &mut Conn, realm_id: &str, email: &str, except: Option<&str>) 
     Ok(q.count().get_result::<i64>(c).map_err(db_err)? > 0)
 }
 
+/// The user of the realm with this username (stored in lower case): their
+/// id and whether they are enabled.
+fn known_user(c: &mut Conn, realm_id: &str, username: &str) -> Res<Option<(String, bool)>> {
+    users::table
+        .filter(users::realm_id.eq(realm_id).and(users::username.eq(username.to_lowercase())))
+        .select((users::id, users::enabled))
+        .first(c)
+        .optional()
+        .map_err(db_err)
+}
+
 fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
     let realm = realm_id(c, &s.realm)?;
     let linked = linked_user_id(c, &realm, &s.alias, &s.subject)?;
@@ -230,7 +241,28 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
                     .execute(c)
                     .map_err(db_err)?;
             }
+            // storeToken: the tokens of this sign-in replace the stored ones.
+            if let Some(token) = &s.token {
+                set_token(c, key, &realm, &id, &s.alias, token)?;
+            }
             (id, false)
+        }
+        None if s.new_user.is_none() => {
+            let Some(username) = s.link_username.as_deref() else { return Ok(SignedIn::FirstLoginRefused) };
+            match known_user(c, &realm, username)? {
+                None => return Ok(SignedIn::NotKnown),
+                Some((_, false)) => return Ok(SignedIn::Disabled),
+                Some((id, true)) => {
+                    if has_link(c, &realm, &id, &s.alias)? {
+                        return Ok(SignedIn::NotKnown);
+                    }
+                    diesel::insert_into(federated_identities::table)
+                        .values(link_row(key, &realm, &id, &s.link, s.token.as_ref())?)
+                        .execute(c)
+                        .map_err(db_err)?;
+                    (id, false)
+                }
+            }
         }
         None => {
             let Some(mut user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
@@ -246,6 +278,7 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
                 .values(link_row(key, &realm, &id, &s.link, s.token.as_ref())?)
                 .execute(c)
                 .map_err(db_err)?;
+            grant_client(c, &realm, &id, &s.grant_on_create)?;
             (id, true)
         }
     };

@@ -105,6 +105,7 @@ impl DbStore {
                 ("users", schema::users::table.count().get_result(c).map_err(db_err)?),
                 ("user_role_mappings", user_role_mappings::table.count().get_result(c).map_err(db_err)?),
                 ("federated_identities", federated_identities::table.count().get_result(c).map_err(db_err)?),
+                ("user_client_roles", schema::user_client_roles::table.count().get_result(c).map_err(db_err)?),
                 ("realm_keys", realm_keys::table.count().get_result(c).map_err(db_err)?),
                 ("audit_events", audit_events::table.count().get_result(c).map_err(db_err)?),
             ])

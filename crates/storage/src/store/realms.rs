@@ -171,6 +171,9 @@ impl RealmStore for DbStore {
             diesel::delete(federated_identities::table.filter(federated_identities::realm_id.eq(&id)))
                 .execute(c)
                 .map_err(db_err)?;
+            diesel::delete(user_client_roles::table.filter(user_client_roles::realm_id.eq(&id)))
+                .execute(c)
+                .map_err(db_err)?;
             diesel::delete(users::table.filter(users::realm_id.eq(&id))).execute(c).map_err(db_err)?;
             diesel::delete(realm_roles::table.filter(realm_roles::realm_id.eq(&id))).execute(c).map_err(db_err)?;
             diesel::delete(idp_mappers::table.filter(idp_mappers::realm_id.eq(&id))).execute(c).map_err(db_err)?;

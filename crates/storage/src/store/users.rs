@@ -115,10 +115,78 @@ fn grant(c: &mut Conn, realm_id: &str, user_id: &str, names: &[String]) -> Res<(
     Ok(())
 }
 
+/// Grants client roles (clientId, role name) to a user; granted ones are kept.
+pub(super) fn grant_client(c: &mut Conn, realm_id: &str, user_id: &str, roles: &[(String, String)]) -> Res<()> {
+    for (client, role) in roles {
+        let exists = user_client_roles::table
+            .filter(
+                user_client_roles::user_id
+                    .eq(user_id)
+                    .and(user_client_roles::client_id.eq(client))
+                    .and(user_client_roles::role_name.eq(role)),
+            )
+            .count()
+            .get_result::<i64>(c)
+            .map_err(db_err)?;
+        if exists == 0 {
+            diesel::insert_into(user_client_roles::table)
+                .values((
+                    user_client_roles::user_id.eq(user_id),
+                    user_client_roles::realm_id.eq(realm_id),
+                    user_client_roles::client_id.eq(client),
+                    user_client_roles::role_name.eq(role),
+                ))
+                .execute(c)
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the stored upstream tokens of a user's link; whether it exists.
+pub(super) fn set_token(
+    c: &mut Conn,
+    key: &MasterKey,
+    realm_id: &str,
+    user_id: &str,
+    alias: &str,
+    token: &Secret,
+) -> Res<bool> {
+    let sealed = key.encrypt(token.expose())?;
+    let n = diesel::update(
+        federated_identities::table.filter(
+            federated_identities::realm_id
+                .eq(realm_id)
+                .and(federated_identities::user_id.eq(user_id))
+                .and(federated_identities::idp_alias.eq(alias)),
+        ),
+    )
+    .set(federated_identities::token_enc.eq(Some(sealed)))
+    .execute(c)
+    .map_err(db_err)?;
+    Ok(n > 0)
+}
+
+/// Whether the user has a link to the provider.
+pub(super) fn has_link(c: &mut Conn, realm_id: &str, user_id: &str, alias: &str) -> Res<bool> {
+    let n: i64 = federated_identities::table
+        .filter(
+            federated_identities::realm_id
+                .eq(realm_id)
+                .and(federated_identities::user_id.eq(user_id))
+                .and(federated_identities::idp_alias.eq(alias)),
+        )
+        .count()
+        .get_result(c)
+        .map_err(db_err)?;
+    Ok(n > 0)
+}
+
 pub(super) fn insert_user(c: &mut Conn, key: &MasterKey, realm_id: &str, u: &UserImport) -> Res<()> {
     diesel::insert_into(users::table).values(user_row(realm_id, &u.user)?).execute(c).map_err(db_err)?;
     let user_id = u.user.id.clone().unwrap_or_default();
     grant(c, realm_id, &user_id, &u.realm_roles)?;
+    grant_client(c, realm_id, &user_id, &u.client_roles)?;
     for l in &u.links {
         diesel::insert_into(federated_identities::table)
             .values(link_row(key, realm_id, &user_id, l, None)?)
@@ -241,6 +309,9 @@ impl UserStore for DbStore {
                 .execute(c)
                 .map_err(db_err)?;
             diesel::delete(federated_identities::table.filter(federated_identities::user_id.eq(&user)))
+                .execute(c)
+                .map_err(db_err)?;
+            diesel::delete(user_client_roles::table.filter(user_client_roles::user_id.eq(&user)))
                 .execute(c)
                 .map_err(db_err)?;
             diesel::delete(users::table.filter(users::realm_id.eq(&id).and(users::id.eq(&user))))
@@ -403,6 +474,92 @@ impl UserStore for DbStore {
                 .optional()
                 .map_err(db_err)?;
             row.map(user_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn link_token(&self, realm: &str, user: &str, alias: &str) -> Res<Option<Secret>> {
+        let (realm, user, alias) = (realm.to_owned(), user.to_owned(), alias.to_owned());
+        self.run(move |c, key| {
+            let id = realm_id(c, &realm)?;
+            let sealed: Option<Option<String>> = federated_identities::table
+                .filter(
+                    federated_identities::realm_id
+                        .eq(&id)
+                        .and(federated_identities::user_id.eq(&user))
+                        .and(federated_identities::idp_alias.eq(&alias)),
+                )
+                .select(federated_identities::token_enc)
+                .first(c)
+                .optional()
+                .map_err(db_err)?;
+            Ok(sealed.flatten().map(|s| key.decrypt(&s)).transpose()?)
+        })
+        .await
+    }
+
+    async fn set_link_token(&self, realm: &str, user: &str, alias: &str, token: &Secret) -> Res<bool> {
+        let (realm, user, alias, token) = (realm.to_owned(), user.to_owned(), alias.to_owned(), token.duplicate());
+        self.run_write(move |c, key| {
+            let id = realm_id(c, &realm)?;
+            set_token(c, key, &id, &user, &alias, &token)
+        })
+        .await
+    }
+
+    async fn user_client_roles(&self, realm: &str, user: &str, client: &str) -> Res<Vec<String>> {
+        let (realm, user, client) = (realm.to_owned(), user.to_owned(), client.to_owned());
+        self.run(move |c, _| {
+            let id = realm_id(c, &realm)?;
+            user_client_roles::table
+                .filter(
+                    user_client_roles::realm_id
+                        .eq(&id)
+                        .and(user_client_roles::user_id.eq(&user))
+                        .and(user_client_roles::client_id.eq(&client)),
+                )
+                .order(user_client_roles::role_name)
+                .select(user_client_roles::role_name)
+                .load(c)
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn grant_client_roles(&self, realm: &str, user: &str, client: &str, names: &[String]) -> Res<()> {
+        let (realm, user) = (realm.to_owned(), user.to_owned());
+        let roles: Vec<(String, String)> = names.iter().map(|n| (client.to_owned(), n.clone())).collect();
+        self.tx(move |c, _| {
+            let id = realm_id(c, &realm)?;
+            let exists: i64 = users::table
+                .filter(users::realm_id.eq(&id).and(users::id.eq(&user)))
+                .count()
+                .get_result(c)
+                .map_err(db_err)?;
+            if exists == 0 {
+                return Err(StoreError::NotFound("user not found".into()));
+            }
+            grant_client(c, &id, &user, &roles)
+        })
+        .await
+    }
+
+    async fn revoke_client_roles(&self, realm: &str, user: &str, client: &str, names: &[String]) -> Res<()> {
+        let (realm, user, client, names) = (realm.to_owned(), user.to_owned(), client.to_owned(), names.to_vec());
+        self.run_write(move |c, _| {
+            let id = realm_id(c, &realm)?;
+            diesel::delete(
+                user_client_roles::table.filter(
+                    user_client_roles::realm_id
+                        .eq(&id)
+                        .and(user_client_roles::user_id.eq(&user))
+                        .and(user_client_roles::client_id.eq(&client))
+                        .and(user_client_roles::role_name.eq_any(&names)),
+                ),
+            )
+            .execute(c)
+            .map_err(db_err)?;
+            Ok(())
         })
         .await
     }

@@ -25,6 +25,12 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource(format!("{USER}/federated-identity")).get(list_links))
         .service(web::resource(format!("{USER}/federated-identity/{{alias}}")).post(create_link).delete(delete_link))
         .service(web::resource(format!("{USER}/role-mappings/realm")).get(roles).post(grant).delete(revoke))
+        .service(
+            web::resource(format!("{USER}/role-mappings/clients/{{client}}"))
+                .get(client_roles)
+                .post(grant_client)
+                .delete(revoke_client),
+        )
         .service(web::resource(format!("{USER}/sessions")).get(sessions))
         .service(web::resource(format!("{USER}/logout")).post(logout));
 }
@@ -169,6 +175,39 @@ async fn revoke(
 ) -> Result<HttpResponse, WebError> {
     let (realm, id) = path.into_inner();
     st.admin.revoke_roles(&realm, &id, &body).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET .../role-mappings/clients/{client}`: the user's roles of a client
+/// (its internal id, or its clientId: `broker`).
+async fn client_roles(
+    _: Admin,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, WebError> {
+    let (realm, id, client) = path.into_inner();
+    Ok(HttpResponse::Ok().json(st.admin.user_client_roles(&realm, &id, &client).await?))
+}
+
+async fn grant_client(
+    _: Admin,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    body: Body<Vec<RoleRepresentation>>,
+) -> Result<HttpResponse, WebError> {
+    let (realm, id, client) = path.into_inner();
+    st.admin.grant_client_roles(&realm, &id, &client, &body).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn revoke_client(
+    _: Admin,
+    st: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    body: Body<Vec<RoleRepresentation>>,
+) -> Result<HttpResponse, WebError> {
+    let (realm, id, client) = path.into_inner();
+    st.admin.revoke_client_roles(&realm, &id, &client, &body).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -219,6 +219,21 @@ impl UserStore for FakeStore {
     async fn find_user_by_link(&self, _: &str, _: &str, _: &str) -> Result<Option<UserRepresentation>, StoreError> {
         Ok(None)
     }
+    async fn link_token(&self, _: &str, _: &str, _: &str) -> Result<Option<Secret>, StoreError> {
+        Ok(None)
+    }
+    async fn set_link_token(&self, _: &str, _: &str, _: &str, _: &Secret) -> Result<bool, StoreError> {
+        self.write().map(|()| false)
+    }
+    async fn user_client_roles(&self, _: &str, _: &str, _: &str) -> Result<Vec<String>, StoreError> {
+        Ok(vec![])
+    }
+    async fn grant_client_roles(&self, _: &str, _: &str, _: &str, _: &[String]) -> Result<(), StoreError> {
+        self.write()
+    }
+    async fn revoke_client_roles(&self, _: &str, _: &str, _: &str, _: &[String]) -> Result<(), StoreError> {
+        self.write()
+    }
 }
 
 #[async_trait]

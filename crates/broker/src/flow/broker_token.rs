@@ -1,0 +1,150 @@
+//! The stored upstream tokens (`storeToken`) and their reading endpoint,
+//! `GET /realms/{r}/broker/{alias}/token` (Keycloak's): the upstream's token
+//! response, kept encrypted on the user's link, written at the first sign-in
+//! and replaced at every later one, answered to a bearer access token whose
+//! user holds the `broker` client's `read-token` role. An expired upstream
+//! access token is refreshed at the upstream first when a refresh token is
+//! held, and the new tokens are stored.
+
+use federa_protocol::Secret;
+use serde_json::{Map, Value};
+
+use super::bearer::BearerError;
+use super::{now, Broker, RealmInfo};
+use crate::model::client_roles::{BROKER_CLIENT, READ_TOKEN};
+
+/// The field Federa adds to a stored token response: when its access token
+/// expires, seconds since the epoch (from the response's `expires_in`).
+const EXPIRES_AT: &str = "expires_at";
+
+/// Why the stored tokens are not answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerTokenError {
+    /// The bearer token is missing or not valid (401).
+    Bearer(BearerError),
+    /// The token's user lacks the `broker` client role `read-token`, or the
+    /// token is a client's own (403).
+    Forbidden,
+    /// Nothing is stored for this user and provider, or the provider does
+    /// not store tokens (400).
+    NotStored(String),
+    /// The stored access token expired and the upstream refused or failed
+    /// to refresh it (502).
+    Upstream,
+}
+
+/// The JSON kept for a token response: the response as the upstream sent
+/// it, with [`EXPIRES_AT`] when it says `expires_in`.
+pub(super) fn to_store(tokens: &Map<String, Value>, now: i64) -> String {
+    let mut stored = tokens.clone();
+    if let Some(expires_in) = tokens.get("expires_in").and_then(Value::as_i64) {
+        stored.insert(EXPIRES_AT.into(), Value::from(now.saturating_add(expires_in)));
+    }
+    Value::Object(stored).to_string()
+}
+
+/// Whether the stored access token has expired.
+fn expired(stored: &Map<String, Value>, now: i64) -> bool {
+    stored.get(EXPIRES_AT).and_then(Value::as_i64).is_some_and(|at| at <= now)
+}
+
+/// The answer: the stored response, its `expires_in` counted from now.
+fn answer(mut stored: Map<String, Value>, now: i64) -> Value {
+    if let Some(at) = stored.get(EXPIRES_AT).and_then(Value::as_i64) {
+        stored.insert("expires_in".into(), Value::from((at - now).max(0)));
+    }
+    Value::Object(stored)
+}
+
+fn internal(e: impl std::fmt::Display) -> BrokerTokenError {
+    log::error!("broker token endpoint: {e}");
+    BrokerTokenError::Bearer(BearerError::Internal)
+}
+
+impl Broker {
+    /// `GET /realms/{realm}/broker/{alias}/token`.
+    pub async fn broker_token(
+        &self,
+        realm: &RealmInfo,
+        alias: &str,
+        bearer: Option<&str>,
+    ) -> Result<Value, BrokerTokenError> {
+        let claims = self
+            .check_access_token(realm, bearer.ok_or(BrokerTokenError::Bearer(BearerError::Missing))?)
+            .await
+            .map_err(BrokerTokenError::Bearer)?;
+        let user = claims.user().ok_or(BrokerTokenError::Forbidden)?.to_owned();
+        let roles = self.store.user_client_roles(&realm.name, &user, BROKER_CLIENT).await.map_err(internal)?;
+        if !roles.iter().any(|r| r == READ_TOKEN) {
+            log::info!("realm {:?}: broker token of {alias:?} refused: the user lacks broker/read-token", realm.name);
+            return Err(BrokerTokenError::Forbidden);
+        }
+        let idp = self
+            .idp(&realm.name, alias)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| BrokerTokenError::NotStored(format!("no identity provider {alias:?}")))?;
+        if !idp.store_token {
+            return Err(BrokerTokenError::NotStored(format!("identity provider {alias:?} does not store tokens")));
+        }
+        let sealed = self
+            .store
+            .link_token(&realm.name, &user, alias)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| BrokerTokenError::NotStored(format!("no token is stored for {alias:?}")))?;
+        let mut stored = match serde_json::from_str::<Value>(sealed.expose()) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err(internal("a stored token is not a JSON object")),
+        };
+        let now = now();
+        let refresh_token = stored.get("refresh_token").and_then(Value::as_str).map(str::to_owned);
+        if let (true, Some(refresh_token)) = (expired(&stored, now), refresh_token) {
+            let up = self.upstreams.resolve(&self.http, &idp).await.map_err(|e| {
+                log::warn!("realm {:?}: stored token of {alias:?} cannot be refreshed: {e}", realm.name);
+                BrokerTokenError::Upstream
+            })?;
+            let form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())];
+            let fresh = self.upstream_token_request(&up, realm, form).await.map_err(|e| {
+                log::warn!("realm {:?}: stored token of {alias:?} cannot be refreshed: {e}", realm.name);
+                BrokerTokenError::Upstream
+            })?;
+            // RFC 6749 section 6: the answer may leave out the refresh token
+            // (the old one stays valid) and an ID token: what it leaves out is kept.
+            stored.remove(EXPIRES_AT);
+            stored.remove("expires_in");
+            stored.extend(fresh);
+            let json = to_store(&stored, now);
+            let sealed = Secret::new(json.clone());
+            if !self.store.set_link_token(&realm.name, &user, alias, &sealed).await.map_err(internal)? {
+                return Err(BrokerTokenError::NotStored(format!("no link to {alias:?}")));
+            }
+            stored = match serde_json::from_str::<Value>(&json) {
+                Ok(Value::Object(m)) => m,
+                _ => return Err(internal("a refreshed token is not a JSON object")),
+            };
+            log::info!("realm {:?}: refreshed the stored token of a user at {alias:?}", realm.name);
+        }
+        Ok(answer(stored, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_response_carries_its_expiry_and_answers_the_time_left() {
+        let tokens = serde_json::json!({"access_token": "a", "expires_in": 300, "token_type": "Bearer"});
+        let stored: Map<String, Value> = serde_json::from_str(&to_store(tokens.as_object().unwrap(), 1_000)).unwrap();
+        assert_eq!(stored["expires_at"], 1_300);
+        assert!(!expired(&stored, 1_299));
+        assert!(expired(&stored, 1_300));
+        assert_eq!(answer(stored.clone(), 1_100)["expires_in"], 200);
+        assert_eq!(answer(stored, 2_000)["expires_in"], 0);
+        let no_expiry = serde_json::json!({"access_token": "a"});
+        let stored: Map<String, Value> =
+            serde_json::from_str(&to_store(no_expiry.as_object().unwrap(), 1_000)).unwrap();
+        assert!(!expired(&stored, i64::MAX));
+    }
+}

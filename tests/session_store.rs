@@ -357,9 +357,10 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
         link: serde_json::from_value(serde_json::json!({"identityProvider": "up", "userId": subject})).unwrap(),
         token: None,
         entries: entries_for(tag),
+        mappers: None,
     };
 
-    let SignedIn::User { user_id, created: true, email_unverified: false } =
+    let SignedIn::User { user_id, created: true, email_unverified: false, .. } =
         writer.sign_in(sign_in("s-ann", "ann", "ann@x.test", false, "one")).await.unwrap()
     else {
         panic!("a first sign-in creates the user")
@@ -369,7 +370,10 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
 
     // A later sign-in finds the user through the link; FORCE rewrites the profile.
     let again = writer.sign_in(sign_in("s-ann", "ignored", "ann2@x.test", true, "two")).await.unwrap();
-    assert_eq!(again, SignedIn::User { user_id: user_id.clone(), created: false, email_unverified: false });
+    assert_eq!(
+        again,
+        SignedIn::User { user_id: user_id.clone(), created: false, email_unverified: false, skipped_roles: vec![] }
+    );
     let ann = admin.get_user("r", &user_id).await.unwrap();
     assert_eq!((ann.username.as_deref(), ann.email.as_deref()), (Some("ann"), Some("ann2@x.test")));
 

@@ -11,6 +11,7 @@ pub mod client_auth;
 pub mod introspect;
 mod keys;
 mod login;
+mod mapping;
 pub mod logout;
 pub mod sessions;
 pub mod state;
@@ -117,6 +118,7 @@ struct ConfigCache {
     realms: cache::TtlCache<String, RealmInfo>,
     clients: cache::TtlCache<(String, String), Arc<Client>>,
     idps: cache::TtlCache<String, Arc<[Arc<UpstreamModel>]>>,
+    mappers: cache::TtlCache<(String, String), Arc<[federa_mappers::Mapper]>>,
 }
 
 fn now() -> i64 {
@@ -173,7 +175,8 @@ impl Broker {
             config: Arc::new(ConfigCache {
                 realms: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
                 clients: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
-                idps: cache::TtlCache::new(cache::CONFIG_TTL, epoch),
+                idps: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
+                mappers: cache::TtlCache::new(cache::CONFIG_TTL, epoch),
             }),
         }
     }

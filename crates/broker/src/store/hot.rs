@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use federa_mappers::{Change, UserState};
 use federa_protocol::Secret;
 
 use super::{SessionStore, Store, StoreError};
@@ -160,6 +161,70 @@ impl Profile {
 /// The session entries to write for a user id.
 pub type EntriesFor = Arc<dyn Fn(&str) -> Vec<Entry> + Send + Sync>;
 
+/// The provider's mappers, run inside the sign-in write on the user as
+/// stored (or as about to be created): what they change.
+pub type MapUser = Arc<dyn Fn(&UserState) -> Vec<Change> + Send + Sync>;
+
+/// The mappers' input for a user: `roles` are the names of the realm roles
+/// granted to them.
+pub fn user_state(u: &UserRepresentation, first_login: bool, roles: Vec<String>) -> UserState {
+    UserState {
+        first_login,
+        username: u.username.clone().unwrap_or_default(),
+        email: u.email.clone(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        attributes: u.attributes.clone().unwrap_or_default(),
+        roles: roles.into_iter().collect(),
+    }
+}
+
+/// A role change, in the order the mappers made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Grant the realm role of that name.
+    Grant(String),
+    /// Revoke it.
+    Revoke(String),
+}
+
+/// Applies the mappers' changes to the user's fields and attributes (an
+/// email address a mapper sets is stored unverified, unless it is the one
+/// the profile already verified), and returns the role changes, in order,
+/// for the writer to apply; `true` when the user's fields changed.
+pub fn apply_changes(u: &mut UserRepresentation, changes: Vec<Change>) -> (bool, Vec<RoleChange>) {
+    let mut roles = Vec::new();
+    let mut changed = false;
+    for c in changes {
+        changed |= !matches!(c, Change::GrantRole(_) | Change::RevokeRole(_));
+        match c {
+            Change::SetAttribute { name, values } => {
+                u.attributes.get_or_insert_with(Default::default).insert(name, values);
+            }
+            Change::RemoveAttribute(name) => {
+                if let Some(a) = u.attributes.as_mut() {
+                    a.remove(&name);
+                }
+            }
+            Change::SetEmail(v) => {
+                if u.email.as_deref() != Some(v.as_str()) {
+                    u.email = Some(v);
+                    u.email_verified = Some(false);
+                }
+            }
+            Change::SetFirstName(v) => u.first_name = Some(v),
+            Change::SetLastName(v) => u.last_name = Some(v),
+            Change::SetUsername(v) => u.username = Some(v),
+            Change::GrantRole(r) => roles.push(RoleChange::Grant(r)),
+            Change::RevokeRole(r) => roles.push(RoleChange::Revoke(r)),
+        }
+    }
+    if u.attributes.as_ref().is_some_and(|a| a.is_empty()) {
+        u.attributes = None;
+    }
+    (changed, roles)
+}
+
 /// Everything an upstream callback writes once the ID token is verified.
 pub struct SignIn {
     /// The realm.
@@ -181,6 +246,10 @@ pub struct SignIn {
     pub token: Option<Secret>,
     /// The session entries (the SSO session, the code) for the user's id.
     pub entries: EntriesFor,
+    /// The provider's mappers (`None` when it has none): their changes are
+    /// written with the user, in the same transaction where the store
+    /// allows it.
+    pub mappers: Option<MapUser>,
 }
 
 /// What a sign-in wrote.
@@ -194,6 +263,8 @@ pub enum SignedIn {
         created: bool,
         /// Their address was stored unverified because another user has it.
         email_unverified: bool,
+        /// Roles the mappers named that the realm does not have (skipped).
+        skipped_roles: Vec<String>,
     },
     /// The linked user is disabled; nothing was written.
     Disabled,
@@ -212,7 +283,7 @@ pub trait SignInWriter: Send + Sync {
 #[async_trait]
 impl SignInWriter for Composed {
     async fn sign_in(&self, s: SignIn) -> Result<SignedIn, StoreError> {
-        let (user_id, created, email_unverified) = match self
+        let (user_id, created, email_unverified, roles) = match self
             .store
             .find_user_by_link(&s.realm, &s.alias, &s.subject)
             .await?
@@ -222,6 +293,16 @@ impl SignInWriter for Composed {
                 let mut unverified = false;
                 if s.force {
                     s.profile.apply(&mut u);
+                }
+                let mut roles = Vec::new();
+                let mut mapped = false;
+                if let Some(map) = &s.mappers {
+                    let id = u.id.clone().unwrap_or_default();
+                    let granted = self.store.user_roles(&s.realm, &id).await?;
+                    let state = user_state(&u, false, granted.into_iter().filter_map(|r| r.name).collect());
+                    (mapped, roles) = apply_changes(&mut u, map(&state));
+                }
+                if s.force || mapped {
                     if let (Some(email), Some(true)) = (u.email.clone(), u.email_verified) {
                         let q =
                             super::UserQuery { email: Some(email.clone()), max: 2, exact: true, ..Default::default() };
@@ -233,15 +314,38 @@ impl SignInWriter for Composed {
                     }
                     self.store.update_user(&s.realm, &u).await?;
                 }
-                (u.id.unwrap_or_default(), false, unverified)
+                (u.id.unwrap_or_default(), false, unverified, roles)
             }
             None => {
-                let Some(user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
+                let Some(mut user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
+                let mut roles = Vec::new();
+                if let Some(map) = &s.mappers {
+                    let changes = map(&user_state(&user, true, Vec::new()));
+                    (_, roles) = apply_changes(&mut user, changes);
+                }
                 let unverified = self.store.create_linked_user(&s.realm, &user, &s.link, s.token.as_ref()).await?;
-                (user.id.unwrap_or_default(), true, unverified)
+                (user.id.unwrap_or_default(), true, unverified, roles)
             }
         };
+        let mut skipped_roles = Vec::new();
+        if !roles.is_empty() {
+            // Not atomic with the user's write: the separate stores have no
+            // shared transaction. Roles the realm lacks are skipped.
+            let known: Vec<String> =
+                self.store.list_roles(&s.realm).await?.into_iter().filter_map(|r| r.name).collect();
+            for change in roles {
+                match change {
+                    RoleChange::Grant(r) if known.contains(&r) => {
+                        self.store.grant_roles(&s.realm, &user_id, std::slice::from_ref(&r)).await?
+                    }
+                    RoleChange::Revoke(r) if known.contains(&r) => {
+                        self.store.revoke_roles(&s.realm, &user_id, std::slice::from_ref(&r)).await?
+                    }
+                    RoleChange::Grant(r) | RoleChange::Revoke(r) => skipped_roles.push(r),
+                }
+            }
+        }
         self.sessions.put_many((s.entries)(&user_id)).await?;
-        Ok(SignedIn::User { user_id, created, email_unverified })
+        Ok(SignedIn::User { user_id, created, email_unverified, skipped_roles })
     }
 }

@@ -16,8 +16,8 @@ use federa_protocol::Secret;
 
 pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
 pub use self::hot::{
-    CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, Profile, Redeemed, Redemption, SignIn, SignInWriter,
-    SignedIn,
+    apply_changes, user_state, CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, MapUser, Profile, Redeemed,
+    Redemption, RoleChange, SignIn, SignInWriter, SignedIn,
 };
 use crate::keys::SigningKey;
 use crate::repr::{

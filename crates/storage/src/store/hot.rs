@@ -5,7 +5,10 @@
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use federa_broker::store::{CodeRedeemer, Entry, EntryKind, Redeemed, Redemption, SignIn, SignInWriter, SignedIn};
+use federa_broker::store::{
+    apply_changes, user_state, CodeRedeemer, Entry, EntryKind, Redeemed, Redemption, RoleChange, SignIn, SignInWriter,
+    SignedIn,
+};
 
 use federa_broker::StoreError;
 
@@ -14,7 +17,7 @@ use super::users::{link_row, linked_user_id, user_from_row, user_row};
 use super::{realm_id, Res};
 use crate::db::Conn;
 use crate::rows::{IndexRow, SessionRow, UserRow};
-use crate::schema::{federated_identities, realms, session_entries, users};
+use crate::schema::{federated_identities, realm_roles, realms, session_entries, user_role_mappings, users};
 use crate::sessions::{now_ms, ttl_ms, EmbeddedSessions};
 
 /// A live entry's value.
@@ -142,6 +145,7 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
     let realm = realm_id(c, &s.realm)?;
     let linked = linked_user_id(c, &realm, &s.alias, &s.subject)?;
     let mut email_unverified = false;
+    let mut roles = Vec::new();
     let (user_id, created) = match linked {
         Some(id) => {
             let row = users::table
@@ -157,6 +161,13 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
             }
             if s.force {
                 s.profile.apply(&mut user);
+            }
+            let mut mapped = false;
+            if let Some(map) = &s.mappers {
+                let state = user_state(&user, false, role_names(c, &realm, &id)?);
+                (mapped, roles) = apply_changes(&mut user, map(&state));
+            }
+            if s.force || mapped {
                 if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
                     if email_taken(c, &realm, &email, Some(&id))? {
                         user.email_verified = Some(false);
@@ -173,6 +184,10 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
         }
         None => {
             let Some(mut user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
+            if let Some(map) = &s.mappers {
+                let changes = map(&user_state(&user, true, Vec::new()));
+                    (_, roles) = apply_changes(&mut user, changes);
+            }
             if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
                 if email_taken(c, &realm, &email, None)? {
                     user.email_verified = Some(false);
@@ -188,11 +203,54 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
             (id, true)
         }
     };
+    let mut skipped_roles = Vec::new();
+    for change in roles {
+        let (RoleChange::Grant(name) | RoleChange::Revoke(name)) = &change;
+        // Keycloak logs and skips a role the realm lacks; so does the broker.
+        let Some(role) = role_id(c, &realm, name)? else {
+            skipped_roles.push(name.clone());
+            continue;
+        };
+        let mapping = user_role_mappings::user_id.eq(&user_id).and(user_role_mappings::role_id.eq(&role));
+        match change {
+            RoleChange::Grant(_) => {
+                let held = user_role_mappings::table.filter(mapping).count().get_result::<i64>(c).map_err(db_err)?;
+                if held == 0 {
+                    diesel::insert_into(user_role_mappings::table)
+                        .values((user_role_mappings::user_id.eq(&user_id), user_role_mappings::role_id.eq(&role)))
+                        .execute(c)
+                        .map_err(db_err)?;
+                }
+            }
+            RoleChange::Revoke(_) => {
+                diesel::delete(user_role_mappings::table.filter(mapping)).execute(c).map_err(db_err)?;
+            }
+        }
+    }
     let now = now_ms();
     for e in (s.entries)(&user_id) {
         write_entry(c, e, now).map_err(db_err)?;
     }
-    Ok(SignedIn::User { user_id, created, email_unverified })
+    Ok(SignedIn::User { user_id, created, email_unverified, skipped_roles })
+}
+
+/// The names of the realm roles granted to a user.
+pub(crate) fn role_names(c: &mut Conn, realm_id: &str, user_id: &str) -> Res<Vec<String>> {
+    user_role_mappings::table
+        .inner_join(realm_roles::table)
+        .filter(user_role_mappings::user_id.eq(user_id).and(realm_roles::realm_id.eq(realm_id)))
+        .select(realm_roles::name)
+        .load(c)
+        .map_err(db_err)
+}
+
+fn role_id(c: &mut Conn, realm_id: &str, name: &str) -> Res<Option<String>> {
+    realm_roles::table
+        .filter(realm_roles::realm_id.eq(realm_id).and(realm_roles::name.eq(name)))
+        .select(realm_roles::id)
+        .first(c)
+        .optional()
+        .map_err(db_err)
 }
 
 fn redeem(c: &mut Conn, r: &Redemption) -> Res<Redeemed> {

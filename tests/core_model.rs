@@ -124,7 +124,11 @@ async fn settings_without_effect_are_named_in_the_admin_answer() {
         "config": {"role": "app.admin"}});
     let r = w.admin(reqwest::Method::POST, &format!("{path}/later/mappers"), mapper).await;
     assert_eq!(r.status().as_u16(), 201);
-    assert!(warnings(&r).iter().any(|h| h.contains("config.role: client roles are not supported")), "{:?}", warnings(&r));
+    assert!(
+        warnings(&r).iter().any(|h| h.contains("config.role: client roles are not supported")),
+        "{:?}",
+        warnings(&r)
+    );
 
     // A client that asks for an authentication Federa does not do yet.
     let jwt_client = json!({"clientId": "jwt-app", "clientAuthenticatorType": "client-jwt", "redirectUris": [APP_CB]});

@@ -65,7 +65,8 @@ pub struct Redeemed {
     pub previous_use: Option<String>,
     /// The SSO session's value, when it is still alive.
     pub session: Option<String>,
-    /// The user, when they exist.
+    /// The user, when they exist, with the names of their realm roles in
+    /// `realm_roles` (for the tokens' `realm_access`).
     pub user: Option<UserRepresentation>,
 }
 
@@ -95,18 +96,24 @@ impl CodeRedeemer for Composed {
         let Some(refs) = (r.refs)(&r.realm, &grant) else {
             return Ok(Redeemed { grant: Some(grant), ..Redeemed::default() });
         };
-        let (used, session, user) = tokio::join!(
+        let (used, session, user, roles) = tokio::join!(
             self.sessions.put(&r.used_key, &r.used_value, r.used_ttl),
             self.sessions.get(&refs.session_key),
             self.store.get_user(&r.realm, &refs.user_id),
+            self.store.user_roles(&r.realm, &refs.user_id),
         );
         used?;
+        let roles: Vec<String> = roles?.into_iter().filter_map(|r| r.name).collect();
+        let user = user?.map(|mut u| {
+            u.realm_roles = Some(roles);
+            u
+        });
         let session = session?;
         if session.is_some() {
             let (index, client) = &refs.client_index;
             self.sessions.index_add(index, client, r.index_ttl).await?;
         }
-        Ok(Redeemed { grant: Some(grant), previous_use: None, session, user: user? })
+        Ok(Redeemed { grant: Some(grant), previous_use: None, session, user })
     }
 }
 

@@ -186,7 +186,7 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
             let Some(mut user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
             if let Some(map) = &s.mappers {
                 let changes = map(&user_state(&user, true, Vec::new()));
-                    (_, roles) = apply_changes(&mut user, changes);
+                (_, roles) = apply_changes(&mut user, changes);
             }
             if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
                 if email_taken(c, &realm, &email, None)? {
@@ -279,6 +279,17 @@ fn redeem(c: &mut Conn, r: &Redemption) -> Res<Redeemed> {
         .first(c)
         .optional()
         .map_err(db_err)?;
-    let user = row.map(user_from_row).transpose()?;
+    let mut user = row.map(user_from_row).transpose()?;
+    if let Some(u) = user.as_mut() {
+        // The roles ride in the same transaction (one more statement, no
+        // more trips).
+        let names: Vec<String> = user_role_mappings::table
+            .inner_join(realm_roles::table)
+            .filter(user_role_mappings::user_id.eq(&refs.user_id))
+            .select(realm_roles::name)
+            .load(c)
+            .map_err(db_err)?;
+        u.realm_roles = Some(names);
+    }
     Ok(Redeemed { grant: Some(grant), previous_use: None, session, user })
 }

@@ -308,6 +308,24 @@ impl SignInWriter for Composed {
                     let granted = self.store.user_roles(&s.realm, &id).await?;
                     let state = user_state(&u, false, granted.into_iter().filter_map(|r| r.name).collect());
                     (mapped, roles) = apply_changes(&mut u, map(&state));
+                    let renamed = u.username.clone().filter(|n| *n != state.username);
+                    if let Some(name) = renamed {
+                        let q = super::UserQuery {
+                            username: Some(name.clone()),
+                            max: 1,
+                            exact: true,
+                            ..Default::default()
+                        };
+                        if !self.store.search_users(&s.realm, &q).await?.is_empty() {
+                            log::warn!(
+                                "realm {:?}: a mapper of {:?} renames {:?} to a username another user holds; the name is kept",
+                                s.realm,
+                                s.alias,
+                                state.username
+                            );
+                            u.username = Some(state.username);
+                        }
+                    }
                 }
                 if s.force || mapped {
                     if let (Some(email), Some(true)) = (u.email.clone(), u.email_verified) {

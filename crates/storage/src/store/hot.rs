@@ -166,6 +166,19 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
             if let Some(map) = &s.mappers {
                 let state = user_state(&user, false, role_names(c, &realm, &id)?);
                 (mapped, roles) = apply_changes(&mut user, map(&state));
+                if user.username.as_deref() != Some(state.username.as_str())
+                    && username_taken(c, &realm, user.username.as_deref().unwrap_or_default())?
+                {
+                    // A renaming mapper must not cost the sign-in (and the
+                    // rest of the changes, a revoked role among them).
+                    log::warn!(
+                        "realm {:?}: a mapper of {:?} renames {:?} to a username another user holds; the name is kept",
+                        s.realm,
+                        s.alias,
+                        state.username
+                    );
+                    user.username = Some(state.username);
+                }
             }
             if s.force || mapped {
                 if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
@@ -232,6 +245,12 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
         write_entry(c, e, now).map_err(db_err)?;
     }
     Ok(SignedIn::User { user_id, created, email_unverified, skipped_roles })
+}
+
+/// Whether a user of the realm has the username.
+fn username_taken(c: &mut Conn, realm_id: &str, username: &str) -> Res<bool> {
+    let q = users::table.filter(users::realm_id.eq(realm_id).and(users::username.eq(username)));
+    Ok(q.count().get_result::<i64>(c).map_err(db_err)? > 0)
 }
 
 /// The names of the realm roles granted to a user.

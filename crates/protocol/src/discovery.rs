@@ -95,7 +95,7 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
         "id_token_signing_alg_values_supported": [alg],
         "token_endpoint_auth_methods_supported": client_auth,
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email"],
+        "scopes_supported": ["openid", "profile", "email", "roles"],
         "claims_supported": CLAIMS_SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,

@@ -113,12 +113,22 @@ async fn settings_without_effect_are_named_in_the_admin_answer() {
     assert_eq!(r.status().as_u16(), 204);
     assert!(warnings(&r).is_empty(), "{:?}", warnings(&r));
 
-    // Mappers are stored but not applied yet: said in the answer.
+    // Mappers apply at sign-in: no notice; a client role (Federa has realm
+    // roles only) is said in the answer.
     let mapper = json!({"name": "m", "identityProviderAlias": "later", "identityProviderMapper": "hardcoded-attribute-idp-mapper",
         "config": {"syncMode": "INHERIT", "attribute": "a", "attribute.value": "v"}});
     let r = w.admin(reqwest::Method::POST, &format!("{path}/later/mappers"), mapper).await;
     assert_eq!(r.status().as_u16(), 201);
-    assert!(warnings(&r).iter().any(|h| h.contains("identityProviderMapper: has no effect yet")), "{:?}", warnings(&r));
+    assert!(warnings(&r).is_empty(), "{:?}", warnings(&r));
+    let mapper = json!({"name": "c", "identityProviderAlias": "later", "identityProviderMapper": "hardcoded-role-idp-mapper",
+        "config": {"role": "app.admin"}});
+    let r = w.admin(reqwest::Method::POST, &format!("{path}/later/mappers"), mapper).await;
+    assert_eq!(r.status().as_u16(), 201);
+    assert!(
+        warnings(&r).iter().any(|h| h.contains("config.role: client roles are not supported")),
+        "{:?}",
+        warnings(&r)
+    );
 
     // A client that asks for an authentication Federa does not do yet.
     let x509_client =

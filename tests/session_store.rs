@@ -391,9 +391,10 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
         token: None,
         grant_on_create: vec![],
         entries: entries_for(tag),
+        mappers: None,
     };
 
-    let SignedIn::User { user_id, created: true, email_unverified: false } =
+    let SignedIn::User { user_id, created: true, email_unverified: false, .. } =
         writer.sign_in(sign_in("s-ann", "ann", "ann@x.test", false, "one")).await.unwrap()
     else {
         panic!("a first sign-in creates the user")
@@ -403,7 +404,10 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
 
     // A later sign-in finds the user through the link; FORCE rewrites the profile.
     let again = writer.sign_in(sign_in("s-ann", "ignored", "ann2@x.test", true, "two")).await.unwrap();
-    assert_eq!(again, SignedIn::User { user_id: user_id.clone(), created: false, email_unverified: false });
+    assert_eq!(
+        again,
+        SignedIn::User { user_id: user_id.clone(), created: false, email_unverified: false, skipped_roles: vec![] }
+    );
     let ann = admin.get_user("r", &user_id).await.unwrap();
     assert_eq!((ann.username.as_deref(), ann.email.as_deref()), (Some("ann"), Some("ann2@x.test")));
 
@@ -457,7 +461,7 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
         assert_eq!(store.row_counts().await.unwrap(), before);
         assert_eq!(sessions.get("sso:k0").await.unwrap(), None);
         let linked = writer.sign_in(known("s-carol", "Carol", "k2")).await.unwrap();
-        assert_eq!(linked, SignedIn::User { user_id: carol.clone(), created: false, email_unverified: false });
+        assert_eq!(linked, SignedIn::User { user_id: carol.clone(), created: false, email_unverified: false, skipped_roles: vec![] });
         assert_eq!(token(&store, carol.clone()).await.as_deref(), Some("tk"));
         let by_link = store.find_user_by_link("r", "up", "s-carol").await.unwrap().unwrap();
         assert_eq!(by_link.id.as_deref(), Some(carol.as_str()));
@@ -509,4 +513,116 @@ async fn sign_in_with_redis() {
     assert!(sessions.sign_in_writer().is_none(), "Redis composes the stores");
     let db = TestDb::sqlite();
     sign_in_writes(Arc::new(sessions), db.store()).await;
+}
+
+/// The mappers' changes in the sign-in write: computed on the user as
+/// stored (their roles and attributes), roles the realm lacks skipped, a
+/// later rename to a username another user holds not taken (the rest
+/// applies), and a first sign-in refused on such a name writing nothing.
+async fn sign_in_with_mappers(sessions: Arc<dyn SessionStore>, store: federa_storage::DbStore) {
+    use federa_broker::store::{MapUser, SignIn, SignInWriter, SignedIn, UniqueKey};
+    use federa_mappers::{Change, UserState};
+    use std::sync::Mutex;
+    let admin = federa_broker::AdminService::new(Arc::new(store.clone()));
+    let realm = serde_json::json!({"realm": "m", "roles": {"realm": [{"name": "staff"}]},
+        "users": [{"username": "taken", "enabled": true}]});
+    admin.create_realm(serde_json::from_value(realm).unwrap(), federa_broker::RealmSource::Api).await.unwrap();
+    let writer: Arc<dyn SignInWriter> = sessions.sign_in_writer().unwrap_or_else(|| {
+        Arc::new(federa_broker::store::hot::Composed { store: Arc::new(store.clone()), sessions: sessions.clone() })
+    });
+    let seen: Arc<Mutex<Vec<UserState>>> = Arc::default();
+    let mapping = |changes: Vec<Change>| -> MapUser {
+        let seen = seen.clone();
+        Arc::new(move |state: &UserState| {
+            seen.lock().unwrap().push(state.clone());
+            changes.clone()
+        })
+    };
+    let sign_in = |changes: Vec<Change>, tag: &'static str| {
+        let mut u: federa_broker::repr::UserRepresentation =
+            serde_json::from_value(serde_json::json!({"username": "mia", "enabled": true})).unwrap();
+        federa_broker::validate::user(&mut u, "", 0).unwrap();
+        SignIn {
+            realm: "m".into(),
+            alias: "up".into(),
+            subject: "s-mia".into(),
+            profile: Default::default(),
+            force: false,
+            new_user: Some(u),
+            link: serde_json::from_value(serde_json::json!({"identityProvider": "up", "userId": "s-mia"})).unwrap(),
+            token: None,
+            entries: entries_for(tag),
+            mappers: Some(mapping(changes)),
+            link_username: None,
+            grant_on_create: vec![],
+        }
+    };
+    let dept = Change::SetAttribute { name: "dept".into(), values: vec!["rd".into(), "ops".into()] };
+    let first = vec![Change::GrantRole("staff".into()), Change::GrantRole("ghost".into()), dept];
+    let SignedIn::User { user_id, created: true, skipped_roles, .. } =
+        writer.sign_in(sign_in(first, "m1")).await.unwrap()
+    else {
+        panic!("a first sign-in creates the user")
+    };
+    assert_eq!(skipped_roles, ["ghost"], "a role the realm lacks is skipped and said");
+    let role_names = |roles: Vec<federa_broker::repr::RoleRepresentation>| -> Vec<String> {
+        roles.into_iter().filter_map(|r| r.name).collect()
+    };
+    assert_eq!(role_names(admin.user_roles("m", &user_id).await.unwrap()), ["staff"]);
+    let mia = admin.get_user("m", &user_id).await.unwrap();
+    assert_eq!(mia.attributes.unwrap()["dept"], ["rd", "ops"]);
+    assert!(seen.lock().unwrap()[0].first_login);
+
+    // A later sign-in: the mappers see the stored user; a username another
+    // user holds is not taken (the sign-in and the other changes go on).
+    let clash = vec![Change::GrantRole("ghost".into()), Change::SetUsername("taken".into())];
+    let done = writer.sign_in(sign_in(clash, "m2")).await.unwrap();
+    assert!(
+        matches!(&done, SignedIn::User { created: false, skipped_roles, .. } if skipped_roles == &["ghost"]),
+        "{done:?}"
+    );
+    let state = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(!state.first_login);
+    assert_eq!(state.roles.into_iter().collect::<Vec<_>>(), ["staff"]);
+    assert_eq!(state.attributes["dept"], ["rd", "ops"]);
+    assert_eq!(admin.get_user("m", &user_id).await.unwrap().username.as_deref(), Some("mia"));
+
+    // A first sign-in whose mapper names a taken username: the conflict
+    // names the username (the "account exists" page), and nothing of it is
+    // written: no user, link, role or session.
+    let before = store.row_counts().await.unwrap();
+    let mut refused = sign_in(vec![Change::SetUsername("taken".into()), Change::GrantRole("staff".into())], "m4");
+    refused.subject = "s-nobody".into();
+    let err = writer.sign_in(refused).await.unwrap_err();
+    assert_eq!(err.unique_key(), Some(UniqueKey::Username), "{err}");
+    assert_eq!(store.row_counts().await.unwrap(), before, "nothing of the refused sign-in was written");
+    assert_eq!(sessions.get("sso:m4").await.unwrap(), None);
+
+    let later = vec![Change::RevokeRole("staff".into()), Change::RemoveAttribute("dept".into())];
+    let done = writer.sign_in(sign_in(later, "m3")).await.unwrap();
+    assert!(matches!(done, SignedIn::User { created: false, .. }), "{done:?}");
+    assert!(admin.user_roles("m", &user_id).await.unwrap().is_empty());
+    assert_eq!(admin.get_user("m", &user_id).await.unwrap().attributes, None);
+    assert_eq!(sessions.get("sso:m3").await.unwrap().as_deref(), Some(user_id.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mappers_embedded_on_sqlite() {
+    let db = TestDb::sqlite();
+    let store = db.store();
+    sign_in_with_mappers(Arc::new(store.embedded_sessions()), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mappers_embedded_on_postgres() {
+    let Some(db) = TestDb::postgres("session_store::mappers_embedded_on_postgres") else { return };
+    let store = db.store();
+    sign_in_with_mappers(Arc::new(store.embedded_sessions()), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mappers_with_redis() {
+    let Some(sessions) = redis_sessions("session_store::mappers_with_redis").await else { return };
+    let db = TestDb::sqlite();
+    sign_in_with_mappers(Arc::new(sessions), db.store()).await;
 }

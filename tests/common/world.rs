@@ -106,6 +106,7 @@ pub struct Builder {
     realm: Value,
     clients: Vec<Value>,
     app_attributes: Value,
+    app_extra: Value,
 }
 
 impl Builder {
@@ -152,6 +153,13 @@ impl Builder {
         self
     }
 
+    /// Keys merged into the `app` client's representation itself
+    /// (`protocolMappers`...).
+    pub fn app(mut self, extra: Value) -> Self {
+        merge_into(&mut self.app_extra, extra);
+        self
+    }
+
     /// Starts the world on a SQLite database with embedded sessions.
     pub async fn start_sqlite(self) -> World {
         let db = TestDb::sqlite();
@@ -187,9 +195,11 @@ impl Builder {
         merge(&mut idp, &self.idp_extra);
         let mut app_attributes = json!({"post.logout.redirect.uris": format!("{APP_BYE}##+")});
         merge(&mut app_attributes, &self.app_attributes);
+        let mut app = json!({"clientId": "app", "name": "The App", "secret": APP_SECRET, "redirectUris": [APP_CB],
+                   "attributes": app_attributes});
+        merge(&mut app, &self.app_extra);
         let mut clients = vec![
-            json!({"clientId": "app", "name": "The App", "secret": APP_SECRET, "redirectUris": [APP_CB],
-                   "attributes": app_attributes}),
+            app,
             json!({"clientId": "spa", "publicClient": true, "redirectUris": [SPA_CB],
                    "attributes": {"post.logout.redirect.uris": SPA_BYE}}),
         ];

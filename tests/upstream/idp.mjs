@@ -52,20 +52,26 @@ if (!Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 655
 const SUB_PREFIX = 'sub-';
 const capitalize = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
+// A login name "name~g1,g2" is the account "name" (same subject) whose
+// `groups` claim is [g1, g2] for this sign-in; otherwise `groups` is
+// ["staff"]. With `address` (nested), `groups` comes with the profile scope.
 function account(accountId) {
-  const name = accountId.startsWith(SUB_PREFIX) ? accountId.slice(SUB_PREFIX.length) : accountId;
+  const full = accountId.startsWith(SUB_PREFIX) ? accountId.slice(SUB_PREFIX.length) : accountId;
+  const [name, groupSpec] = full.split('~');
   const givenName = capitalize(name);
   return {
     accountId,
     async claims() {
       return {
-        sub: accountId,
+        sub: groupSpec === undefined ? accountId : SUB_PREFIX + name,
         preferred_username: name,
         name: `${givenName} Upstream`,
         given_name: givenName,
         family_name: 'Upstream',
         email: `${name}@upstream.test`,
         email_verified: true,
+        address: { locality: 'Lyon', country: 'FR', 'postal.code': '69001' },
+        groups: groupSpec === undefined ? ['staff'] : groupSpec.split(',').filter(Boolean),
       };
     },
   };
@@ -250,7 +256,7 @@ server.listen(requestedPort, '127.0.0.1', () => {
       findAccount: async (ctx, id) => account(id),
       claims: {
         openid: ['sub'],
-        profile: ['preferred_username', 'name', 'given_name', 'family_name'],
+        profile: ['preferred_username', 'name', 'given_name', 'family_name', 'address', 'groups'],
         email: ['email', 'email_verified'],
       },
       scopes: ['openid', 'offline_access', 'profile', 'email'],

@@ -157,6 +157,33 @@ pub struct ClientRepresentation {
     /// Optional client scopes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub optional_client_scopes: Option<Vec<String>>,
+    /// Claims the client's tokens carry (`oidc-usermodel-attribute-mapper`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_mappers: Option<Vec<ProtocolMapperRepresentation>>,
+    /// Everything else.
+    #[serde(flatten, skip_serializing)]
+    pub ignored: Ignored,
+}
+
+/// Keycloak's ProtocolMapperRepresentation (of a client).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProtocolMapperRepresentation {
+    /// Internal id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `openid-connect`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// The mapper type (`oidc-usermodel-attribute-mapper`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_mapper: Option<String>,
+    /// Its settings.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
     /// Everything else.
     #[serde(flatten, skip_serializing)]
     pub ignored: Ignored,

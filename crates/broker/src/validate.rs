@@ -125,6 +125,12 @@ pub fn client(c: &mut ClientRepresentation, prefix: &str) -> Result<(), BrokerEr
             return Err(invalid(format!("{prefix}redirectUris[{i}]"), "may not be empty"));
         }
     }
+    crate::model::client::check_protocol_mappers(c).map_err(|(field, e)| invalid(format!("{prefix}{field}"), e))?;
+    for m in c.protocol_mappers.iter_mut().flatten() {
+        if m.id.as_deref().is_none_or(str::is_empty) {
+            m.id = Some(uuid::Uuid::new_v4().to_string());
+        }
+    }
     let kind = c.client_authenticator_type.as_deref();
     if c.public_client == Some(true)
         || c.bearer_only == Some(true)

@@ -1,11 +1,19 @@
 //! Identity-provider mappers (Keycloak's `identityProviderMapper` types): what
-//! each type is, which configuration it needs, and (in later steps) the pure
-//! function from verified upstream claims and a user to the changes to make.
+//! each type is, which configuration it needs ([`validate`], [`Mapper::parse`]),
+//! and the pure function from verified upstream claims and a user to the
+//! changes to make at a sign-in ([`changes`]).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use federa_protocol::MapperSyncMode;
+
+mod apply;
+pub mod claims;
+mod mapper;
+
+pub use apply::{changes, Change, Login, UserState};
+pub use mapper::{Mapper, UsernameTarget};
 
 /// The mapper types Federa supports, with Keycloak's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +102,16 @@ pub struct MapperSpec {
     pub sync_mode: MapperSyncMode,
 }
 
-/// Checks a mapper's type name and configuration.
+/// Checks a mapper's type name and configuration (all of it: claim lists,
+/// regexes, the username template and target).
 pub fn validate(type_name: &str, config: &BTreeMap<String, String>) -> Result<MapperSpec, MapperError> {
+    let spec = validate_keys(type_name, config)?;
+    Mapper::parse("", type_name, config)?;
+    Ok(spec)
+}
+
+/// The type, the sync mode and the required keys.
+pub(crate) fn validate_keys(type_name: &str, config: &BTreeMap<String, String>) -> Result<MapperSpec, MapperError> {
     let kind: MapperType = type_name.parse()?;
     let sync_mode = match config.get("syncMode").map(String::as_str) {
         None | Some("") => MapperSyncMode::Inherit,
@@ -110,12 +126,6 @@ pub fn validate(type_name: &str, config: &BTreeMap<String, String>) -> Result<Ma
                 field: required_field_name(key),
                 message: format!("is required for {}", kind.as_str()),
             });
-        }
-    }
-    if kind == MapperType::AdvancedClaimToRole {
-        let claims = config.get("claims").map(String::as_str).unwrap_or("[]");
-        if serde_json::from_str::<Vec<serde_json::Value>>(claims).is_err() {
-            return Err(MapperError { field: "config.claims", message: "must be a JSON array".into() });
         }
     }
     Ok(MapperSpec { kind, sync_mode })
@@ -156,6 +166,25 @@ mod tests {
             ("oidc-username-idp-mapper", &[("template", "${CLAIM.login}")], Ok(MapperSyncMode::Inherit)),
             ("oidc-advanced-role-idp-mapper", &[("claims", "not json"), ("role", "r")], Err("config.claims")),
             ("saml-role-idp-mapper", &[], Err("identityProviderMapper")),
+            (
+                "oidc-advanced-role-idp-mapper",
+                &[("claims", "[{\"value\":\"x\"}]"), ("role", "r")],
+                Err("config.claims"),
+            ),
+            (
+                "oidc-advanced-role-idp-mapper",
+                &[("claims", "[{\"key\":\"k\",\"value\":\"(\"}]"), ("role", "r"), ("are.claim.values.regex", "true")],
+                Err("config.claims"),
+            ),
+            ("oidc-username-idp-mapper", &[("template", "${CLAIM.a | shout}")], Err("config.template")),
+            ("oidc-username-idp-mapper", &[("template", "${UUID}")], Err("config.template")),
+            ("oidc-username-idp-mapper", &[("template", "${ALIAS"), ("target", "LOCAL")], Err("config.template")),
+            ("oidc-username-idp-mapper", &[("template", "${ALIAS}"), ("target", "ELSEWHERE")], Err("config.target")),
+            (
+                "oidc-username-idp-mapper",
+                &[("template", "${ALIAS}.${CLAIM.sub | lowercase}"), ("target", "BROKER_ID")],
+                Ok(MapperSyncMode::Inherit),
+            ),
         ];
         for (ty, config, expected) in cases {
             let got = validate(ty, &cfg(config)).map(|s| s.sync_mode).map_err(|e| e.field);

@@ -103,7 +103,7 @@ pub fn op_metadata(issuer: &str, alg: &str) -> Value {
         "token_endpoint_auth_methods_supported": client_auth,
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "scopes_supported": ["openid", "profile", "email", "roles", "offline_access"],
         "claims_supported": CLAIMS_SUPPORTED,
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,

@@ -12,6 +12,7 @@ use federa_protocol::jwt::{peek_typ, verify_own_cached};
 use federa_protocol::GrantType;
 use serde_json::{Map, Value};
 
+use super::claims::ClaimsFor;
 use super::state::{self, Family, SsoSession};
 use super::token::GRANT_CLAIM;
 use super::{now, Broker, RealmInfo};
@@ -144,16 +145,29 @@ impl Broker {
         let sub = claims
             .user()
             .ok_or_else(|| BearerError::Invalid("the token is a client's own and names no user".into()))?;
-        let user = self
-            .store
-            .get_user(&realm.name, sub)
-            .await
+        let scopes = claims.scopes();
+        let client_id = claims.str("client_id").unwrap_or_default();
+        // The user, their roles (only when the scopes show them) and the
+        // client (cached), read at once.
+        let with_roles = super::claims::needs_roles(ClaimsFor::Userinfo, &scopes);
+        let roles = async {
+            match with_roles {
+                true => self.store.user_roles(&realm.name, sub).await.map(Some),
+                false => Ok(None),
+            }
+        };
+        let (user, roles, client) =
+            tokio::join!(self.store.get_user(&realm.name, sub), roles, self.find_client(&realm.name, client_id));
+        let mut user = user
             .map_err(internal)?
             .filter(|u| u.enabled != Some(false))
             .ok_or_else(|| BearerError::Invalid("the user no longer exists".into()))?;
-        let mut out = Map::new();
+        user.realm_roles = roles.map_err(internal)?.map(|r| r.into_iter().filter_map(|r| r.name).collect());
+        let client = client
+            .map_err(internal)?
+            .ok_or_else(|| BearerError::Invalid("the client of this token no longer exists".into()))?;
+        let mut out = super::claims::user_claims(&user, &client, &scopes, ClaimsFor::Userinfo);
         out.insert("sub".into(), Value::String(sub.to_owned()));
-        out.extend(super::claims::user_claims(&user, &claims.scopes()));
         Ok(out)
     }
 }

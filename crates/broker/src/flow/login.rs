@@ -433,6 +433,11 @@ impl Broker {
                 profile.email = None;
             }
         }
+        // The provider's mappers: the link's subject and username now, the
+        // user's changes inside the write (flow::mapping).
+        let mappers = self.mappers(&realm.name, &up.alias).await.map_err(internal)?;
+        let mapping = super::mapping::apply_mappers(mappers, claims, &up.alias, up.sync_mode, subject);
+        let subject = mapping.subject.as_str();
         let username = s("preferred_username").unwrap_or_else(|| subject.to_owned());
         let new_user = match &up.first_login {
             FirstLogin::CreateUser => {
@@ -457,14 +462,23 @@ impl Broker {
             link: FederatedIdentityRepresentation {
                 identity_provider: Some(up.alias.clone()),
                 user_id: Some(subject.to_owned()),
-                user_name: s("preferred_username"),
+                user_name: mapping.link_username.clone().or_else(|| s("preferred_username")),
                 ..Default::default()
             },
             token: token_json.map(Secret::new),
             entries: entries.clone(),
+            mappers: mapping.map.clone(),
         };
         match self.sign_in.sign_in(write).await {
-            Ok(SignedIn::User { user_id, created, email_unverified }) => {
+            Ok(SignedIn::User { user_id, created, email_unverified, skipped_roles }) => {
+                if !skipped_roles.is_empty() {
+                    // As Keycloak's hardcoded-role mapper does: logged and skipped.
+                    log::warn!(
+                        "realm {:?}: mappers of {:?} name roles the realm does not have, skipped: {skipped_roles:?}",
+                        realm.name,
+                        up.alias
+                    );
+                }
                 if email_unverified {
                     log::warn!(
                         "realm {:?}: the address of {username:?} already belongs to another user; it is stored unverified",

@@ -14,6 +14,7 @@ pub mod introspect;
 mod keys;
 mod login;
 pub mod logout;
+mod mapping;
 mod refresh;
 pub mod sessions;
 pub mod state;
@@ -139,6 +140,7 @@ struct ConfigCache {
     realms: cache::TtlCache<String, RealmInfo>,
     clients: cache::TtlCache<(String, String), Arc<Client>>,
     idps: cache::TtlCache<String, Arc<[Arc<UpstreamModel>]>>,
+    mappers: cache::TtlCache<(String, String), Arc<[federa_mappers::Mapper]>>,
 }
 
 fn now() -> i64 {
@@ -197,7 +199,8 @@ impl Broker {
             config: Arc::new(ConfigCache {
                 realms: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
                 clients: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
-                idps: cache::TtlCache::new(cache::CONFIG_TTL, epoch),
+                idps: cache::TtlCache::new(cache::CONFIG_TTL, epoch.clone()),
+                mappers: cache::TtlCache::new(cache::CONFIG_TTL, epoch),
             }),
         }
     }

@@ -28,9 +28,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use federa_protocol::OAuthErrorCode;
-use serde_json::{json, Map};
+use serde_json::json;
 
-use super::claims::user_claims;
+use super::claims::{user_claims, ClaimsFor};
 use super::login::secs;
 use super::state::{self, CodeGrant, Family, RefreshGrant, SsoSession};
 use super::token::{refuse, server_error, sign_pair, TokenError, TokenResponse};
@@ -287,7 +287,9 @@ impl Broker {
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let lifespan = secs(realm.token_lifespan);
         let scope = scopes.join(" ");
-        let mut access = Map::new();
+        // The user's claims first: the token's own claims below replace any
+        // of the same name.
+        let mut access = user_claims(&user, client, &scopes, ClaimsFor::AccessToken);
         access.insert("iss".into(), json!(realm.issuer));
         access.insert("sub".into(), json!(grant.user_id));
         access.insert("aud".into(), json!(client_id));
@@ -299,7 +301,7 @@ impl Broker {
         access.insert("auth_time".into(), json!(grant.auth_time));
         access.insert("sid".into(), json!(grant.sid));
         access.insert(state::FAMILY_CLAIM.into(), json!(grant.family));
-        let mut id = user_claims(&user, &scopes);
+        let mut id = user_claims(&user, client, &scopes, ClaimsFor::IdToken);
         id.insert("iss".into(), json!(realm.issuer));
         id.insert("sub".into(), json!(grant.user_id));
         id.insert("aud".into(), json!(client_id));

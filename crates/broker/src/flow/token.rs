@@ -13,7 +13,7 @@ use federa_protocol::{pkce, GrantType, OAuthError, OAuthErrorCode, PkceMethod};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::claims::user_claims;
+use super::claims::{user_claims, ClaimsFor};
 use super::keys::RealmKeys;
 use super::login::secs;
 use super::refresh;
@@ -242,7 +242,9 @@ impl Broker {
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let now = now();
         let scope = grant.scopes.join(" ");
-        let mut access = Map::new();
+        // The user's claims first: the token's own claims below replace any
+        // of the same name.
+        let mut access = user_claims(&user, client, &grant.scopes, ClaimsFor::AccessToken);
         access.insert("iss".into(), json!(realm.issuer));
         access.insert("sub".into(), json!(grant.user_id));
         access.insert("aud".into(), json!(client_id));
@@ -255,7 +257,7 @@ impl Broker {
         access.insert("sid".into(), json!(grant.sid));
         access.insert(state::FAMILY_CLAIM.into(), json!(family_id));
 
-        let mut id = user_claims(&user, &grant.scopes);
+        let mut id = user_claims(&user, client, &grant.scopes, ClaimsFor::IdToken);
         id.insert("iss".into(), json!(realm.issuer));
         id.insert("sub".into(), json!(grant.user_id));
         id.insert("aud".into(), json!(client_id));

@@ -2,9 +2,10 @@
 //! `ClientRepresentation` parsed once.
 
 use federa_protocol::Secret;
+use serde_json::{Map, Value};
 
 use super::Notice;
-use crate::repr::ClientRepresentation;
+use crate::repr::{ClientRepresentation, ProtocolMapperRepresentation};
 
 /// How a client authenticates at the token endpoint (Keycloak's
 /// `clientAuthenticatorType`, RFC 6749 section 2.3).
@@ -106,6 +107,9 @@ pub struct Client {
     /// Where its back-channel logout tokens go (OpenID Connect Back-Channel
     /// Logout 1.0 section 2.2): Keycloak's `attributes["backchannel.logout.url"]`.
     pub backchannel_logout: Option<BackchannelLogout>,
+    /// User attributes its tokens and userinfo carry (`protocolMappers` of
+    /// type `oidc-usermodel-attribute-mapper`).
+    pub attribute_claims: Vec<AttributeClaim>,
     /// Settings stored but without effect yet.
     pub notices: Vec<Notice>,
 }
@@ -136,6 +140,199 @@ pub fn backchannel_logout(c: &ClientRepresentation) -> Option<BackchannelLogout>
     let url = url::Url::parse(backchannel_url(c)?).ok().filter(|u| matches!(u.scheme(), "http" | "https"))?;
     let required = c.attributes.as_ref().and_then(|a| a.get(BACKCHANNEL_LOGOUT_SESSION_REQUIRED));
     Some(BackchannelLogout { url, session_required: required.map(|v| v.trim()) != Some("false") })
+}
+
+/// Keycloak's protocol mapper type that puts a user attribute in tokens.
+pub const USER_ATTRIBUTE_MAPPER: &str = "oidc-usermodel-attribute-mapper";
+
+/// Claims a protocol mapper may not set: the ones each token's meaning and
+/// checks rest on.
+const RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "azp",
+    "sid",
+    "auth_time",
+    "nonce",
+    "typ",
+    "scope",
+    "client_id",
+    "at_hash",
+    "c_hash",
+    "acr",
+    "amr",
+    "gty",
+    "realm_access",
+];
+
+/// The JSON type of an attribute claim (Keycloak's `jsonType.label`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonType {
+    /// A string (the default).
+    String,
+    /// An integer (`long` or `int`); a value that is not one is left out.
+    Integer,
+    /// `true` for `true` (any case), else `false`.
+    Boolean,
+    /// The value parsed as JSON; a value that is not JSON is left out.
+    Json,
+}
+
+/// Where a claim goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimsFor {
+    /// The ID token.
+    IdToken,
+    /// The access token.
+    AccessToken,
+    /// The userinfo answer.
+    Userinfo,
+}
+
+/// A user attribute put into tokens (`oidc-usermodel-attribute-mapper`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeClaim {
+    /// The user attribute.
+    pub attribute: String,
+    /// The claim's path: a dotted `claim.name` nests objects (`\.` for a dot).
+    pub path: Vec<String>,
+    /// Its JSON type.
+    pub json_type: JsonType,
+    /// All the attribute's values as an array, or only the first.
+    pub multivalued: bool,
+    /// `id.token.claim` (default false, as in Keycloak).
+    pub id_token: bool,
+    /// `access.token.claim` (default true, as in Keycloak).
+    pub access_token: bool,
+    /// `userinfo.token.claim` (default: as `id.token.claim`, as in Keycloak).
+    pub userinfo: bool,
+}
+
+impl AttributeClaim {
+    /// Types a protocol mapper of type [`USER_ATTRIBUTE_MAPPER`]; the error
+    /// names the config key at fault.
+    pub fn parse(m: &ProtocolMapperRepresentation) -> Result<Self, (&'static str, String)> {
+        let get = |k: &str| m.config.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let flag = |k: &'static str| match get(k) {
+            None => Ok(None),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(v) => Err((k, format!("{v:?} is not true or false"))),
+        };
+        let attribute = get("user.attribute").ok_or(("user.attribute", "is required".to_owned()))?;
+        let name = get("claim.name").ok_or(("claim.name", "is required".to_owned()))?;
+        let path = claim_path(name);
+        if path.iter().any(String::is_empty) {
+            return Err(("claim.name", format!("{name:?} has an empty part")));
+        }
+        if path.first().is_some_and(|p| RESERVED_CLAIMS.contains(&p.as_str())) {
+            return Err(("claim.name", format!("{name:?} is a claim Federa sets itself")));
+        }
+        let json_type = match get("jsonType.label") {
+            None | Some("String") => JsonType::String,
+            Some("long" | "int") => JsonType::Integer,
+            Some("boolean") => JsonType::Boolean,
+            Some("JSON") => JsonType::Json,
+            Some(other) => {
+                return Err(("jsonType.label", format!("{other:?} is not one of String, long, int, boolean, JSON")))
+            }
+        };
+        let id_token = flag("id.token.claim")?.unwrap_or(false);
+        Ok(Self {
+            attribute: attribute.to_owned(),
+            path,
+            json_type,
+            multivalued: flag("multivalued")?.unwrap_or(false),
+            id_token,
+            access_token: flag("access.token.claim")?.unwrap_or(true),
+            userinfo: flag("userinfo.token.claim")?.unwrap_or(id_token),
+        })
+    }
+
+    /// Whether the claim goes to `target`.
+    pub fn goes_to(&self, target: ClaimsFor) -> bool {
+        match target {
+            ClaimsFor::IdToken => self.id_token,
+            ClaimsFor::AccessToken => self.access_token,
+            ClaimsFor::Userinfo => self.userinfo,
+        }
+    }
+
+    /// The claim's value for the attribute's values, when there is one.
+    pub fn value(&self, values: &[String]) -> Option<Value> {
+        let typed = |v: &String| -> Option<Value> {
+            match self.json_type {
+                JsonType::String => Some(Value::String(v.clone())),
+                JsonType::Integer => v.trim().parse::<i64>().ok().map(Value::from),
+                JsonType::Boolean => Some(Value::Bool(v.trim().eq_ignore_ascii_case("true"))),
+                JsonType::Json => serde_json::from_str(v).ok(),
+            }
+        };
+        if self.multivalued {
+            let all: Vec<Value> = values.iter().filter_map(typed).collect();
+            (!all.is_empty()).then_some(Value::Array(all))
+        } else {
+            values.first().and_then(typed)
+        }
+    }
+
+    /// Puts the value at the claim's path, making objects on the way (an
+    /// existing non-object on the way is left as it is).
+    pub fn insert(&self, claims: &mut Map<String, Value>, value: Value) {
+        let Some((last, objects)) = self.path.split_last() else { return };
+        let mut here = claims;
+        for key in objects {
+            let slot = here.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+            match slot {
+                Value::Object(m) => here = m,
+                _ => return,
+            }
+        }
+        here.insert(last.clone(), value);
+    }
+}
+
+/// Splits `a.b\.c` into `a` and `b.c`, as Keycloak reads `claim.name`.
+fn claim_path(raw: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\\' if chars.peek() == Some(&'.') => chars.next().unwrap_or('.'),
+            '.' => {
+                parts.push(String::new());
+                continue;
+            }
+            c => c,
+        };
+        if let Some(p) = parts.last_mut() {
+            p.push(c);
+        }
+    }
+    parts
+}
+
+/// A client's protocol mappers checked: the error names the field.
+pub fn check_protocol_mappers(c: &ClientRepresentation) -> Result<(), (String, String)> {
+    for (i, m) in c.protocol_mappers.iter().flatten().enumerate() {
+        if m.protocol_mapper.as_deref() == Some(USER_ATTRIBUTE_MAPPER) {
+            AttributeClaim::parse(m).map_err(|(k, e)| (format!("protocolMappers[{i}].config.{k}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn attribute_claims(c: &ClientRepresentation) -> Vec<AttributeClaim> {
+    let mappers = c.protocol_mappers.iter().flatten();
+    mappers
+        .filter(|m| m.protocol_mapper.as_deref() == Some(USER_ATTRIBUTE_MAPPER))
+        .filter_map(|m| AttributeClaim::parse(m).ok())
+        .collect()
 }
 
 impl Client {
@@ -179,6 +376,7 @@ impl Client {
             redirect_uris: c.redirect_uris.clone().unwrap_or_default(),
             post_logout_redirect_uris: post_logout_redirect_uris(c),
             backchannel_logout: backchannel_logout(c),
+            attribute_claims: attribute_claims(c),
             notices: notices(c),
         }
     }
@@ -255,6 +453,15 @@ pub fn notices(c: &ClientRepresentation) -> Vec<Notice> {
     }
     if on(c.consent_required) {
         v.push(Notice::new("consentRequired", "has no effect yet (Federa asks for no consent)"));
+    }
+    for (i, m) in c.protocol_mappers.iter().flatten().enumerate() {
+        let ty = m.protocol_mapper.as_deref().unwrap_or_default();
+        if ty != USER_ATTRIBUTE_MAPPER {
+            v.push(Notice::new(
+                &format!("protocolMappers[{i}].protocolMapper"),
+                &format!("{ty:?} has no effect: Federa supports {USER_ATTRIBUTE_MAPPER} only"),
+            ));
+        }
     }
     if backchannel_url(c).is_some() && backchannel_logout(c).is_none() {
         v.push(Notice::new(

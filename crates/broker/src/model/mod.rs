@@ -119,10 +119,20 @@ pub fn realm_notices(r: &RealmRepresentation) -> Vec<Notice> {
     v
 }
 
-/// A mapper is validated and stored, but sign-ins do not run mappers yet:
-/// said once per mapper.
-pub fn mapper_notices(_m: &IdentityProviderMapperRepresentation) -> Vec<Notice> {
-    vec![Notice::new("identityProviderMapper", "has no effect yet: sign-ins do not apply mappers")]
+/// The settings of a mapper that Federa stores but does not honour. Every
+/// supported type runs at sign-in (`flow::mapping`), and a configuration it
+/// cannot run is refused by validation; what remains is a role named as a
+/// client role (`client.role`): Federa has realm roles only, so it is looked
+/// up as a realm role of that name, and skipped (logged) when there is none.
+pub fn mapper_notices(m: &IdentityProviderMapperRepresentation) -> Vec<Notice> {
+    let role = m.config.get("role").map(String::as_str).unwrap_or_default();
+    if role.contains('.') {
+        return vec![Notice::new(
+            "config.role",
+            "client roles are not supported: the realm role of this exact name is granted, or none",
+        )];
+    }
+    Vec::new()
 }
 
 /// The settings of a client that Federa stores but does not honour yet.

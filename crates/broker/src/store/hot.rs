@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use federa_mappers::{Change, UserState};
 use federa_protocol::Secret;
 
 use super::{SessionStore, Store, StoreError};
@@ -85,7 +86,8 @@ pub struct Redeemed {
     pub previous_use: Option<String>,
     /// The SSO session's value, when it is still alive.
     pub session: Option<String>,
-    /// The user, when they exist.
+    /// The user, when they exist, with the names of their realm roles in
+    /// `realm_roles` (for the tokens' `realm_access`).
     pub user: Option<UserRepresentation>,
 }
 
@@ -115,12 +117,18 @@ impl CodeRedeemer for Composed {
         let Some(refs) = (r.refs)(&r.realm, &grant) else {
             return Ok(Redeemed { grant: Some(grant), ..Redeemed::default() });
         };
-        let (used, session, user) = tokio::join!(
+        let (used, session, user, roles) = tokio::join!(
             self.sessions.put(&r.used_key, &r.used_value, r.used_ttl),
             self.sessions.get(&refs.session_key),
             self.store.get_user(&r.realm, &refs.user_id),
+            self.store.user_roles(&r.realm, &refs.user_id),
         );
         used?;
+        let roles: Vec<String> = roles?.into_iter().filter_map(|r| r.name).collect();
+        let user = user?.map(|mut u| {
+            u.realm_roles = Some(roles);
+            u
+        });
         let session = session?;
         if let Some(live) = &session {
             let (index, client) = refs.client_index.clone();
@@ -128,7 +136,7 @@ impl CodeRedeemer for Composed {
             entries.extend(r.issue.as_ref().map(|issue| issue(&grant, live)).unwrap_or_default());
             self.sessions.put_many(entries).await?;
         }
-        Ok(Redeemed { grant: Some(grant), previous_use: None, session, user: user? })
+        Ok(Redeemed { grant: Some(grant), previous_use: None, session, user })
     }
 }
 
@@ -186,9 +194,17 @@ impl RefreshRedeemer for Composed {
         let Some(refs) = (r.refs)(&r.realm, &grant) else {
             return Ok(RefreshUsed { grant: Some(grant), ..RefreshUsed::default() });
         };
-        let (found, user) =
-            tokio::join!(self.sessions.get_many(&refs.keys), self.store.get_user(&r.realm, &refs.user_id));
-        Ok(RefreshUsed { grant: Some(grant), mark: None, found: found?, user: user? })
+        let (found, user, roles) = tokio::join!(
+            self.sessions.get_many(&refs.keys),
+            self.store.get_user(&r.realm, &refs.user_id),
+            self.store.user_roles(&r.realm, &refs.user_id)
+        );
+        let roles: Vec<String> = roles?.into_iter().filter_map(|r| r.name).collect();
+        let user = user?.map(|mut u| {
+            u.realm_roles = Some(roles);
+            u
+        });
+        Ok(RefreshUsed { grant: Some(grant), mark: None, found: found?, user })
     }
 }
 
@@ -249,6 +265,70 @@ impl Profile {
 /// The session entries to write for a user id.
 pub type EntriesFor = Arc<dyn Fn(&str) -> Vec<Entry> + Send + Sync>;
 
+/// The provider's mappers, run inside the sign-in write on the user as
+/// stored (or as about to be created): what they change.
+pub type MapUser = Arc<dyn Fn(&UserState) -> Vec<Change> + Send + Sync>;
+
+/// The mappers' input for a user: `roles` are the names of the realm roles
+/// granted to them.
+pub fn user_state(u: &UserRepresentation, first_login: bool, roles: Vec<String>) -> UserState {
+    UserState {
+        first_login,
+        username: u.username.clone().unwrap_or_default(),
+        email: u.email.clone(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        attributes: u.attributes.clone().unwrap_or_default(),
+        roles: roles.into_iter().collect(),
+    }
+}
+
+/// A role change, in the order the mappers made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Grant the realm role of that name.
+    Grant(String),
+    /// Revoke it.
+    Revoke(String),
+}
+
+/// Applies the mappers' changes to the user's fields and attributes (an
+/// email address a mapper sets is stored unverified, unless it is the one
+/// the profile already verified), and returns the role changes, in order,
+/// for the writer to apply; `true` when the user's fields changed.
+pub fn apply_changes(u: &mut UserRepresentation, changes: Vec<Change>) -> (bool, Vec<RoleChange>) {
+    let mut roles = Vec::new();
+    let mut changed = false;
+    for c in changes {
+        changed |= !matches!(c, Change::GrantRole(_) | Change::RevokeRole(_));
+        match c {
+            Change::SetAttribute { name, values } => {
+                u.attributes.get_or_insert_with(Default::default).insert(name, values);
+            }
+            Change::RemoveAttribute(name) => {
+                if let Some(a) = u.attributes.as_mut() {
+                    a.remove(&name);
+                }
+            }
+            Change::SetEmail(v) => {
+                if u.email.as_deref() != Some(v.as_str()) {
+                    u.email = Some(v);
+                    u.email_verified = Some(false);
+                }
+            }
+            Change::SetFirstName(v) => u.first_name = Some(v),
+            Change::SetLastName(v) => u.last_name = Some(v),
+            Change::SetUsername(v) => u.username = Some(v),
+            Change::GrantRole(r) => roles.push(RoleChange::Grant(r)),
+            Change::RevokeRole(r) => roles.push(RoleChange::Revoke(r)),
+        }
+    }
+    if u.attributes.as_ref().is_some_and(|a| a.is_empty()) {
+        u.attributes = None;
+    }
+    (changed, roles)
+}
+
 /// Everything an upstream callback writes once the ID token is verified.
 pub struct SignIn {
     /// The realm.
@@ -280,6 +360,10 @@ pub struct SignIn {
     pub grant_on_create: Vec<(String, String)>,
     /// The session entries (the SSO session, the code) for the user's id.
     pub entries: EntriesFor,
+    /// The provider's mappers (`None` when it has none): their changes are
+    /// written with the user, in the same transaction where the store
+    /// allows it.
+    pub mappers: Option<MapUser>,
 }
 
 /// What a sign-in wrote.
@@ -293,6 +377,8 @@ pub enum SignedIn {
         created: bool,
         /// Their address was stored unverified because another user has it.
         email_unverified: bool,
+        /// Roles the mappers named that the realm does not have (skipped).
+        skipped_roles: Vec<String>,
     },
     /// The linked user is disabled; nothing was written.
     Disabled,
@@ -314,7 +400,7 @@ pub trait SignInWriter: Send + Sync {
 #[async_trait]
 impl SignInWriter for Composed {
     async fn sign_in(&self, s: SignIn) -> Result<SignedIn, StoreError> {
-        let (user_id, created, email_unverified) = match self
+        let (user_id, created, email_unverified, roles) = match self
             .store
             .find_user_by_link(&s.realm, &s.alias, &s.subject)
             .await?
@@ -324,6 +410,34 @@ impl SignInWriter for Composed {
                 let mut unverified = false;
                 if s.force {
                     s.profile.apply(&mut u);
+                }
+                let mut roles = Vec::new();
+                let mut mapped = false;
+                if let Some(map) = &s.mappers {
+                    let id = u.id.clone().unwrap_or_default();
+                    let granted = self.store.user_roles(&s.realm, &id).await?;
+                    let state = user_state(&u, false, granted.into_iter().filter_map(|r| r.name).collect());
+                    (mapped, roles) = apply_changes(&mut u, map(&state));
+                    let renamed = u.username.clone().filter(|n| *n != state.username);
+                    if let Some(name) = renamed {
+                        let q = super::UserQuery {
+                            username: Some(name.clone()),
+                            max: 1,
+                            exact: true,
+                            ..Default::default()
+                        };
+                        if !self.store.search_users(&s.realm, &q).await?.is_empty() {
+                            log::warn!(
+                                "realm {:?}: a mapper of {:?} renames {:?} to a username another user holds; the name is kept",
+                                s.realm,
+                                s.alias,
+                                state.username
+                            );
+                            u.username = Some(state.username);
+                        }
+                    }
+                }
+                if s.force || mapped {
                     if let (Some(email), Some(true)) = (u.email.clone(), u.email_verified) {
                         let q =
                             super::UserQuery { email: Some(email.clone()), max: 2, exact: true, ..Default::default() };
@@ -339,16 +453,21 @@ impl SignInWriter for Composed {
                 if let Some(token) = &s.token {
                     self.store.set_link_token(&s.realm, &user_id, &s.alias, token).await?;
                 }
-                (user_id, false, unverified)
+                (user_id, false, unverified, roles)
             }
             None => match (s.new_user, s.link_username) {
-                (Some(user), _) => {
+                (Some(mut user), _) => {
+                    let mut roles = Vec::new();
+                    if let Some(map) = &s.mappers {
+                        let changes = map(&user_state(&user, true, Vec::new()));
+                        (_, roles) = apply_changes(&mut user, changes);
+                    }
                     let unverified = self.store.create_linked_user(&s.realm, &user, &s.link, s.token.as_ref()).await?;
                     let user_id = user.id.unwrap_or_default();
                     for (client, role) in &s.grant_on_create {
                         self.store.grant_client_roles(&s.realm, &user_id, client, std::slice::from_ref(role)).await?;
                     }
-                    (user_id, true, unverified)
+                    (user_id, true, unverified, roles)
                 }
                 (None, Some(username)) => {
                     let q = super::UserQuery { username: Some(username), max: 1, exact: true, ..Default::default() };
@@ -364,12 +483,32 @@ impl SignInWriter for Composed {
                         return Ok(SignedIn::NotKnown);
                     }
                     self.store.create_link(&s.realm, &user_id, &s.link, s.token.as_ref()).await?;
-                    (user_id, false, false)
+                    // An existing user linked by federa-known-users: the
+                    // provider's mappers apply from its next sign-in.
+                    (user_id, false, false, Vec::new())
                 }
                 (None, None) => return Ok(SignedIn::FirstLoginRefused),
             },
         };
+        let mut skipped_roles = Vec::new();
+        if !roles.is_empty() {
+            // Not atomic with the user's write: the separate stores have no
+            // shared transaction. Roles the realm lacks are skipped.
+            let known: Vec<String> =
+                self.store.list_roles(&s.realm).await?.into_iter().filter_map(|r| r.name).collect();
+            for change in roles {
+                match change {
+                    RoleChange::Grant(r) if known.contains(&r) => {
+                        self.store.grant_roles(&s.realm, &user_id, std::slice::from_ref(&r)).await?
+                    }
+                    RoleChange::Revoke(r) if known.contains(&r) => {
+                        self.store.revoke_roles(&s.realm, &user_id, std::slice::from_ref(&r)).await?
+                    }
+                    RoleChange::Grant(r) | RoleChange::Revoke(r) => skipped_roles.push(r),
+                }
+            }
+        }
         self.sessions.put_many((s.entries)(&user_id)).await?;
-        Ok(SignedIn::User { user_id, created, email_unverified })
+        Ok(SignedIn::User { user_id, created, email_unverified, skipped_roles })
     }
 }

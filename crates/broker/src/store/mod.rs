@@ -16,8 +16,9 @@ use federa_protocol::Secret;
 
 pub use self::error::{Conflict, ConflictKind, Entity, StoreError, UniqueKey};
 pub use self::hot::{
-    CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, IssueFor, Profile, Redeemed, Redemption, RefreshRedeemer,
-    RefreshRefs, RefreshUse, RefreshUsed, SignIn, SignInWriter, SignedIn,
+    apply_changes, user_state, CodeRedeemer, EntriesFor, Entry, EntryKind, GrantRefs, IssueFor, MapUser, Profile,
+    Redeemed, Redemption, RefreshRedeemer, RefreshRefs, RefreshUse, RefreshUsed, RoleChange, SignIn, SignInWriter,
+    SignedIn,
 };
 use crate::keys::SigningKey;
 use crate::repr::{

@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use federa_broker::store::{
-    CodeRedeemer, Entry, EntryKind, Redeemed, Redemption, RefreshRedeemer, RefreshUse, RefreshUsed, SignIn,
-    SignInWriter, SignedIn,
+    apply_changes, user_state, CodeRedeemer, Entry, EntryKind, Redeemed, Redemption, RefreshRedeemer, RefreshUse,
+    RefreshUsed, RoleChange, SignIn, SignInWriter, SignedIn,
 };
 
 use federa_broker::StoreError;
@@ -18,7 +18,7 @@ use super::users::{grant_client, has_link, link_row, linked_user_id, set_token, 
 use super::{realm_id, Res};
 use crate::db::Conn;
 use crate::rows::{IndexRow, SessionRow, UserRow};
-use crate::schema::{federated_identities, realms, session_entries, users};
+use crate::schema::{federated_identities, realm_roles, realms, session_entries, user_role_mappings, users};
 use crate::sessions::{now_ms, ttl_ms, EmbeddedSessions};
 
 /// A live entry's value.
@@ -86,7 +86,19 @@ fn user_of(c: &mut Conn, realm: &str, user_id: &str) -> Res<Option<federa_broker
         .first(c)
         .optional()
         .map_err(db_err)?;
-    row.map(user_from_row).transpose()
+    let mut user = row.map(user_from_row).transpose()?;
+    if let Some(u) = user.as_mut() {
+        // The roles ride in the same transaction (one more statement, no
+        // more trips).
+        let names: Vec<String> = user_role_mappings::table
+            .inner_join(realm_roles::table)
+            .filter(user_role_mappings::user_id.eq(user_id))
+            .select(realm_roles::name)
+            .load(c)
+            .map_err(db_err)?;
+        u.realm_roles = Some(names);
+    }
+    Ok(user)
 }
 
 /// Uses a refresh token: its grant taken (or its use mark), and the family,
@@ -214,6 +226,7 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
     let realm = realm_id(c, &s.realm)?;
     let linked = linked_user_id(c, &realm, &s.alias, &s.subject)?;
     let mut email_unverified = false;
+    let mut roles = Vec::new();
     let (user_id, created) = match linked {
         Some(id) => {
             let row = users::table
@@ -229,6 +242,26 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
             }
             if s.force {
                 s.profile.apply(&mut user);
+            }
+            let mut mapped = false;
+            if let Some(map) = &s.mappers {
+                let state = user_state(&user, false, role_names(c, &realm, &id)?);
+                (mapped, roles) = apply_changes(&mut user, map(&state));
+                if user.username.as_deref() != Some(state.username.as_str())
+                    && username_taken(c, &realm, user.username.as_deref().unwrap_or_default())?
+                {
+                    // A renaming mapper must not cost the sign-in (and the
+                    // rest of the changes, a revoked role among them).
+                    log::warn!(
+                        "realm {:?}: a mapper of {:?} renames {:?} to a username another user holds; the name is kept",
+                        s.realm,
+                        s.alias,
+                        state.username
+                    );
+                    user.username = Some(state.username);
+                }
+            }
+            if s.force || mapped {
                 if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
                     if email_taken(c, &realm, &email, Some(&id))? {
                         user.email_verified = Some(false);
@@ -266,6 +299,10 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
         }
         None => {
             let Some(mut user) = s.new_user else { return Ok(SignedIn::FirstLoginRefused) };
+            if let Some(map) = &s.mappers {
+                let changes = map(&user_state(&user, true, Vec::new()));
+                (_, roles) = apply_changes(&mut user, changes);
+            }
             if let (Some(email), Some(true)) = (user.email.clone(), user.email_verified) {
                 if email_taken(c, &realm, &email, None)? {
                     user.email_verified = Some(false);
@@ -282,11 +319,60 @@ fn sign_in(c: &mut Conn, key: &crate::MasterKey, s: SignIn) -> Res<SignedIn> {
             (id, true)
         }
     };
+    let mut skipped_roles = Vec::new();
+    for change in roles {
+        let (RoleChange::Grant(name) | RoleChange::Revoke(name)) = &change;
+        // Keycloak logs and skips a role the realm lacks; so does the broker.
+        let Some(role) = role_id(c, &realm, name)? else {
+            skipped_roles.push(name.clone());
+            continue;
+        };
+        let mapping = user_role_mappings::user_id.eq(&user_id).and(user_role_mappings::role_id.eq(&role));
+        match change {
+            RoleChange::Grant(_) => {
+                let held = user_role_mappings::table.filter(mapping).count().get_result::<i64>(c).map_err(db_err)?;
+                if held == 0 {
+                    diesel::insert_into(user_role_mappings::table)
+                        .values((user_role_mappings::user_id.eq(&user_id), user_role_mappings::role_id.eq(&role)))
+                        .execute(c)
+                        .map_err(db_err)?;
+                }
+            }
+            RoleChange::Revoke(_) => {
+                diesel::delete(user_role_mappings::table.filter(mapping)).execute(c).map_err(db_err)?;
+            }
+        }
+    }
     let now = now_ms();
     for e in (s.entries)(&user_id) {
         write_entry(c, e, now).map_err(db_err)?;
     }
-    Ok(SignedIn::User { user_id, created, email_unverified })
+    Ok(SignedIn::User { user_id, created, email_unverified, skipped_roles })
+}
+
+/// Whether a user of the realm has the username.
+fn username_taken(c: &mut Conn, realm_id: &str, username: &str) -> Res<bool> {
+    let q = users::table.filter(users::realm_id.eq(realm_id).and(users::username.eq(username)));
+    Ok(q.count().get_result::<i64>(c).map_err(db_err)? > 0)
+}
+
+/// The names of the realm roles granted to a user.
+pub(crate) fn role_names(c: &mut Conn, realm_id: &str, user_id: &str) -> Res<Vec<String>> {
+    user_role_mappings::table
+        .inner_join(realm_roles::table)
+        .filter(user_role_mappings::user_id.eq(user_id).and(realm_roles::realm_id.eq(realm_id)))
+        .select(realm_roles::name)
+        .load(c)
+        .map_err(db_err)
+}
+
+fn role_id(c: &mut Conn, realm_id: &str, name: &str) -> Res<Option<String>> {
+    realm_roles::table
+        .filter(realm_roles::realm_id.eq(realm_id).and(realm_roles::name.eq(name)))
+        .select(realm_roles::id)
+        .first(c)
+        .optional()
+        .map_err(db_err)
 }
 
 fn redeem(c: &mut Conn, r: &Redemption) -> Res<Redeemed> {

@@ -177,6 +177,13 @@ impl Builder {
         self.start(db, store, sessions).await
     }
 
+    /// Starts the world on `db` with embedded sessions.
+    pub async fn start_on(self, db: TestDb) -> World {
+        let store = db.store();
+        let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+        self.start(db, store, sessions).await
+    }
+
     /// Starts the world on a database and a session store.
     pub async fn start(self, db: TestDb, store: federa_storage::DbStore, sessions: Arc<dyn SessionStore>) -> World {
         let fed = RunningFedera::start(&store, sessions.clone());

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use federa_broker::SessionStore;
 use federa_tests::bad_idp::{BadIdp, Misbehaviour};
 use federa_tests::browser::{links, query_params, Browser, Page};
+use federa_tests::on_both;
 use federa_tests::world::{claims_of, header_of, AppClient, World, APP_CB, APP_SECRET, REALM, SPA_CB, UPSTREAM_SECRET};
 use federa_tests::{RunningFedera, TestDb};
 use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
@@ -633,27 +634,6 @@ async fn restart_mid_sign_in(db: TestDb) {
     let tokens = w.exchange(&app, code, verifier).await;
     let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
-}
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(TestDb::sqlite()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = TestDb::postgres(concat!("brokered_login::", stringify!($name), "::postgres")) else {
-                    return;
-                };
-                super::$name(db).await;
-            }
-        }
-    };
 }
 
 on_both!(full_login_with_hint);

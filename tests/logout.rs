@@ -12,6 +12,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use federa_broker::KeyStore;
 use federa_tests::browser::{forms, query_params, Browser, Page};
+use federa_tests::on_both;
 use federa_tests::world::{claims_of, World, APP_BYE, APP_CB, REALM, SPA_BYE};
 use federa_tests::TestDb;
 use serde_json::{json, Value};
@@ -256,27 +257,6 @@ async fn trusted_logout_with_sessions_on_redis() {
     let store = db.store();
     let w = World::builder().start(db, store, Arc::new(redis)).await;
     logout_with_id_token_hint(&w).await;
-}
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(TestDb::sqlite()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = TestDb::postgres(concat!("logout::", stringify!($name), "::postgres")) else {
-                    return;
-                };
-                super::$name(db).await;
-            }
-        }
-    };
 }
 
 on_both!(trusted_logout);

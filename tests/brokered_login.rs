@@ -523,12 +523,9 @@ async fn signing_algorithms(db: TestDb) {
 /// The same brokered sign-in with the session store on Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_sessions_on_redis() {
-    let Some(redis) = federa_tests::redis_sessions("brokered_login::sign_in_with_sessions_on_redis").await else {
+    let Some(w) = builder().start_on_redis("brokered_login::sign_in_with_sessions_on_redis").await else {
         return;
     };
-    let db = TestDb::sqlite();
-    let store = db.store();
-    let w = builder().start(db, store, Arc::new(redis)).await;
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
     let (page, verifier, nonce, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;

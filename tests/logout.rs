@@ -7,8 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use federa_broker::KeyStore;
 use federa_tests::browser::{forms, query_params, Browser, Page};
@@ -250,12 +248,9 @@ async fn sessions_named_by_the_hint(db: TestDb) {
 /// The trusted logout with the session store on Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_logout_with_sessions_on_redis() {
-    let Some(redis) = federa_tests::redis_sessions("logout::trusted_logout_with_sessions_on_redis").await else {
+    let Some(w) = World::builder().start_on_redis("logout::trusted_logout_with_sessions_on_redis").await else {
         return;
     };
-    let db = TestDb::sqlite();
-    let store = db.store();
-    let w = World::builder().start(db, store, Arc::new(redis)).await;
     logout_with_id_token_hint(&w).await;
 }
 

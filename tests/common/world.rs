@@ -184,6 +184,15 @@ impl Builder {
         self.start(db, store, sessions).await
     }
 
+    /// Starts the world on SQLite with its sessions on Redis; `None` (the
+    /// test named `test` skipped, saying so) without FEDERA_TEST_REDIS_URL.
+    pub async fn start_on_redis(self, test: &str) -> Option<World> {
+        let redis = crate::redis_sessions(test).await?;
+        let db = TestDb::sqlite();
+        let store = db.store();
+        Some(self.start(db, store, Arc::new(redis)).await)
+    }
+
     /// Starts the world on a database and a session store.
     pub async fn start(self, db: TestDb, store: federa_storage::DbStore, sessions: Arc<dyn SessionStore>) -> World {
         let fed = RunningFedera::start(&store, sessions.clone());

@@ -8,175 +8,55 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use federa_broker::SessionStore;
 use federa_tests::bad_idp::{BadIdp, Misbehaviour};
-use federa_tests::browser::{links, query_params, Browser};
-use federa_tests::upstream::NodeIdp;
-use federa_tests::{RunningFedera, TestDb, ADMIN_TOKEN};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
+use federa_tests::browser::{links, query_params, Browser, Page};
+use federa_tests::on_both;
+use federa_tests::world::{claims_of, header_of, AppClient, World, APP_CB, APP_SECRET, REALM, SPA_CB, UPSTREAM_SECRET};
+use federa_tests::{RunningFedera, TestDb};
+use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeVerifier, RedirectUrl,
+    TokenResponse,
 };
 use serde_json::{json, Value};
 
-const REALM: &str = "e2e";
-const APP_CB: &str = "http://app.test/cb";
-const SPA_CB: &str = "http://spa.test/cb";
-const APP_SECRET: &str = "app-secret-5f2d9c81";
-const UPSTREAM_SECRET: &str = "federa-at-node-secret-0c7d1e";
-
-type Client =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
-
-/// Federa with a realm brokering the node upstream (and, optionally, a second one).
-struct World {
-    fed: RunningFedera,
-    store: federa_storage::DbStore,
-    node: NodeIdp,
-    http: openidconnect::reqwest::Client,
-    _db: TestDb,
+/// The world with the node provider syncing FORCE, passing login_hint, listed first.
+fn builder() -> federa_tests::world::Builder {
+    World::builder().idp_config(json!({"syncMode": "FORCE", "loginHint": "true", "guiOrder": "1"}))
 }
 
-impl World {
-    fn issuer(&self) -> String {
-        format!("{}/realms/{REALM}", self.fed.base)
-    }
-
-    async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.fed.admin()))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn client(&self, id: &str, secret: Option<&str>, redirect: &str) -> Client {
-        let meta =
-            CoreProviderMetadata::discover_async(IssuerUrl::new(self.issuer()).unwrap(), &self.http).await.unwrap();
-        CoreClient::from_provider_metadata(meta, ClientId::new(id.into()), secret.map(|s| ClientSecret::new(s.into())))
-            .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap())
-    }
-
-    async fn users(&self) -> Vec<Value> {
-        let (_, v) = self.admin(reqwest::Method::GET, &format!("/{REALM}/users"), Value::Null).await;
-        v.as_array().cloned().unwrap_or_default()
-    }
-}
-
-async fn world(db: TestDb) -> World {
-    let store = db.store();
-    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
-    world_with(db, store, sessions).await
-}
-
-async fn world_with(db: TestDb, store: federa_storage::DbStore, sessions: Arc<dyn SessionStore>) -> World {
-    let fed = RunningFedera::start(&store, sessions);
-    let callback = format!("{}/realms/{REALM}/broker/node/endpoint", fed.base);
-    let node = NodeIdp::start(json!([{
-        "client_id": "federa",
-        "client_secret": UPSTREAM_SECRET,
-        "redirect_uris": [callback],
-        "token_endpoint_auth_method": "client_secret_basic",
-    }]));
-    let http = openidconnect::reqwest::ClientBuilder::new()
-        .redirect(openidconnect::reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let w = World { fed, node, http, store, _db: db };
-    let realm = json!({
-        "realm": REALM,
-        "displayName": "End to end",
-        "clients": [
-            {"clientId": "app", "name": "The App", "secret": APP_SECRET, "redirectUris": [APP_CB]},
-            {"clientId": "spa", "publicClient": true, "redirectUris": [SPA_CB]}
-        ],
-        "identityProviders": [{
-            "alias": "node", "displayName": "Node IdP", "providerId": "oidc",
-            "config": {
-                "issuer": w.node.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
-                "clientAuthMethod": "client_secret_basic", "syncMode": "FORCE",
-                "defaultScope": "openid profile email", "loginHint": "true", "guiOrder": "1"
-            }
-        }]
-    });
-    let (s, body) = w.admin(reqwest::Method::POST, "", realm).await;
-    assert_eq!(s, 201, "{body}");
-    w
-}
-
-fn header_of(jwt: &str) -> Value {
-    let h = jwt.split('.').next().unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
-}
-
-/// Exchanges a code with the client library (client authentication, PKCE)
-/// and returns the token response.
-async fn redeem(
-    w: &World,
-    client: &Client,
-    code: String,
-    verifier: openidconnect::PkceCodeVerifier,
-) -> openidconnect::core::CoreTokenResponse {
-    client
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&w.http)
-        .await
-        .unwrap()
-}
-
-/// Signs in through the app with `extra` parameters and returns the callback
-/// parameters, the verifier and the nonce.
+/// Signs in through the app with `extra` parameters (scopes profile and
+/// email) and returns where it ended, the verifier, the nonce and the state.
 async fn start(
+    w: &World,
     browser: &Browser,
-    client: &Client,
+    client: &AppClient,
     redirect: &str,
     extra: &[(&str, &str)],
-) -> (federa_tests::browser::Page, openidconnect::PkceCodeVerifier, Nonce, CsrfToken) {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut req = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .add_scope(Scope::new("profile".into()))
-        .add_scope(Scope::new("email".into()))
-        .set_pkce_challenge(challenge);
-    for (k, v) in extra {
-        req = req.add_extra_param(*k, *v);
-    }
-    let (url, csrf, nonce) = req.url();
-    let page = browser.navigate(url.as_str(), redirect).await;
-    (page, verifier, nonce, csrf)
+) -> (Page, PkceCodeVerifier, Nonce, CsrfToken) {
+    let a = w.authorization(browser, client, redirect, &["email"], extra).await;
+    (a.page, a.verifier, a.nonce, a.state)
 }
 
 async fn full_login_with_hint(db: TestDb) {
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
-    let (page, verifier, nonce, csrf) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, verifier, nonce, csrf) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "ended at {} after {:#?}", page.url, page.hops);
     assert!(page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "went upstream: {:#?}", page.hops);
     let p = query_params(&page.url);
     assert_eq!(p.get("state").map(String::as_str), Some(csrf.secret().as_str()));
     assert_eq!(p.get("iss").map(String::as_str), Some(w.issuer().as_str()), "RFC 9207 iss");
 
-    let tokens = redeem(&w, &app, p["code"].clone(), verifier).await;
+    let tokens = w.exchange(&app, p["code"].clone(), verifier).await;
     let id_token = tokens.id_token().unwrap();
     let claims = id_token.claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.issuer().as_str(), w.issuer());
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
     assert_eq!(claims.email().map(|e| e.as_str()), Some("alice@upstream.test"));
-    let raw_id: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(id_token.to_string().split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let raw_id = Value::Object(claims_of(&id_token.to_string()));
     for claim in ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "azp", "at_hash"] {
         assert!(raw_id.get(claim).is_some(), "ID token lacks {claim}: {raw_id}");
     }
@@ -207,28 +87,24 @@ async fn full_login_with_hint(db: TestDb) {
     assert_eq!(users[0]["username"], "alice");
     assert_eq!(users[0]["id"].as_str(), Some(claims.subject().as_str()));
     let (_, links) = w
-        .admin(
-            reqwest::Method::GET,
-            &format!("/{REALM}/users/{}/federated-identity", claims.subject().as_str()),
-            Value::Null,
-        )
+        .admin(reqwest::Method::GET, &format!("users/{}/federated-identity", claims.subject().as_str()), Value::Null)
         .await;
     assert_eq!(links, json!([{"identityProvider": "node", "userId": "sub-alice", "userName": "alice"}]));
 
     // SSO: a second client of the realm signs in without going upstream.
     let spa = w.client("spa", None, SPA_CB).await;
-    let (page, verifier, nonce, _) = start(&browser, &spa, SPA_CB, &[]).await;
+    let (page, verifier, nonce, _) = start(&w, &browser, &spa, SPA_CB, &[]).await;
     assert!(page.url.starts_with(SPA_CB), "{:#?}", page.hops);
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "SSO went upstream again: {:#?}", page.hops);
     let code = query_params(&page.url)["code"].clone();
-    let tokens = redeem(&w, &spa, code, verifier).await;
+    let tokens = w.exchange(&spa, code, verifier).await;
     let spa_claims = tokens.id_token().unwrap().claims(&spa.id_token_verifier(), &nonce).unwrap();
     assert_eq!(spa_claims.subject(), claims.subject(), "the same user");
     assert_eq!(w.users().await.len(), 1);
 
     // A second login of the same upstream account finds the user through the link.
     let other = Browser::new();
-    let (page, _, _, _) = start(&other, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
     assert_eq!(
@@ -239,8 +115,9 @@ async fn full_login_with_hint(db: TestDb) {
 
     // An address another user of the realm holds is never stored as verified.
     let local = json!({"username": "robert", "email": "bob@upstream.test", "emailVerified": true});
-    assert_eq!(w.admin(reqwest::Method::POST, &format!("/{REALM}/users"), local).await.0, 201);
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "bob")]).await;
+    assert_eq!(w.admin(reqwest::Method::POST, "users", local).await.0, 201);
+    let (page, _, _, _) =
+        start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "bob")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let users = w.users().await;
     let bob = users.iter().find(|u| u["username"] == "bob").expect("bob was created");
@@ -249,16 +126,16 @@ async fn full_login_with_hint(db: TestDb) {
 }
 
 async fn login_through_the_chooser(db: TestDb) {
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let bad = BadIdp::start(Misbehaviour::None, "federa", "bad-secret-123");
     let idp = json!({"alias": "partner", "displayName": "Partner Login", "providerId": "oidc",
         "config": {"issuer": bad.issuer, "clientId": "federa", "clientSecret": "bad-secret-123",
                    "clientAuthMethod": "client_secret_post", "guiOrder": "2"}});
-    assert_eq!(w.admin(reqwest::Method::POST, &format!("/{REALM}/identity-provider/instances"), idp).await.0, 201);
+    assert_eq!(w.admin(reqwest::Method::POST, "identity-provider/instances", idp).await.0, 201);
 
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
-    let (page, verifier, nonce, _) = start(&browser, &app, APP_CB, &[]).await;
+    let (page, verifier, nonce, _) = start(&w, &browser, &app, APP_CB, &[]).await;
     assert_eq!(page.status, 200, "the chooser page: {:#?}", page.hops);
     let found = links(&page.body);
     let names: Vec<&str> = found.iter().map(|(_, t)| t.as_str()).collect();
@@ -268,31 +145,20 @@ async fn login_through_the_chooser(db: TestDb) {
     let page = browser.navigate(&found[node_at].0, APP_CB).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let code = query_params(&page.url)["code"].clone();
-    let tokens = redeem(&w, &app, code, verifier).await;
+    let tokens = w.exchange(&app, code, verifier).await;
     let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
 
     // The second provider works too, with its own user.
     let other = Browser::new();
-    let (page, _, _, _) = start(&other, &app, APP_CB, &[("kc_idp_hint", "partner")]).await;
+    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "partner")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert!(query_params(&page.url).contains_key("code"));
     assert_eq!(w.users().await.len(), 2);
 }
 
-/// A raw token request, for refusals the client library would not send.
-async fn token_request(w: &World, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
-    let mut r = reqwest::Client::new().post(format!("{}/protocol/openid-connect/token", w.issuer())).form(form);
-    if let Some((id, secret)) = basic {
-        r = r.basic_auth(id, Some(secret));
-    }
-    let resp = r.send().await.unwrap();
-    let s = resp.status().as_u16();
-    (s, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn refusals(db: TestDb) {
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let auth = format!("{}/protocol/openid-connect/auth", w.issuer());
     let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
@@ -318,7 +184,7 @@ async fn refusals(db: TestDb) {
     // A successful login, then the token-endpoint refusals.
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
-    let (page, verifier, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, verifier, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     let code = query_params(&page.url)["code"].clone();
     let wrong = [
         ("grant_type", "authorization_code"),
@@ -326,7 +192,7 @@ async fn refusals(db: TestDb) {
         ("redirect_uri", APP_CB),
         ("code_verifier", "a-wrong-verifier-that-is-long-enough-to-be-valid-xyz"),
     ];
-    let (s, body) = token_request(&w, &wrong, Some(("app", APP_SECRET))).await;
+    let (s, body) = w.post_form("token", &wrong, Some(("app", APP_SECRET))).await;
     assert_eq!((s, body["error"].clone()), (400, json!("invalid_grant")), "wrong PKCE verifier: {body}");
     // The right verifier cannot rescue a code that a failed attempt consumed.
     let right = [
@@ -335,10 +201,10 @@ async fn refusals(db: TestDb) {
         ("redirect_uri", APP_CB),
         ("code_verifier", verifier.secret().as_str()),
     ];
-    assert_eq!(token_request(&w, &right, Some(("app", APP_SECRET))).await.0, 400);
+    assert_eq!(w.post_form("token", &right, Some(("app", APP_SECRET))).await.0, 400);
 
     // A fresh login (SSO, no upstream) for the rest.
-    let (page, verifier2, _, _) = start(&browser, &app, APP_CB, &[]).await;
+    let (page, verifier2, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
     let code2 = query_params(&page.url)["code"].clone();
     let good = [
         ("grant_type", "authorization_code"),
@@ -354,23 +220,23 @@ async fn refusals(db: TestDb) {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request", "a JSON token request");
-    let (s, body) = token_request(&w, &good, Some(("app", "not-the-secret"))).await;
+    let (s, body) = w.post_form("token", &good, Some(("app", "not-the-secret"))).await;
     assert_eq!((s, body["error"].clone()), (401, json!("invalid_client")));
-    let (s, body) = token_request(&w, &good, Some(("app", APP_SECRET))).await;
+    let (s, body) = w.post_form("token", &good, Some(("app", APP_SECRET))).await;
     assert_eq!(s, 200, "{body}");
     let access = body["access_token"].as_str().unwrap().to_owned();
     let userinfo = format!("{}/protocol/openid-connect/userinfo", w.issuer());
     let r = reqwest::Client::new().get(&userinfo).bearer_auth(&access).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     // Reused: refused, and the tokens issued from it are revoked.
-    let (s, body) = token_request(&w, &good, Some(("app", APP_SECRET))).await;
+    let (s, body) = w.post_form("token", &good, Some(("app", APP_SECRET))).await;
     assert_eq!((s, body["error"].clone()), (400, json!("invalid_grant")), "reused code");
     let r = reqwest::Client::new().get(&userinfo).bearer_auth(&access).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401, "the access token of a reused code is revoked");
     assert!(r.headers().get("www-authenticate").is_some_and(|h| h.to_str().unwrap().contains("invalid_token")));
 
     // client_secret_post works as well as Basic; two methods at once do not.
-    let (page, verifier3, _, _) = start(&browser, &app, APP_CB, &[]).await;
+    let (page, verifier3, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
     let code3 = query_params(&page.url)["code"].clone();
     let post = [
         ("grant_type", "authorization_code"),
@@ -380,9 +246,9 @@ async fn refusals(db: TestDb) {
         ("client_id", "app"),
         ("client_secret", APP_SECRET),
     ];
-    let (s, body) = token_request(&w, &post, Some(("app", APP_SECRET))).await;
+    let (s, body) = w.post_form("token", &post, Some(("app", APP_SECRET))).await;
     assert_eq!((s, body["error"].clone()), (400, json!("invalid_request")), "two client authentication methods");
-    let (page, verifier4, _, _) = start(&browser, &app, APP_CB, &[]).await;
+    let (page, verifier4, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
     let code4 = query_params(&page.url)["code"].clone();
     let post = [
         ("grant_type", "authorization_code"),
@@ -392,12 +258,12 @@ async fn refusals(db: TestDb) {
         ("client_id", "app"),
         ("client_secret", APP_SECRET),
     ];
-    let (s, body) = token_request(&w, &post, None).await;
+    let (s, body) = w.post_form("token", &post, None).await;
     assert_eq!(s, 200, "client_secret_post: {body}");
 
     // Replayed and forged state at the callback: an error page, nothing issued.
     let other = Browser::new();
-    let (page, _, _, _) = start(&other, &app, APP_CB, &[("kc_idp_hint", "node"), ("prompt", "login")]).await;
+    let (page, _, _, _) = start(&w, &other, &app, APP_CB, &[("kc_idp_hint", "node"), ("prompt", "login")]).await;
     let callback = page.hops.iter().find(|h| h.contains("/broker/node/endpoint")).expect("the callback hop").clone();
     let replay = other.navigate(&callback, APP_CB).await;
     assert_eq!(replay.status, 400, "replayed state: {:#?}", replay.hops);
@@ -418,7 +284,7 @@ async fn refusals(db: TestDb) {
     // RFC 9207: an authorization response whose iss is not the upstream's is refused.
     let mixup = Browser::new();
     let endpoint = format!("{}/realms/{REALM}/broker/node/endpoint", w.fed.base);
-    let (page, _, _, _) = start(&mixup, &app, &endpoint, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &mixup, &app, &endpoint, &[("kc_idp_hint", "node")]).await;
     let mut answer = url::Url::parse(&page.url).unwrap();
     assert_eq!(
         query_params(answer.as_str()).get("iss").map(String::as_str),
@@ -458,7 +324,8 @@ async fn refusals(db: TestDb) {
 
     // An upstream refusal reaches the app as the same OAuth error, with state and iss.
     let denied = Browser::new();
-    let (page, _, _, csrf) = start(&denied, &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "denied")]).await;
+    let (page, _, _, csrf) =
+        start(&w, &denied, &app, APP_CB, &[("kc_idp_hint", "node"), ("login_hint", "denied")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let p = query_params(&page.url);
     assert_eq!(p.get("error").map(String::as_str), Some("access_denied"), "{p:?}");
@@ -467,12 +334,12 @@ async fn refusals(db: TestDb) {
     assert!(!p.contains_key("code"));
 
     // A link-only provider signs nobody in, hinted or not.
-    let idp_path = format!("/{REALM}/identity-provider/instances/node");
+    let idp_path = "identity-provider/instances/node".to_owned();
     let (_, mut idp) = w.admin(reqwest::Method::GET, &idp_path, Value::Null).await;
     idp["linkOnly"] = json!(true);
     assert_eq!(w.admin(reqwest::Method::PUT, &idp_path, idp).await.0, 204);
     let users_before = w.users().await.len();
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "{:#?}", page.hops);
     assert!(!query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), users_before);
@@ -502,7 +369,7 @@ fn refusal_reason(mode: Misbehaviour) -> &'static str {
 
 async fn misbehaving_upstreams(db: TestDb) {
     federa_tests::logs::start();
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let bad = BadIdp::start(Misbehaviour::None, "federa", "bad-secret-123");
     // An alias of its own, so this test's refusals are told apart in the
     // process-wide log from those of the other variant running alongside.
@@ -510,7 +377,7 @@ async fn misbehaving_upstreams(db: TestDb) {
     let idp = json!({"alias": alias, "providerId": "oidc",
         "config": {"issuer": bad.issuer, "clientId": "federa", "clientSecret": "bad-secret-123",
                    "clientAuthMethod": "client_secret_basic"}});
-    assert_eq!(w.admin(reqwest::Method::POST, &format!("/{REALM}/identity-provider/instances"), idp).await.0, 201);
+    assert_eq!(w.admin(reqwest::Method::POST, "identity-provider/instances", idp).await.0, 201);
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
     let marker = format!("sign-in through {alias:?} refused: ");
     // Every misbehaviour the test upstream knows, so a new one is covered here too.
@@ -520,7 +387,7 @@ async fn misbehaving_upstreams(db: TestDb) {
         let before = bad.token_requests();
         let logged_before = federa_tests::logs::containing(&marker).len();
         let browser = Browser::new();
-        let (page, _, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", &alias)]).await;
+        let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", &alias)]).await;
         assert_eq!(page.status, 400, "{mode:?}: an error page, got {:#?}", page.hops);
         assert!(!page.url.starts_with(APP_CB), "{mode:?}: nothing may reach the app: {:#?}", page.hops);
         assert!(page.body.contains("<html"), "{mode:?}: a themed page");
@@ -538,19 +405,19 @@ async fn misbehaving_upstreams(db: TestDb) {
     bad.set_mode(Misbehaviour::None);
     let logged_before = federa_tests::logs::containing(&marker).len();
     let browser = Browser::new();
-    let (page, _, _, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", &alias)]).await;
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", &alias)]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
     assert_eq!(federa_tests::logs::containing(&marker).len(), logged_before, "nothing refused");
 }
 
 async fn session_and_request_options(db: TestDb) {
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
     let browser = Browser::new();
 
     // prompt=none without a session: login_required, at the app, nothing upstream.
-    let (page, _, _, csrf) = start(&browser, &app, APP_CB, &[("prompt", "none")]).await;
+    let (page, _, _, csrf) = start(&w, &browser, &app, APP_CB, &[("prompt", "none")]).await;
     let p = query_params(&page.url);
     assert_eq!(p.get("error").map(String::as_str), Some("login_required"), "{:#?}", page.hops);
     assert_eq!(p.get("state").map(String::as_str), Some(csrf.secret().as_str()));
@@ -558,24 +425,24 @@ async fn session_and_request_options(db: TestDb) {
 
     // Sign in without a hint: the realm's only visible provider is chosen
     // without a page. The session cookie is scoped to the realm.
-    let (page, _, _, _) = start(&browser, &app, APP_CB, &[]).await;
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert!(page.hops[1].starts_with(&w.node.issuer), "straight upstream: {:#?}", page.hops);
     let cookies = browser.cookies(&format!("{}/realms/{REALM}/", w.fed.base)).unwrap_or_default();
     assert!(cookies.contains("FEDERA_SESSION="), "{cookies}");
 
     // prompt=none with a session: a code, without going upstream.
-    let (page, _, _, _) = start(&browser, &app, APP_CB, &[("prompt", "none")]).await;
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("prompt", "none")]).await;
     assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)));
 
     // max_age=0: the session is too old by definition, so the user goes upstream again.
-    let (page, _, _, _) = start(&browser, &app, APP_CB, &[("max_age", "0"), ("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[("max_age", "0"), ("kc_idp_hint", "node")]).await;
     assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
     assert!(page.hops.iter().any(|h| h.starts_with(&w.node.issuer)), "max_age=0 re-authenticates: {:#?}", page.hops);
 
     // response_mode=form_post: an auto-submitting form POSTs code, state and iss to the app.
-    let (page, _, _, csrf) = start(&browser, &app, APP_CB, &[("response_mode", "form_post")]).await;
+    let (page, _, _, csrf) = start(&w, &browser, &app, APP_CB, &[("response_mode", "form_post")]).await;
     assert_eq!(page.url, APP_CB, "{:#?}", page.hops);
     let form = federa_tests::browser::auto_form(&page.body).expect("a form_post page");
     assert_eq!(form.action, APP_CB);
@@ -588,20 +455,20 @@ async fn session_and_request_options(db: TestDb) {
     let id = users[0]["id"].as_str().unwrap().to_owned();
     let upstream_last = users[0]["lastName"].clone();
     assert!(upstream_last.is_string(), "the upstream's family_name was copied: {users:?}");
-    let user_path = format!("/{REALM}/users/{id}");
+    let user_path = format!("users/{id}");
     assert_eq!(w.admin(reqwest::Method::PUT, &user_path, json!({"lastName": "Local"})).await.0, 204);
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB));
     let (_, u) = w.admin(reqwest::Method::GET, &user_path, Value::Null).await;
     assert_eq!(u["lastName"], upstream_last, "FORCE restores the upstream's value");
 
     // syncMode IMPORT: a later login leaves the user as it is.
-    let idp_path = format!("/{REALM}/identity-provider/instances/node");
+    let idp_path = "identity-provider/instances/node".to_owned();
     let (_, mut idp) = w.admin(reqwest::Method::GET, &idp_path, Value::Null).await;
     idp["config"]["syncMode"] = json!("IMPORT");
     assert_eq!(w.admin(reqwest::Method::PUT, &idp_path, idp).await.0, 204);
     assert_eq!(w.admin(reqwest::Method::PUT, &user_path, json!({"lastName": "Local"})).await.0, 204);
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let (_, u) = w.admin(reqwest::Method::GET, &user_path, Value::Null).await;
     assert_eq!(u["lastName"], "Local", "IMPORT keeps the local value");
@@ -611,7 +478,7 @@ async fn session_and_request_options(db: TestDb) {
 /// Realms sign with RS256 by default; ES256 and EdDSA are selectable, and a
 /// certified client library verifies each.
 async fn signing_algorithms(db: TestDb) {
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let bad = BadIdp::start(Misbehaviour::None, "federa", "bad-secret-123");
     for alg in ["ES256", "EdDSA"] {
         let realm = format!("alg-{}", alg.to_lowercase());
@@ -621,7 +488,7 @@ async fn signing_algorithms(db: TestDb) {
             "identityProviders": [{"alias": "up", "providerId": "oidc",
                 "config": {"issuer": bad.issuer, "clientId": "federa", "clientSecret": "bad-secret-123"}}]
         });
-        assert_eq!(w.admin(reqwest::Method::POST, "", body).await.0, 201);
+        assert_eq!(w.admin_response(reqwest::Method::POST, "", body).await.status().as_u16(), 201);
         let issuer = format!("{}/realms/{realm}", w.fed.base);
         let meta =
             CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.clone()).unwrap(), &w.http).await.unwrap();
@@ -637,9 +504,9 @@ async fn signing_algorithms(db: TestDb) {
             Some(ClientSecret::new(APP_SECRET.into())),
         )
         .set_redirect_uri(RedirectUrl::new(APP_CB.into()).unwrap());
-        let (page, verifier, nonce, _) = start(&Browser::new(), &client, APP_CB, &[]).await;
+        let (page, verifier, nonce, _) = start(&w, &Browser::new(), &client, APP_CB, &[]).await;
         let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{alg}: {:#?}", page.hops));
-        let tokens = redeem(&w, &client, code, verifier).await;
+        let tokens = w.exchange(&client, code, verifier).await;
         let id_token = tokens.id_token().unwrap();
         assert_eq!(header_of(&id_token.to_string())["alg"], alg);
         id_token
@@ -649,28 +516,25 @@ async fn signing_algorithms(db: TestDb) {
             )
             .unwrap_or_else(|e| panic!("{alg}: {e}"));
     }
-    let (_, r) = w.admin(reqwest::Method::GET, &format!("/{REALM}"), Value::Null).await;
+    let (_, r) = w.admin(reqwest::Method::GET, "", Value::Null).await;
     assert_eq!(r["defaultSignatureAlgorithm"], "RS256");
 }
 
 /// The same brokered sign-in with the session store on Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_sessions_on_redis() {
-    let Some(redis) = federa_tests::redis_sessions("brokered_login::sign_in_with_sessions_on_redis").await else {
+    let Some(w) = builder().start_on_redis("brokered_login::sign_in_with_sessions_on_redis").await else {
         return;
     };
-    let db = TestDb::sqlite();
-    let store = db.store();
-    let w = world_with(db, store, Arc::new(redis)).await;
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
-    let (page, verifier, nonce, _) = start(&browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, verifier, nonce, _) = start(&w, &browser, &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
-    let tokens = redeem(&w, &app, code, verifier).await;
+    let tokens = w.exchange(&app, code, verifier).await;
     let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
     // SSO works from the session kept on Redis too.
-    let (page, _, _, _) = start(&browser, &app, APP_CB, &[]).await;
+    let (page, _, _, _) = start(&w, &browser, &app, APP_CB, &[]).await;
     assert!(query_params(&page.url).contains_key("code"), "{:#?}", page.hops);
     assert!(!page.hops.iter().any(|h| h.starts_with(&w.node.issuer)));
 }
@@ -680,7 +544,7 @@ async fn sign_in_with_sessions_on_redis() {
 /// and lets linked users in; a trusted provider's verified address is
 /// stored verified.
 async fn first_login_policy_and_trusted_email(db: TestDb) {
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
     let node = |extra: Value| {
         let mut idp = json!({
@@ -693,25 +557,25 @@ async fn first_login_policy_and_trusted_email(db: TestDb) {
         idp.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         idp
     };
-    let path = format!("/{REALM}/identity-provider/instances/node");
+    let path = "identity-provider/instances/node".to_owned();
     let custom = node(json!({"firstBrokerLoginFlowAlias": "my custom flow", "trustEmail": true}));
     assert_eq!(w.admin(reqwest::Method::PUT, &path, custom.clone()).await.0, 204);
 
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert_eq!(page.status, 400, "{:#?}", page.hops);
     assert!(page.body.contains("Sign-in not permitted") && page.body.contains("my custom flow"), "{}", page.body);
     assert!(w.users().await.is_empty(), "nothing is created");
 
     // The default policy creates the user; trustEmail keeps the upstream's verified address verified.
     assert_eq!(w.admin(reqwest::Method::PUT, &path, node(json!({"trustEmail": true}))).await.0, 204);
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     let users = w.users().await;
     assert_eq!((users.len(), users[0]["emailVerified"].clone()), (1, json!(true)), "{users:?}");
 
     // Once linked, the user signs in whatever the first-login policy says.
     assert_eq!(w.admin(reqwest::Method::PUT, &path, custom).await.0, 204);
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
 }
@@ -720,7 +584,7 @@ async fn first_login_policy_and_trusted_email(db: TestDb) {
 /// whose claim does not match is refused with a page and nothing is created;
 /// one whose claim matches in full signs in.
 async fn essential_claim(db: TestDb) {
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
     let node = |pattern: &str| {
         json!({
@@ -732,16 +596,16 @@ async fn essential_claim(db: TestDb) {
             }
         })
     };
-    let path = format!("/{REALM}/identity-provider/instances/node");
+    let path = "identity-provider/instances/node".to_owned();
     // A prefix is not a match: the value must match in full.
     assert_eq!(w.admin(reqwest::Method::PUT, &path, node("alice@upstream")).await.0, 204);
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert_eq!(page.status, 400, "{:#?}", page.hops);
     assert!(page.body.contains("Sign-in not permitted"), "{}", page.body);
     assert!(w.users().await.is_empty(), "nothing is created");
 
     assert_eq!(w.admin(reqwest::Method::PUT, &path, node(r"[a-z]+@upstream\.test")).await.0, 204);
-    let (page, _, _, _) = start(&Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
+    let (page, _, _, _) = start(&w, &Browser::new(), &app, APP_CB, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(APP_CB), "{:#?}", page.hops);
     assert_eq!(w.users().await.len(), 1);
 }
@@ -749,45 +613,24 @@ async fn essential_claim(db: TestDb) {
 /// A restart between the upstream redirect and the callback loses nothing:
 /// every step's state is in the stores, none in the instance.
 async fn restart_mid_sign_in(db: TestDb) {
-    let w = world(db).await;
+    let w = builder().start_on(db).await;
     let browser = Browser::new();
     let app = w.client("app", Some(APP_SECRET), APP_CB).await;
     // Stop at the upstream, before the browser goes there.
-    let (page, verifier, nonce, _) = start(&browser, &app, &w.node.issuer, &[("kc_idp_hint", "node")]).await;
+    let (page, verifier, nonce, _) = start(&w, &browser, &app, &w.node.issuer, &[("kc_idp_hint", "node")]).await;
     assert!(page.url.starts_with(&w.node.issuer), "{:#?}", page.hops);
     let addr = w.fed.base.trim_start_matches("http://").to_owned();
-    let World { fed, node, http, store, _db } = w;
+    let World { fed, node, http, store, sessions: _, db } = w;
     fed.shutdown().await;
     let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
-    let fed = RunningFedera::start_at(&store, sessions, &addr);
-    let w = World { fed, node, http, store, _db };
+    let fed = RunningFedera::start_at(&store, sessions.clone(), &addr);
+    let w = World { fed, node, http, store, sessions, db };
 
     let page = browser.navigate(&page.url, APP_CB).await;
     let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
-    let tokens = redeem(&w, &app, code, verifier).await;
+    let tokens = w.exchange(&app, code, verifier).await;
     let claims = tokens.id_token().unwrap().claims(&app.id_token_verifier(), &nonce).unwrap();
     assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("alice"));
-}
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(TestDb::sqlite()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = TestDb::postgres(concat!("brokered_login::", stringify!($name), "::postgres")) else {
-                    return;
-                };
-                super::$name(db).await;
-            }
-        }
-    };
 }
 
 on_both!(full_login_with_hint);

@@ -7,161 +7,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-
 use base64::Engine as _;
-use federa_broker::{KeyStore, SessionStore};
+use federa_broker::KeyStore;
 use federa_tests::browser::{forms, query_params, Browser, Page};
-use federa_tests::upstream::NodeIdp;
-use federa_tests::{RunningFedera, TestDb, ADMIN_TOKEN};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
-use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
-};
+use federa_tests::on_both;
+use federa_tests::world::{claims_of, World, APP_BYE, APP_CB, REALM, SPA_BYE};
+use federa_tests::TestDb;
 use serde_json::{json, Value};
 
-const REALM: &str = "e2e";
-const APP_CB: &str = "http://app.test/cb";
-const APP_BYE: &str = "http://app.test/bye";
-const SPA_CB: &str = "http://spa.test/cb";
-const SPA_BYE: &str = "http://spa.test/bye";
-const APP_SECRET: &str = "app-secret-5f2d9c81";
-const UPSTREAM_SECRET: &str = "federa-at-node-secret-0c7d1e";
 /// The hidden field of Federa's confirmation form.
 const CONFIRM_FIELD: &str = "federa_confirm";
 
-type Client =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
-
-/// Federa with a realm brokering the node upstream; the app registers a
-/// post-logout redirect URI (and "+", its redirect URIs), the SPA another.
-struct World {
-    fed: RunningFedera,
-    node: NodeIdp,
-    http: openidconnect::reqwest::Client,
-    store: federa_storage::DbStore,
-    _db: TestDb,
+/// The realm's logout endpoint with `params`.
+fn logout_url(w: &World, params: &[(&str, &str)]) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    format!("{}?{query}", w.endpoint("logout"))
 }
 
-impl World {
-    fn issuer(&self) -> String {
-        format!("{}/realms/{REALM}", self.fed.base)
-    }
-
-    fn logout_url(&self, params: &[(&str, &str)]) -> String {
-        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
-        format!("{}/protocol/openid-connect/logout?{query}", self.issuer())
-    }
-
-    async fn client(&self, id: &str, secret: Option<&str>, redirect: &str) -> Client {
-        let meta =
-            CoreProviderMetadata::discover_async(IssuerUrl::new(self.issuer()).unwrap(), &self.http).await.unwrap();
-        CoreClient::from_provider_metadata(meta, ClientId::new(id.into()), secret.map(|s| ClientSecret::new(s.into())))
-            .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap())
-    }
-
-    /// The status of userinfo for an access token.
-    async fn userinfo(&self, access_token: &str) -> u16 {
-        let r = reqwest::Client::new()
-            .get(format!("{}/protocol/openid-connect/userinfo", self.issuer()))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .unwrap();
-        r.status().as_u16()
-    }
-
-    /// Signs the browser in to the app; returns the ID token and the access token.
-    async fn sign_in(&self, browser: &Browser) -> (String, String) {
-        let app = self.client("app", Some(APP_SECRET), APP_CB).await;
-        let (page, verifier, nonce) = start(browser, &app).await;
-        let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("{:#?}", page.hops));
-        let tokens = app
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&self.http)
-            .await
-            .unwrap();
-        let id_token = tokens.id_token().unwrap();
-        id_token.claims(&app.id_token_verifier(), &nonce).unwrap();
-        let access = tokens.access_token().secret().clone();
-        assert_eq!(self.userinfo(&access).await, 200, "signed in");
-        (id_token.to_string(), access)
-    }
-
-    /// Whether the browser's next sign-in to the app is answered from its
-    /// Federa session (true) or has to go upstream (false).
-    async fn has_sso(&self, browser: &Browser) -> bool {
-        let app = self.client("app", Some(APP_SECRET), APP_CB).await;
-        let (page, _, _) = start(browser, &app).await;
-        assert!(query_params(&page.url).contains_key("code"), "signs in either way: {:#?}", page.hops);
-        !page.hops.iter().any(|h| h.starts_with(&self.node.issuer))
-    }
-
-    /// Whether the browser holds a Federa session cookie.
-    fn has_cookie(&self, browser: &Browser) -> bool {
-        browser.cookies(&format!("{}/", self.issuer())).unwrap_or_default().contains("FEDERA_SESSION=")
-    }
-}
-
-async fn world(db: TestDb) -> World {
-    let store = db.store();
-    let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
-    world_with(db, store, sessions).await
-}
-
-async fn world_with(db: TestDb, store: federa_storage::DbStore, sessions: Arc<dyn SessionStore>) -> World {
-    let fed = RunningFedera::start(&store, sessions);
-    let callback = format!("{}/realms/{REALM}/broker/node/endpoint", fed.base);
-    let node = NodeIdp::start(json!([{
-        "client_id": "federa",
-        "client_secret": UPSTREAM_SECRET,
-        "redirect_uris": [callback],
-        "token_endpoint_auth_method": "client_secret_basic",
-    }]));
-    let http = openidconnect::reqwest::ClientBuilder::new()
-        .redirect(openidconnect::reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let w = World { fed, node, http, store, _db: db };
-    let realm = json!({
-        "realm": REALM,
-        "displayName": "End to end",
-        "clients": [
-            {"clientId": "app", "name": "The App", "secret": APP_SECRET, "redirectUris": [APP_CB],
-             "attributes": {"post.logout.redirect.uris": format!("{APP_BYE}##+")}},
-            {"clientId": "spa", "publicClient": true, "redirectUris": [SPA_CB],
-             "attributes": {"post.logout.redirect.uris": SPA_BYE}}
-        ],
-        "identityProviders": [{
-            "alias": "node", "displayName": "Node IdP", "providerId": "oidc",
-            "config": {
-                "issuer": w.node.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
-                "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email"
-            }
-        }]
-    });
-    let r = reqwest::Client::new().post(w.fed.admin()).bearer_auth(ADMIN_TOKEN).json(&realm).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap_or_default());
-    w
-}
-
-/// Starts a sign-in to `client` and follows it to the app's redirect URI.
-async fn start(browser: &Browser, client: &Client) -> (Page, openidconnect::PkceCodeVerifier, Nonce) {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, _, nonce) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .add_scope(Scope::new("profile".into()))
-        .set_pkce_challenge(challenge)
-        .url();
-    (browser.navigate(url.as_str(), APP_CB).await, verifier, nonce)
-}
-
-fn claims_of(jwt: &str) -> serde_json::Map<String, Value> {
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+/// Signs the browser in to the app; returns the ID token and the access token.
+async fn sign_in(w: &World, browser: &Browser) -> (String, String) {
+    let tokens = w.sign_in(browser).await;
+    (tokens.id_token, tokens.access_token)
 }
 
 /// The confirmation page's form: its action and one-time token.
@@ -186,10 +52,10 @@ fn assert_refused(page: &Page, says: &str) {
 /// A trusted logout: an ID token of this session and a registered URI.
 async fn logout_with_id_token_hint(w: &World) {
     let browser = Browser::new();
-    let (id_token, access) = w.sign_in(&browser).await;
+    let (id_token, access) = sign_in(w, &browser).await;
     assert!(w.has_cookie(&browser));
 
-    let url = w.logout_url(&[("id_token_hint", &id_token), ("post_logout_redirect_uri", APP_BYE), ("state", "s&1")]);
+    let url = logout_url(w, &[("id_token_hint", &id_token), ("post_logout_redirect_uri", APP_BYE), ("state", "s&1")]);
     let page = browser.navigate(&url, APP_BYE).await;
     assert!(page.url.starts_with(APP_BYE), "{:#?}\n{}", page.hops, page.body);
     assert_eq!(page.status, 302);
@@ -199,16 +65,16 @@ async fn logout_with_id_token_hint(w: &World) {
     assert!(!w.has_sso(&browser).await, "the next sign-in goes upstream again");
 
     // The same with "+": the app's redirect URIs are post-logout redirect URIs too.
-    let (id_token, access) = w.sign_in(&browser).await;
+    let (id_token, access) = sign_in(w, &browser).await;
     let page = browser
-        .navigate(&w.logout_url(&[("id_token_hint", &id_token), ("post_logout_redirect_uri", APP_CB)]), APP_CB)
+        .navigate(&logout_url(w, &[("id_token_hint", &id_token), ("post_logout_redirect_uri", APP_CB)]), APP_CB)
         .await;
     assert_eq!(page.url, APP_CB, "no state, the URI as registered: {:#?}", page.hops);
     assert_eq!(w.userinfo(&access).await, 401);
 
     // Without a redirect URI: the signed-out page, with the headers of every page.
-    let (id_token, access) = w.sign_in(&browser).await;
-    let r = browser.client().get(w.logout_url(&[("id_token_hint", &id_token)])).send().await.unwrap();
+    let (id_token, access) = sign_in(w, &browser).await;
+    let r = browser.client().get(logout_url(w, &[("id_token_hint", &id_token)])).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let csp = r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
@@ -220,7 +86,7 @@ async fn logout_with_id_token_hint(w: &World) {
 }
 
 async fn trusted_logout(db: TestDb) {
-    let w = world(db).await;
+    let w = World::start(db).await;
     // Discovery tells clients where to go.
     let doc: Value =
         reqwest::get(format!("{}/.well-known/openid-configuration", w.issuer())).await.unwrap().json().await.unwrap();
@@ -231,9 +97,9 @@ async fn trusted_logout(db: TestDb) {
 /// A redirect URI that is not registered for the application named by the
 /// hint or client_id is refused with a page, and nothing ends.
 async fn unregistered_redirects_are_refused(db: TestDb) {
-    let w = world(db).await;
+    let w = World::start(db).await;
     let browser = Browser::new();
-    let (id_token, access) = w.sign_in(&browser).await;
+    let (id_token, access) = sign_in(&w, &browser).await;
     let hint = ("id_token_hint", id_token.as_str());
     for (params, says) in [
         (vec![hint, ("post_logout_redirect_uri", "http://evil.test/bye")], "not registered"),
@@ -247,7 +113,7 @@ async fn unregistered_redirects_are_refused(db: TestDb) {
         (vec![("post_logout_redirect_uri", APP_BYE), ("state", "x")], "id_token_hint or client_id"),
         (vec![hint, hint], "id_token_hint must not be sent more than once"),
     ] {
-        let page = browser.navigate(&w.logout_url(&params), "http://evil.test").await;
+        let page = browser.navigate(&logout_url(&w, &params), "http://evil.test").await;
         assert_refused(&page, says);
     }
     assert_eq!(w.userinfo(&access).await, 200, "the session is intact");
@@ -258,10 +124,10 @@ async fn unregistered_redirects_are_refused(db: TestDb) {
 /// Without an ID token of this session the person is asked first; only the
 /// form's one-time token, from this browser, ends the session.
 async fn confirmation_without_hint(db: TestDb) {
-    let w = world(db).await;
+    let w = World::start(db).await;
     let browser = Browser::new();
-    let (_, access) = w.sign_in(&browser).await;
-    let ask = w.logout_url(&[("client_id", "app"), ("post_logout_redirect_uri", APP_BYE), ("state", "st")]);
+    let (_, access) = sign_in(&w, &browser).await;
+    let ask = logout_url(&w, &[("client_id", "app"), ("post_logout_redirect_uri", APP_BYE), ("state", "st")]);
 
     let r = browser.client().get(&ask).send().await.unwrap();
     let csp = r.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -282,7 +148,7 @@ async fn confirmation_without_hint(db: TestDb) {
     let page = browser.post_form(&action, &[], APP_BYE).await;
     confirmation(&page);
     // A GET never confirms: the token would travel in a URL.
-    let page = browser.navigate(&w.logout_url(&[(CONFIRM_FIELD, &token)]), APP_BYE).await;
+    let page = browser.navigate(&logout_url(&w, &[(CONFIRM_FIELD, &token)]), APP_BYE).await;
     confirmation(&page);
     // The right token from another browser (without this session) is refused, and used up.
     let other = Browser::new();
@@ -306,8 +172,8 @@ async fn confirmation_without_hint(db: TestDb) {
     assert!(!w.has_sso(&browser).await);
 
     // Without a redirect URI, the confirmed sign-out ends on the signed-out page.
-    let (_, access) = w.sign_in(&browser).await;
-    let (action, token) = confirmation(&browser.navigate(&w.logout_url(&[]), APP_BYE).await);
+    let (_, access) = sign_in(&w, &browser).await;
+    let (action, token) = confirmation(&browser.navigate(&logout_url(&w, &[]), APP_BYE).await);
     let page = browser.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("You are signed out"), "{}", page.body);
@@ -317,19 +183,19 @@ async fn confirmation_without_hint(db: TestDb) {
 /// An id_token_hint that Federa did not sign, or that is not an ID token,
 /// is not trusted: the person is asked, and it names no application.
 async fn forged_hints_are_not_trusted(db: TestDb) {
-    let w = world(db).await;
+    let w = World::start(db).await;
     let browser = Browser::new();
-    let (id_token, access) = w.sign_in(&browser).await;
+    let (id_token, access) = sign_in(&w, &browser).await;
     let mut parts: Vec<String> = id_token.split('.').map(str::to_owned).collect();
     let mut sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&parts[2]).unwrap();
     sig[0] ^= 1;
     parts[2] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig);
     let forged = parts.join(".");
     for hint in [forged.as_str(), access.as_str(), "not.a.jwt"] {
-        let page = browser.navigate(&w.logout_url(&[("id_token_hint", hint)]), APP_BYE).await;
+        let page = browser.navigate(&logout_url(&w, &[("id_token_hint", hint)]), APP_BYE).await;
         confirmation(&page);
         let with_redirect = [("id_token_hint", hint), ("post_logout_redirect_uri", APP_BYE)];
-        let page = browser.navigate(&w.logout_url(&with_redirect), APP_BYE).await;
+        let page = browser.navigate(&logout_url(&w, &with_redirect), APP_BYE).await;
         assert_refused(&page, "id_token_hint or client_id");
     }
     assert_eq!(w.userinfo(&access).await, 200, "the session is intact");
@@ -343,7 +209,7 @@ async fn forged_hints_are_not_trusted(db: TestDb) {
     claims.insert("exp".into(), json!(exp));
     let expired = signer.sign("JWT", &claims).unwrap();
     let page = browser
-        .navigate(&w.logout_url(&[("id_token_hint", &expired), ("post_logout_redirect_uri", APP_BYE)]), APP_BYE)
+        .navigate(&logout_url(&w, &[("id_token_hint", &expired), ("post_logout_redirect_uri", APP_BYE)]), APP_BYE)
         .await;
     assert!(page.url.starts_with(APP_BYE), "{:#?}\n{}", page.hops, page.body);
     assert_eq!(w.userinfo(&access).await, 401);
@@ -353,20 +219,20 @@ async fn forged_hints_are_not_trusted(db: TestDb) {
 /// user out from elsewhere); a hint naming another session than the
 /// browser's own is asked about, and confirming ends both.
 async fn sessions_named_by_the_hint(db: TestDb) {
-    let w = world(db).await;
+    let w = World::start(db).await;
     let browser = Browser::new();
-    let (id_token, access) = w.sign_in(&browser).await;
+    let (id_token, access) = sign_in(&w, &browser).await;
     let elsewhere = Browser::new();
-    let page = elsewhere.navigate(&w.logout_url(&[("id_token_hint", &id_token)]), APP_BYE).await;
+    let page = elsewhere.navigate(&logout_url(&w, &[("id_token_hint", &id_token)]), APP_BYE).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("You are signed out"), "{}", page.body);
     assert_eq!(w.userinfo(&access).await, 401, "the hint's session has ended");
     assert!(!w.has_sso(&browser).await);
 
     // Two browsers, two sessions: the first one's hint in the second browser.
-    let (hint_a, access_a) = w.sign_in(&browser).await;
-    let (_, access_b) = w.sign_in(&elsewhere).await;
-    let url = w.logout_url(&[("id_token_hint", &hint_a), ("post_logout_redirect_uri", APP_BYE)]);
+    let (hint_a, access_a) = sign_in(&w, &browser).await;
+    let (_, access_b) = sign_in(&w, &elsewhere).await;
+    let url = logout_url(&w, &[("id_token_hint", &hint_a), ("post_logout_redirect_uri", APP_BYE)]);
     let (action, token) = confirmation(&elsewhere.navigate(&url, APP_BYE).await);
     assert_eq!((w.userinfo(&access_a).await, w.userinfo(&access_b).await), (200, 200), "asked first");
     let page = elsewhere.post_form(&action, &[(CONFIRM_FIELD, &token)], APP_BYE).await;
@@ -374,7 +240,7 @@ async fn sessions_named_by_the_hint(db: TestDb) {
     assert_eq!((w.userinfo(&access_a).await, w.userinfo(&access_b).await), (401, 401));
 
     // No session and no hint: nothing to end, the signed-out page.
-    let page = Browser::new().navigate(&w.logout_url(&[]), APP_BYE).await;
+    let page = Browser::new().navigate(&logout_url(&w, &[]), APP_BYE).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("You are signed out"), "{}", page.body);
 }
@@ -382,34 +248,10 @@ async fn sessions_named_by_the_hint(db: TestDb) {
 /// The trusted logout with the session store on Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_logout_with_sessions_on_redis() {
-    let Some(redis) = federa_tests::redis_sessions("logout::trusted_logout_with_sessions_on_redis").await else {
+    let Some(w) = World::builder().start_on_redis("logout::trusted_logout_with_sessions_on_redis").await else {
         return;
     };
-    let db = TestDb::sqlite();
-    let store = db.store();
-    let w = world_with(db, store, Arc::new(redis)).await;
     logout_with_id_token_hint(&w).await;
-}
-
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(TestDb::sqlite()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = TestDb::postgres(concat!("logout::", stringify!($name), "::postgres")) else {
-                    return;
-                };
-                super::$name(db).await;
-            }
-        }
-    };
 }
 
 on_both!(trusted_logout);

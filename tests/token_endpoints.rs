@@ -7,196 +7,93 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-
-use base64::Engine as _;
-use federa_broker::SessionStore;
-use federa_tests::browser::{query_params, Browser};
-use federa_tests::upstream::NodeIdp;
-use federa_tests::{RunningFedera, TestDb, ADMIN_TOKEN};
-use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreProviderMetadata, CoreTokenType,
-};
+use federa_tests::browser::Browser;
+use federa_tests::world::{claims_of, header_of, World, APP_CB, APP_SECRET, REALM};
+use openidconnect::core::{CoreClient, CoreErrorResponseType, CoreTokenType};
 use openidconnect::{
-    AccessToken, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    IntrospectionUrl, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RequestTokenError, Scope,
-    TokenIntrospectionResponse, TokenResponse,
+    AccessToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IntrospectionUrl, OAuth2TokenResponse,
+    RequestTokenError, Scope, TokenIntrospectionResponse, TokenResponse,
 };
 use serde_json::{json, Value};
 
-const REALM: &str = "tok";
-const APP_CB: &str = "http://app.test/cb";
-const APP_SECRET: &str = "app-secret-3b8e51";
 const SVC_SECRET: &str = "svc-secret-a71c0d";
 const NOSVC_SECRET: &str = "nosvc-secret-5e2f90";
 const RS_SECRET: &str = "rs-secret-c4d7e2";
-const UPSTREAM_SECRET: &str = "federa-at-node-secret-7a1b2c";
 
 type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
-struct World {
-    fed: RunningFedera,
-    raw: reqwest::Client,
-    http: openidconnect::reqwest::Client,
-    node: Option<NodeIdp>,
-    store: federa_storage::DbStore,
-    _db: TestDb,
+/// The realm's clients besides `app` (which signs users in): `svc` has
+/// service accounts, `nosvc` does not, `spa-svc` is public (with the flag,
+/// which cannot help it), `rs` is a resource server that introspects.
+fn clients() -> Vec<Value> {
+    vec![
+        json!({"clientId": "svc", "secret": SVC_SECRET, "serviceAccountsEnabled": true, "standardFlowEnabled": false}),
+        json!({"clientId": "nosvc", "secret": NOSVC_SECRET}),
+        json!({"clientId": "spa-svc", "publicClient": true, "serviceAccountsEnabled": true, "redirectUris": [APP_CB]}),
+        json!({"clientId": "rs", "secret": RS_SECRET}),
+    ]
 }
 
-/// The realm's clients: `app` signs users in, `svc` has service accounts,
-/// `nosvc` does not, `spa-svc` is public (with the flag, which cannot help
-/// it), `rs` is a resource server that introspects.
-fn clients() -> Value {
-    json!([
-        {"clientId": "app", "secret": APP_SECRET, "redirectUris": [APP_CB]},
-        {"clientId": "svc", "secret": SVC_SECRET, "serviceAccountsEnabled": true, "standardFlowEnabled": false},
-        {"clientId": "nosvc", "secret": NOSVC_SECRET},
-        {"clientId": "spa-svc", "publicClient": true, "serviceAccountsEnabled": true, "redirectUris": [APP_CB]},
-        {"clientId": "rs", "secret": RS_SECRET}
-    ])
+/// The world with those clients.
+async fn start() -> World {
+    clients().into_iter().fold(World::builder(), |b, c| b.client(c)).start_sqlite().await
 }
 
-impl World {
-    /// Federa with the realm; with `upstream`, also the node provider, so
-    /// that users can sign in.
-    async fn start(upstream: bool) -> World {
-        let db = TestDb::sqlite();
-        let store = db.store();
-        let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
-        let fed = RunningFedera::start(&store, sessions);
-        let node = upstream.then(|| {
-            NodeIdp::start(json!([{
-                "client_id": "federa",
-                "client_secret": UPSTREAM_SECRET,
-                "redirect_uris": [format!("{}/realms/{REALM}/broker/node/endpoint", fed.base)],
-                "token_endpoint_auth_method": "client_secret_basic",
-            }]))
-        });
-        let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let http = openidconnect::reqwest::ClientBuilder::new()
-            .redirect(openidconnect::reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let w = World { fed, raw, http, node, store, _db: db };
-        let idps: Vec<Value> = w
-            .node
-            .iter()
-            .map(|n| {
-                json!({"alias": "node", "providerId": "oidc", "config": {
-                    "issuer": n.issuer, "clientId": "federa", "clientSecret": UPSTREAM_SECRET,
-                    "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email"
-                }})
-            })
-            .collect();
-        let realm = json!({"realm": REALM, "clients": clients(), "identityProviders": idps});
-        assert_eq!(w.admin(reqwest::Method::POST, "", realm).await.status().as_u16(), 201);
-        w
-    }
-
-    async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> reqwest::Response {
-        self.raw
-            .request(method, format!("{}{path}", self.fed.admin()))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    fn issuer(&self) -> String {
-        format!("{}/realms/{REALM}", self.fed.base)
-    }
-
-    fn endpoint(&self, name: &str) -> String {
-        format!("{}/protocol/openid-connect/{name}", self.issuer())
-    }
-
-    /// A client of the library, with the introspection endpoint that
-    /// discovery names.
-    async fn client(&self, id: &str, secret: Option<&str>) -> Client {
-        let issuer = IssuerUrl::new(self.issuer()).unwrap();
-        let meta = CoreProviderMetadata::discover_async(issuer, &self.http).await.unwrap();
-        let doc: Value = self
-            .raw
-            .get(format!("{}/.well-known/openid-configuration", self.issuer()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        CoreClient::from_provider_metadata(meta, ClientId::new(id.into()), secret.map(|s| ClientSecret::new(s.into())))
-            .set_redirect_uri(RedirectUrl::new(APP_CB.into()).unwrap())
-            .set_introspection_url(
-                IntrospectionUrl::new(doc["introspection_endpoint"].as_str().unwrap().into()).unwrap(),
-            )
-    }
-
-    /// A raw form POST to an endpoint, with HTTP Basic when `basic` names a client.
-    async fn post(&self, name: &str, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = self.raw.post(self.endpoint(name)).form(form);
-        if let Some((id, secret)) = basic {
-            req = req.basic_auth(id, Some(secret));
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    /// What the resource server `rs` learns about a token.
-    async fn introspect(&self, token: &str) -> Value {
-        let (status, body) = self.post("token/introspect", Some(("rs", RS_SECRET)), &[("token", token)]).await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    /// The userinfo endpoint's status for a token.
-    async fn userinfo_status(&self, token: &str) -> (u16, String) {
-        let r = self.raw.get(self.endpoint("userinfo")).bearer_auth(token).send().await.unwrap();
-        let auth = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        (r.status().as_u16(), auth)
-    }
-
-    /// Signs alice in through `app` and the node upstream; returns the access token.
-    async fn user_token(&self) -> String {
-        let app = self.client("app", Some(APP_SECRET)).await;
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let (url, _, _) = app
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-            .add_scope(Scope::new("profile".into()))
-            .set_pkce_challenge(challenge)
-            .url();
-        let page = Browser::new().navigate(url.as_str(), APP_CB).await;
-        let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| panic!("no code: {:#?}", page.hops));
-        let tokens = app
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&self.http)
-            .await
-            .unwrap();
-        assert!(tokens.id_token().is_some());
-        tokens.access_token().secret().clone()
-    }
-
-    /// A client_credentials token of `svc`, through the library.
-    async fn service_token(&self) -> String {
-        let svc = self.client("svc", Some(SVC_SECRET)).await;
-        let tokens = svc.exchange_client_credentials().unwrap().request_async(&self.http).await.unwrap();
-        tokens.access_token().secret().clone()
-    }
+/// The realm's discovery document.
+async fn discovery(w: &World) -> Value {
+    reqwest::get(format!("{}/.well-known/openid-configuration", w.issuer())).await.unwrap().json().await.unwrap()
 }
 
+/// A client of the library, with the introspection endpoint that discovery names.
+async fn client(w: &World, id: &str, secret: Option<&str>) -> Client {
+    let doc = discovery(w).await;
+    w.client(id, secret, APP_CB)
+        .await
+        .set_introspection_url(IntrospectionUrl::new(doc["introspection_endpoint"].as_str().unwrap().into()).unwrap())
+}
+
+/// A raw form POST to an endpoint, with HTTP Basic when `basic` names a
+/// client; a body that is not JSON comes as a string.
+async fn post(w: &World, name: &str, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> (u16, Value) {
+    let (status, text) = w.post_form_text(name, form, basic).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// What the resource server `rs` learns about a token.
+async fn introspect(w: &World, token: &str) -> Value {
+    let (status, body) = post(w, "token/introspect", Some(("rs", RS_SECRET)), &[("token", token)]).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The userinfo endpoint's status for a token, and its WWW-Authenticate.
+async fn userinfo_status(w: &World, token: &str) -> (u16, String) {
+    let r = reqwest::Client::new().get(w.endpoint("userinfo")).bearer_auth(token).send().await.unwrap();
+    let auth = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (r.status().as_u16(), auth)
+}
+
+/// Signs alice in through `app` and the node upstream; returns the access token.
+async fn user_token(w: &World) -> String {
+    w.sign_in(&Browser::new()).await.access_token
+}
+
+/// A client_credentials token of `svc`, through the library.
+async fn service_token(w: &World) -> String {
+    let svc = client(w, "svc", Some(SVC_SECRET)).await;
+    let tokens = svc.exchange_client_credentials().unwrap().request_async(&w.http).await.unwrap();
+    tokens.access_token().secret().clone()
+}
+
+/// A JWT's header (0) or payload (1), not verified.
 fn part(jwt: &str, i: usize) -> Value {
-    let p = jwt.split('.').nth(i).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+    Value::Object(if i == 0 { header_of(jwt) } else { claims_of(jwt) })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_gives_a_service_account_its_own_token() {
-    let w = World::start(false).await;
-    let svc = w.client("svc", Some(SVC_SECRET)).await;
+    let w = start().await;
+    let svc = client(&w, "svc", Some(SVC_SECRET)).await;
     let tokens = svc
         .exchange_client_credentials()
         .unwrap()
@@ -222,51 +119,51 @@ async fn client_credentials_gives_a_service_account_its_own_token() {
     assert_eq!(lifespan, 300, "the realm's default access token lifespan");
 
     // A resource server sees it active, through the library too.
-    let rs = w.client("rs", Some(RS_SECRET)).await;
+    let rs = client(&w, "rs", Some(RS_SECRET)).await;
     let answer = rs.introspect(&AccessToken::new(token.clone())).request_async(&w.http).await.unwrap();
     assert!(answer.active());
     assert_eq!(answer.client_id().map(|c| c.as_str()), Some("svc"));
     assert_eq!(answer.sub(), Some("service-account-svc"));
     assert_eq!(answer.token_type(), Some(&CoreTokenType::Bearer));
     assert_eq!(answer.iss(), Some(w.issuer().as_str()));
-    let raw = w.introspect(&token).await;
+    let raw = introspect(&w, &token).await;
     assert!(raw.get("username").is_none() && raw.get("sid").is_none(), "no user, no session: {raw}");
 
     // Userinfo has no user to describe.
-    let (status, auth) = w.userinfo_status(&token).await;
+    let (status, auth) = userinfo_status(&w, &token).await;
     assert_eq!(status, 401);
     assert!(auth.contains("invalid_token"), "{auth}");
 
     // A scope Federa cannot grant is refused, not granted because it was asked for.
     let (status, body) =
-        w.post("token", Some(("svc", SVC_SECRET)), &[("grant_type", "client_credentials"), ("scope", "admin")]).await;
+        post(&w, "token", Some(("svc", SVC_SECRET)), &[("grant_type", "client_credentials"), ("scope", "admin")]).await;
     assert_eq!((status, &body["error"]), (400, &json!("invalid_scope")), "{body}");
 
     // client_secret_post works as well.
-    let (status, body) = w
-        .post(
-            "token",
-            None,
-            &[("grant_type", "client_credentials"), ("client_id", "svc"), ("client_secret", SVC_SECRET)],
-        )
-        .await;
+    let (status, body) = post(
+        &w,
+        "token",
+        None,
+        &[("grant_type", "client_credentials"), ("client_id", "svc"), ("client_secret", SVC_SECRET)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("id_token").is_none(), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_refuses_public_clients_without_service_accounts_and_wrong_secrets() {
-    let w = World::start(false).await;
+    let w = start().await;
     let grant = ("grant_type", "client_credentials");
-    let (status, body) = w.post("token", None, &[grant, ("client_id", "spa-svc")]).await;
+    let (status, body) = post(&w, "token", None, &[grant, ("client_id", "spa-svc")]).await;
     assert_eq!((status, &body["error"]), (400, &json!("unauthorized_client")), "public client: {body}");
-    let (status, body) = w.post("token", Some(("nosvc", NOSVC_SECRET)), &[grant]).await;
+    let (status, body) = post(&w, "token", Some(("nosvc", NOSVC_SECRET)), &[grant]).await;
     assert_eq!((status, &body["error"]), (400, &json!("unauthorized_client")), "no service accounts: {body}");
-    let (status, body) = w.post("token", Some(("svc", "wrong")), &[grant]).await;
+    let (status, body) = post(&w, "token", Some(("svc", "wrong")), &[grant]).await;
     assert_eq!((status, &body["error"]), (401, &json!("invalid_client")), "wrong secret: {body}");
 
     // The library sees the same refusal.
-    let nosvc = w.client("nosvc", Some(NOSVC_SECRET)).await;
+    let nosvc = client(&w, "nosvc", Some(NOSVC_SECRET)).await;
     match nosvc.exchange_client_credentials().unwrap().request_async(&w.http).await {
         Err(RequestTokenError::ServerResponse(e)) => assert_eq!(*e.error(), CoreErrorResponseType::UnauthorizedClient),
         other => panic!("expected unauthorized_client, got {other:?}"),
@@ -278,11 +175,13 @@ async fn client_credentials_refuses_public_clients_without_service_accounts_and_
         r.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
     };
     let path = format!("/{REALM}/clients");
-    let r = w.admin(reqwest::Method::POST, &path, json!({"clientId": "svc2", "serviceAccountsEnabled": true})).await;
+    let r = w
+        .admin_response(reqwest::Method::POST, &path, json!({"clientId": "svc2", "serviceAccountsEnabled": true}))
+        .await;
     assert_eq!(r.status().as_u16(), 201);
     assert!(warnings(&r).iter().all(|h| !h.contains("serviceAccountsEnabled")), "{:?}", warnings(&r));
     let public = json!({"clientId": "pub2", "publicClient": true, "serviceAccountsEnabled": true});
-    let r = w.admin(reqwest::Method::POST, &path, public).await;
+    let r = w.admin_response(reqwest::Method::POST, &path, public).await;
     assert_eq!(r.status().as_u16(), 201);
     assert!(
         warnings(&r).iter().any(|h| h.contains("serviceAccountsEnabled: has no effect on a public client")),
@@ -293,30 +192,29 @@ async fn client_credentials_refuses_public_clients_without_service_accounts_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_needs_an_authenticated_confidential_client() {
-    let w = World::start(false).await;
-    let token = w.service_token().await;
-    let (status, body) = w.post("token/introspect", None, &[("token", &token)]).await;
+    let w = start().await;
+    let token = service_token(&w).await;
+    let (status, body) = post(&w, "token/introspect", None, &[("token", &token)]).await;
     assert_eq!((status, &body["error"]), (401, &json!("invalid_client")), "no client authentication: {body}");
-    let (status, body) = w.post("token/introspect", Some(("rs", "wrong")), &[("token", &token)]).await;
+    let (status, body) = post(&w, "token/introspect", Some(("rs", "wrong")), &[("token", &token)]).await;
     assert_eq!((status, &body["error"]), (401, &json!("invalid_client")), "wrong secret: {body}");
-    let (status, body) = w.post("token/introspect", None, &[("token", &token), ("client_id", "spa-svc")]).await;
+    let (status, body) = post(&w, "token/introspect", None, &[("token", &token), ("client_id", "spa-svc")]).await;
     assert_eq!((status, &body["error"]), (401, &json!("invalid_client")), "public client: {body}");
-    let (status, body) = w.post("token/introspect", Some(("rs", RS_SECRET)), &[]).await;
+    let (status, body) = post(&w, "token/introspect", Some(("rs", RS_SECRET)), &[]).await;
     assert_eq!((status, &body["error"]), (400, &json!("invalid_request")), "no token: {body}");
 
     // Anything not valid is inactive, and nothing more is said.
-    assert_eq!(w.introspect("not-a-token").await, json!({"active": false}));
+    assert_eq!(introspect(&w, "not-a-token").await, json!({"active": false}));
     let mut forged = token.clone();
     forged.pop();
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
-    assert_eq!(w.introspect(&forged).await, json!({"active": false}), "a bad signature");
-    assert_eq!(w.introspect(&token).await["active"], true);
+    assert_eq!(introspect(&w, &forged).await, json!({"active": false}), "a bad signature");
+    assert_eq!(introspect(&w, &token).await["active"], true);
 
     // A token of another realm is not active here.
     let other = json!({"realm": "other", "clients": clients()});
-    assert_eq!(w.admin(reqwest::Method::POST, "", other).await.status().as_u16(), 201);
-    let r = w
-        .raw
+    assert_eq!(w.admin_response(reqwest::Method::POST, "", other).await.status().as_u16(), 201);
+    let r = reqwest::Client::new()
         .post(format!("{}/realms/other/protocol/openid-connect/token", w.fed.base))
         .basic_auth("svc", Some(SVC_SECRET))
         .form(&[("grant_type", "client_credentials")])
@@ -325,31 +223,30 @@ async fn introspection_needs_an_authenticated_confidential_client() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let elsewhere = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(w.introspect(&elsewhere).await, json!({"active": false}), "a token of realm other");
+    assert_eq!(introspect(&w, &elsewhere).await, json!({"active": false}), "a token of realm other");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turning_service_accounts_off_ends_the_clients_tokens() {
-    let w = World::start(false).await;
-    let token = w.service_token().await;
-    assert_eq!(w.introspect(&token).await["active"], true);
-    let r = w.admin(reqwest::Method::GET, &format!("/{REALM}/clients?clientId=svc"), Value::Null).await;
-    let mut svc = r.json::<Value>().await.unwrap()[0].clone();
+    let w = start().await;
+    let token = service_token(&w).await;
+    assert_eq!(introspect(&w, &token).await["active"], true);
+    let (_, clients) = w.admin(reqwest::Method::GET, "clients?clientId=svc", Value::Null).await;
+    let mut svc = clients[0].clone();
     svc["serviceAccountsEnabled"] = json!(false);
     let id = svc["id"].as_str().unwrap().to_owned();
-    let r = w.admin(reqwest::Method::PUT, &format!("/{REALM}/clients/{id}"), svc).await;
-    assert_eq!(r.status().as_u16(), 204);
-    assert_eq!(w.introspect(&token).await, json!({"active": false}));
+    assert_eq!(w.admin(reqwest::Method::PUT, &format!("clients/{id}"), svc).await.0, 204);
+    assert_eq!(introspect(&w, &token).await, json!({"active": false}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_ends_a_token_for_its_client_only() {
-    let w = World::start(true).await;
-    let token = w.user_token().await;
+    let w = start().await;
+    let token = user_token(&w).await;
     let claims = part(&token, 1);
 
     // Active, with its user and session.
-    let seen = w.introspect(&token).await;
+    let seen = introspect(&w, &token).await;
     assert_eq!(seen["active"], true, "{seen}");
     assert_eq!(seen["username"], "alice");
     assert_eq!(seen["client_id"], "app");
@@ -357,57 +254,57 @@ async fn revocation_ends_a_token_for_its_client_only() {
     for claim in ["sub", "sid", "jti", "exp", "iat", "aud", "iss", "scope"] {
         assert_eq!(seen[claim], claims[claim], "{claim}");
     }
-    assert_eq!(w.userinfo_status(&token).await.0, 200);
+    assert_eq!(userinfo_status(&w, &token).await.0, 200);
 
     // Another client may not revoke it (RFC 7009 section 2.1), and nothing changes.
-    let (status, body) = w.post("revoke", Some(("rs", RS_SECRET)), &[("token", &token)]).await;
+    let (status, body) = post(&w, "revoke", Some(("rs", RS_SECRET)), &[("token", &token)]).await;
     assert_eq!((status, &body["error"]), (400, &json!("invalid_request")), "{body}");
-    assert_eq!(w.introspect(&token).await["active"], true);
+    assert_eq!(introspect(&w, &token).await["active"], true);
     // Client authentication and the token are required.
-    let (status, _) = w.post("revoke", Some(("app", "wrong")), &[("token", &token)]).await;
+    let (status, _) = post(&w, "revoke", Some(("app", "wrong")), &[("token", &token)]).await;
     assert_eq!(status, 401);
-    let (status, body) = w.post("revoke", Some(("app", APP_SECRET)), &[]).await;
+    let (status, body) = post(&w, "revoke", Some(("app", APP_SECRET)), &[]).await;
     assert_eq!((status, &body["error"]), (400, &json!("invalid_request")), "{body}");
-    assert_eq!(w.introspect(&token).await["active"], true);
+    assert_eq!(introspect(&w, &token).await["active"], true);
 
     // Its client revokes it, with a hint. (The library refuses to revoke
     // over plain HTTP, as RFC 7009 section 2 requires TLS.)
     let (status, body) =
-        w.post("revoke", Some(("app", APP_SECRET)), &[("token", &token), ("token_type_hint", "access_token")]).await;
+        post(&w, "revoke", Some(("app", APP_SECRET)), &[("token", &token), ("token_type_hint", "access_token")]).await;
     assert_eq!((status, &body), (200, &json!("")), "200 and no body");
-    assert_eq!(w.introspect(&token).await, json!({"active": false}));
-    let (status, auth) = w.userinfo_status(&token).await;
+    assert_eq!(introspect(&w, &token).await, json!({"active": false}));
+    let (status, auth) = userinfo_status(&w, &token).await;
     assert_eq!(status, 401);
     assert!(auth.contains("invalid_token"), "{auth}");
 
     // Revoking again, or revoking garbage, answers 200 (RFC 7009 section 2.2).
     for t in [token.as_str(), "garbage"] {
         let (status, body) =
-            w.post("revoke", Some(("app", APP_SECRET)), &[("token", t), ("token_type_hint", "refresh_token")]).await;
+            post(&w, "revoke", Some(("app", APP_SECRET)), &[("token", t), ("token_type_hint", "refresh_token")]).await;
         assert_eq!(status, 200, "{t}: {body}");
     }
 
     // A client revokes its own client_credentials token, with client_secret_post.
-    let own = w.service_token().await;
+    let own = service_token(&w).await;
     let (status, body) =
-        w.post("revoke", None, &[("token", &own), ("client_id", "svc"), ("client_secret", SVC_SECRET)]).await;
+        post(&w, "revoke", None, &[("token", &own), ("client_id", "svc"), ("client_secret", SVC_SECRET)]).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(w.introspect(&own).await, json!({"active": false}));
+    assert_eq!(introspect(&w, &own).await, json!({"active": false}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_whose_session_ended_is_inactive() {
-    let w = World::start(true).await;
-    let token = w.user_token().await;
-    assert_eq!(w.introspect(&token).await["active"], true);
+    let w = start().await;
+    let token = user_token(&w).await;
+    assert_eq!(introspect(&w, &token).await["active"], true);
     let sid = part(&token, 1)["sid"].as_str().unwrap().to_owned();
     let key = federa_broker::flow::state::sso_key_public(REALM, &sid);
     assert!(w.fed.state.sessions.get(&key).await.unwrap().is_some(), "the session is where the test looks");
     w.fed.state.sessions.delete(&key).await.unwrap();
-    assert_eq!(w.introspect(&token).await, json!({"active": false}));
-    assert_eq!(w.userinfo_status(&token).await.0, 401);
+    assert_eq!(introspect(&w, &token).await, json!({"active": false}));
+    assert_eq!(userinfo_status(&w, &token).await.0, 401);
     // Revoking it changes nothing and is not an error.
-    let (status, _) = w.post("revoke", Some(("app", APP_SECRET)), &[("token", &token)]).await;
+    let (status, _) = post(&w, "revoke", Some(("app", APP_SECRET)), &[("token", &token)]).await;
     assert_eq!(status, 200);
 }
 
@@ -423,8 +320,8 @@ async fn sign_as_realm(w: &World, claims: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_passes_without_a_session_only_as_a_clients_own() {
-    let w = World::start(false).await;
-    let real = part(&w.service_token().await, 1);
+    let w = start().await;
+    let real = part(&service_token(&w).await, 1);
     let with = |changes: Value| {
         let mut c = real.clone();
         for (k, v) in changes.as_object().unwrap() {
@@ -436,16 +333,16 @@ async fn a_token_passes_without_a_session_only_as_a_clients_own() {
         c
     };
     // The harness signs what Federa accepts: the client's token, re-signed, is active.
-    assert_eq!(w.introspect(&sign_as_realm(&w, real.clone()).await).await["active"], true);
+    assert_eq!(introspect(&w, &sign_as_realm(&w, real.clone()).await).await["active"], true);
 
     // A user's token without its sid (no client_credentials mark) never passes.
     let user = with(json!({"gty": null, "sub": "3f1e2d4c-user", "client_id": "app", "aud": "app"}));
     let t = sign_as_realm(&w, user).await;
-    assert_eq!(w.introspect(&t).await, json!({"active": false}), "a user token without a session");
-    assert_eq!(w.userinfo_status(&t).await.0, 401);
+    assert_eq!(introspect(&w, &t).await, json!({"active": false}), "a user token without a session");
+    assert_eq!(userinfo_status(&w, &t).await.0, 401);
     // The mark does not excuse a sid that names no live session: never both.
     let both = with(json!({"sid": "no-such-session"}));
-    assert_eq!(w.introspect(&sign_as_realm(&w, both).await).await, json!({"active": false}), "mark and sid");
+    assert_eq!(introspect(&w, &sign_as_realm(&w, both).await).await, json!({"active": false}), "mark and sid");
     // The mark is honoured only for the client's own service account, of a client allowed the grant.
     for (changes, what) in [
         (json!({"sub": "3f1e2d4c-user"}), "another subject"),
@@ -454,27 +351,25 @@ async fn a_token_passes_without_a_session_only_as_a_clients_own() {
         (json!({"gty": "authorization_code"}), "another grant's mark"),
     ] {
         let t = sign_as_realm(&w, with(changes)).await;
-        assert_eq!(w.introspect(&t).await, json!({"active": false}), "{what}");
+        assert_eq!(introspect(&w, &t).await, json!({"active": false}), "{what}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_names_the_served_endpoints() {
-    let w = World::start(false).await;
-    let doc: Value = w
-        .raw
-        .get(format!("{}/.well-known/openid-configuration", w.issuer()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let w = start().await;
+    let doc = discovery(&w).await;
     assert!(doc["grant_types_supported"].as_array().unwrap().contains(&json!("client_credentials")), "{doc}");
     let revoke = doc["revocation_endpoint"].as_str().unwrap();
-    let r = w.raw.post(revoke).basic_auth("app", Some(APP_SECRET)).form(&[("token", "garbage")]).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(revoke)
+        .basic_auth("app", Some(APP_SECRET))
+        .form(&[("token", "garbage")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let introspect = doc["introspection_endpoint"].as_str().unwrap();
-    let r = w.raw.post(introspect).form(&[("token", "garbage")]).send().await.unwrap();
+    let r = reqwest::Client::new().post(introspect).form(&[("token", "garbage")]).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401, "served, and asks for client authentication");
 }

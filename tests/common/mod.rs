@@ -327,3 +327,26 @@ impl Drop for RunningFedera {
         drop(self.handle.stop(false));
     }
 }
+
+/// Runs `async fn $name(db: TestDb)` (in scope where the macro is used) as
+/// two tests: `$name::sqlite`, and `$name::postgres` (skipped, saying so,
+/// without FEDERA_TEST_DATABASE_URL), each on a database of its own.
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::TestDb::sqlite()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = $crate::TestDb::postgres(concat!(module_path!(), "::postgres")) else {
+                    return;
+                };
+                super::$name(db).await;
+            }
+        }
+    };
+}

@@ -16,11 +16,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use federa_broker::SessionStore;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreTokenResponse};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
     Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
@@ -67,6 +68,26 @@ impl Tokens {
     /// The ID token's claims (not verified: the sign-in verified them).
     pub fn id_claims(&self) -> serde_json::Map<String, Value> {
         claims_of(&self.id_token)
+    }
+}
+
+/// One authorization request as the app sent it: where the browser ended,
+/// and what the app keeps to check the answer and redeem its code.
+pub struct Authorization {
+    /// Where the browser ended.
+    pub page: Page,
+    /// The PKCE verifier.
+    pub verifier: PkceCodeVerifier,
+    /// The nonce sent.
+    pub nonce: Nonce,
+    /// The state sent.
+    pub state: CsrfToken,
+}
+
+impl Authorization {
+    /// The query parameters where the browser ended.
+    pub fn params(&self) -> BTreeMap<String, String> {
+        query_params(&self.page.url)
     }
 }
 
@@ -166,6 +187,22 @@ impl Builder {
         let store = db.store();
         let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
         self.start(db, store, sessions).await
+    }
+
+    /// Starts the world on `db` with embedded sessions.
+    pub async fn start_on(self, db: TestDb) -> World {
+        let store = db.store();
+        let sessions: Arc<dyn SessionStore> = Arc::new(store.embedded_sessions());
+        self.start(db, store, sessions).await
+    }
+
+    /// Starts the world on SQLite with its sessions on Redis; `None` (the
+    /// test named `test` skipped, saying so) without FEDERA_TEST_REDIS_URL.
+    pub async fn start_on_redis(self, test: &str) -> Option<World> {
+        let redis = crate::redis_sessions(test).await?;
+        let db = TestDb::sqlite();
+        let store = db.store();
+        Some(self.start(db, store, Arc::new(redis)).await)
     }
 
     /// Starts the world on a database and a session store.
@@ -302,6 +339,19 @@ impl World {
         scopes: &[&str],
         extra: &[(&str, &str)],
     ) -> (Page, PkceCodeVerifier, Nonce) {
+        let a = self.authorization(browser, client, cb, scopes, extra).await;
+        (a.page, a.verifier, a.nonce)
+    }
+
+    /// [`World::authorize`], keeping the state sent as well.
+    pub async fn authorization(
+        &self,
+        browser: &Browser,
+        client: &AppClient,
+        cb: &str,
+        scopes: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Authorization {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = client
             .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -313,8 +363,20 @@ impl World {
         for (k, v) in extra {
             req = req.add_extra_param(*k, *v);
         }
-        let (url, _, nonce) = req.url();
-        (browser.navigate(url.as_str(), cb).await, verifier, nonce)
+        let (url, state, nonce) = req.url();
+        Authorization { page: browser.navigate(url.as_str(), cb).await, verifier, nonce, state }
+    }
+
+    /// Exchanges a code with the client library (client authentication,
+    /// PKCE); the token response as the library parsed it, not verified.
+    pub async fn exchange(&self, client: &AppClient, code: String, verifier: PkceCodeVerifier) -> CoreTokenResponse {
+        client
+            .exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&self.http)
+            .await
+            .unwrap()
     }
 
     /// Exchanges the code a finished sign-in brought back; the ID token is
@@ -323,13 +385,7 @@ impl World {
         let code = query_params(&page.url).get("code").cloned().unwrap_or_else(|| {
             panic!("no code at {}: {:#?}\n{}", page.url, page.hops, page.body);
         });
-        let tokens = client
-            .exchange_code(AuthorizationCode::new(code))
-            .unwrap()
-            .set_pkce_verifier(verifier)
-            .request_async(&self.http)
-            .await
-            .unwrap();
+        let tokens = self.exchange(client, code, verifier).await;
         let id_token = tokens.id_token().expect("an ID token");
         id_token.claims(&client.id_token_verifier(), nonce).unwrap();
         Tokens {
@@ -370,13 +426,25 @@ impl World {
     /// A form POST to a Federa endpoint (`token`, `revoke`...) with HTTP
     /// Basic client authentication when given; the status and JSON body.
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+        let (status, text) = self.post_form_text(path, form, basic).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// [`World::post_form`], with the body as sent (to tell an empty body
+    /// from one that is not JSON).
+    pub async fn post_form_text(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> (u16, String) {
         let mut req = reqwest::Client::new().post(self.endpoint(path)).form(form);
         if let Some((id, secret)) = basic {
             req = req.basic_auth(id, Some(secret));
         }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        (status, r.text().await.unwrap())
     }
 
     /// Introspects a token as the app; its `active`.
@@ -411,18 +479,21 @@ impl World {
     /// An admin API call under the realm (`path` after `/admin/realms/e2e/`,
     /// may be empty); the status and the JSON body (Null when empty).
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let url = if path.is_empty() {
-            format!("{}/{REALM}", self.fed.admin())
-        } else {
-            format!("{}/{REALM}/{path}", self.fed.admin())
-        };
-        let mut req = reqwest::Client::new().request(method, url).bearer_auth(ADMIN_TOKEN);
+        let path = if path.is_empty() { format!("/{REALM}") } else { format!("/{REALM}/{path}") };
+        let r = self.admin_response(method, &path, body).await;
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// An admin API call under `/admin/realms` (`path` empty, or starting
+    /// with `/`: other realms too); the response as it came, headers and all.
+    pub async fn admin_response(&self, method: reqwest::Method, path: &str, body: Value) -> reqwest::Response {
+        let mut req =
+            reqwest::Client::new().request(method, format!("{}{path}", self.fed.admin())).bearer_auth(ADMIN_TOKEN);
         if !body.is_null() {
             req = req.json(&body);
         }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        req.send().await.unwrap()
     }
 
     /// The realm's users, as the admin API lists them.

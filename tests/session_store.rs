@@ -461,7 +461,10 @@ async fn sign_in_writes(sessions: Arc<dyn SessionStore>, store: federa_storage::
         assert_eq!(store.row_counts().await.unwrap(), before);
         assert_eq!(sessions.get("sso:k0").await.unwrap(), None);
         let linked = writer.sign_in(known("s-carol", "Carol", "k2")).await.unwrap();
-        assert_eq!(linked, SignedIn::User { user_id: carol.clone(), created: false, email_unverified: false, skipped_roles: vec![] });
+        assert_eq!(
+            linked,
+            SignedIn::User { user_id: carol.clone(), created: false, email_unverified: false, skipped_roles: vec![] }
+        );
         assert_eq!(token(&store, carol.clone()).await.as_deref(), Some("tk"));
         let by_link = store.find_user_by_link("r", "up", "s-carol").await.unwrap().unwrap();
         assert_eq!(by_link.id.as_deref(), Some(carol.as_str()));

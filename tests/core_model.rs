@@ -144,12 +144,12 @@ async fn settings_without_effect_are_named_in_the_admin_answer() {
 
     // A realm created whole names the settings of its parts.
     let realm = json!({"realm": "whole", "identityProviders": [
-        {"alias": "x", "providerId": "oidc", "config": {"clientId": "f", "issuer": "https://idp.test", "isAccessTokenJWT": "true"}}
+        {"alias": "x", "providerId": "oidc", "config": {"clientId": "f", "issuer": "https://idp.test", "validateSignature": "false"}}
     ]});
     let r = w.admin(reqwest::Method::POST, "", realm).await;
     assert_eq!(r.status().as_u16(), 201);
     assert!(
-        warnings(&r).iter().any(|h| h.contains("identityProviders[0].config.isAccessTokenJWT")),
+        warnings(&r).iter().any(|h| h.contains("identityProviders[0].config.validateSignature")),
         "{:?}",
         warnings(&r)
     );

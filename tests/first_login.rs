@@ -164,7 +164,8 @@ async fn a_taken_username_is_refused_and_an_email_never_links() {
         "alias": "other", "displayName": "Other IdP", "providerId": "oidc",
         "config": {
             "issuer": other.issuer, "clientId": "federa-2", "clientSecret": UPSTREAM_SECRET,
-            "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email", "loginHint": "true"
+            "clientAuthMethod": "client_secret_basic", "defaultScope": "openid profile email", "loginHint": "true",
+            "acceptsPromptNoneForwardFromClient": "true"
         }
     });
     assert_eq!(w.admin(reqwest::Method::POST, "identity-provider/instances", idp).await.0, 201);
@@ -174,11 +175,21 @@ async fn a_taken_username_is_refused_and_an_email_never_links() {
     let alice = user_id(&w, "alice").await;
     assert_eq!(tokens.unwrap().id_claims()["sub"], json!(alice));
     let before = w.users().await.len();
-    let (page, tokens) = sign_in_as(&w, &Browser::new(), "other", "alice", &[]).await;
+    let refused = Browser::new();
+    let (page, tokens) = sign_in_as(&w, &refused, "other", "alice", &[]).await;
     assert!(tokens.is_none(), "{:#?}", page.hops);
     assert_eq!(page.status, 400, "{:#?}", page.hops);
     assert!(page.body.contains("Username already taken") && page.body.contains("alice"), "{}", page.body);
     assert!(!page.body.contains(&alice) && !page.body.contains("Node IdP"), "names nothing of the other account");
+    assert_eq!(w.users().await.len(), before, "nothing is created");
+    // The same browser still has its session at `other`: a silent request
+    // forwarded there comes back for the taken name, and the app hears
+    // access_denied (no page for a prompt=none request).
+    let (page, tokens) = sign_in_as(&w, &refused, "other", "alice", &[("prompt", "none")]).await;
+    assert!(tokens.is_none(), "{:#?}", page.hops);
+    assert!(page.url.starts_with(APP_CB), "{:#?}\n{}", page.hops, page.body);
+    assert!(page.hops.iter().any(|h| h.starts_with(&other.issuer)), "forwarded upstream: {:#?}", page.hops);
+    assert_eq!(query_params(&page.url).get("error").map(String::as_str), Some("access_denied"), "{}", page.url);
     assert_eq!(w.users().await.len(), before, "nothing is created");
     let (_, links) = w.admin(reqwest::Method::GET, &format!("users/{alice}/federated-identity"), Value::Null).await;
     assert_eq!(links.as_array().unwrap().len(), 1, "alice keeps only her own link: {links}");

@@ -514,7 +514,7 @@ impl Broker {
                 if e.unique_key() != Some(UniqueKey::Username) {
                     return Err(internal(e));
                 }
-                Err(username_taken(realm, up, subject, &username))
+                Err(username_taken(realm, req, up, subject, &username))
             }
             Err(e) => Err(internal(e)),
         }
@@ -609,12 +609,18 @@ fn first_login_refused(realm: &RealmInfo, req: &AuthRequest, up: &Upstream, subj
 /// The answer when the username a new user would get is held by another
 /// account (of another provider, or local): that account is never taken
 /// over, and the person is told why, naming nothing of the other account.
-fn username_taken(realm: &RealmInfo, up: &Upstream, subject: &str, username: &str) -> AuthError {
+fn username_taken(realm: &RealmInfo, req: &AuthRequest, up: &Upstream, subject: &str, username: &str) -> AuthError {
     log::warn!(
         "realm {:?}: {:?} subject {subject:?} wants username {username:?}, which another account holds; refused",
         realm.name,
         up.alias
     );
+    if req.has_prompt("none") {
+        // A silent request shows no page: the app hears that this person
+        // cannot be signed in (OIDC Core section 3.1.2.6).
+        let error = OAuthError::new(OAuthErrorCode::AccessDenied, "the user cannot be signed in here");
+        return AuthError::Client(req.error(&realm.issuer, error));
+    }
     AuthError::page(
         "Username already taken",
         format!(

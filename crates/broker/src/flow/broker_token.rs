@@ -4,7 +4,9 @@
 //! and replaced at every later one, answered to a bearer access token whose
 //! user holds the `broker` client's `read-token` role. An expired upstream
 //! access token is refreshed at the upstream first when a refresh token is
-//! held, and the new tokens are stored.
+//! held, and the new tokens are stored; one reader at a time refreshes (a
+//! session-store lock per realm, user and provider), the others wait for
+//! its result.
 
 use std::time::{Duration, Instant};
 

@@ -305,3 +305,39 @@ async fn claims_with_sessions_on_redis() {
     let store = db.store();
     downstream_claims(claims_world().start(db, store, Arc::new(redis)).await).await;
 }
+
+/// With a BROKER_ID mapper the link is kept under the mapped subject; the
+/// SSO session still answers the app's next sign-in in the same browser
+/// (found through that link), and so does a `prompt=none` request.
+async fn broker_id_keeps_sso(w: World) {
+    let browser = Browser::new();
+    w.sign_in(&browser).await;
+    let id = the_user(&w).await["id"].as_str().unwrap().to_owned();
+    let (_, links) = w.admin(reqwest::Method::GET, &format!("users/{id}/federated-identity"), Value::Null).await;
+    assert!(links[0]["userId"].as_str().unwrap().starts_with("node:"), "the link is the template's: {links}");
+    assert!(w.has_sso(&browser).await, "the second sign-in is answered from the SSO session");
+    assert!(w.silent(&browser).await.is_ok(), "prompt=none answers a code from the SSO session");
+}
+
+fn broker_id_world() -> federa_tests::world::Builder {
+    World::builder().realm(json!({
+        "identityProviderMappers": [
+            mapper("broker-id", "oidc-username-idp-mapper", json!({"template": "${ALIAS}:${CLAIM.sub}", "target": "BROKER_ID"})),
+        ]
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_id_sso_on_sqlite() {
+    broker_id_keeps_sso(broker_id_world().start_sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_id_sso_with_sessions_on_redis() {
+    let Some(redis) = federa_tests::redis_sessions("mappers::broker_id_sso_with_sessions_on_redis").await else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let store = db.store();
+    broker_id_keeps_sso(broker_id_world().start(db, store, Arc::new(redis)).await).await;
+}

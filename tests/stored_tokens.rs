@@ -186,6 +186,45 @@ async fn an_expired_upstream_token_is_refreshed() {
     assert_eq!(r.status().as_u16(), 200, "the refreshed token opens the upstream's userinfo");
 }
 
+/// Several simultaneous reads of an expired stored token refresh it at the
+/// upstream once: each answers the same new access token (two refreshes
+/// with one refresh token would give two, or fail at an upstream that
+/// rotates refresh tokens), and that token is what is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_reads_refresh_once() {
+    let w = World::builder()
+        .idp(json!({"storeToken": true, "addReadTokenRoleOnCreate": true}))
+        .idp_config(json!({"defaultScope": "openid profile email offline_access", "prompt": "consent"}))
+        // Long enough that the refreshed token outlives the reads waiting for it.
+        .node_client(json!({"grant_types": ["authorization_code", "refresh_token"], "access_token_ttl": 3}))
+        .start_sqlite()
+        .await;
+    let tokens = w.sign_in(&Browser::new()).await;
+    let user = tokens.id_claims()["sub"].as_str().unwrap().to_owned();
+    let kept = |v: &Value| v["access_token"].as_str().unwrap().to_owned();
+    let first = w.store.link_token(REALM, &user, "node").await.unwrap().unwrap();
+    let first: Value = serde_json::from_str(first.expose()).unwrap();
+    // Wait (on the stored expiry, not a fixed time) until the stored access token has expired.
+    let expires_at = first["expires_at"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 <= expires_at {
+        assert!(Instant::now() < deadline, "the stored token never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let read = || broker_token(&w, "node", Some(&tokens.access_token));
+    let (a, b, c, d, e, f) = tokio::join!(read(), read(), read(), read(), read(), read());
+    let answers = [a, b, c, d, e, f];
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "every simultaneous read is answered: {body}");
+    }
+    let fresh: Vec<String> = answers.iter().map(|(_, b)| kept(b)).collect();
+    assert_ne!(fresh[0], kept(&first), "the expired token was refreshed");
+    assert!(fresh.iter().all(|t| *t == fresh[0]), "one refresh, one new access token for all: {fresh:?}");
+    let stored = w.store.link_token(REALM, &user, "node").await.unwrap().unwrap();
+    let stored: Value = serde_json::from_str(stored.expose()).unwrap();
+    assert_eq!(kept(&stored), fresh[0], "the answered token is the stored one");
+}
+
 /// A realm import (Keycloak's export shape) grants the `broker` client's
 /// `read-token` from a user's `clientRoles`; other clients' roles are ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

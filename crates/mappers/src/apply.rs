@@ -160,11 +160,11 @@ fn mapper_changes(m: &Mapper, login: &Login<'_>, mode: Option<Later>) -> Vec<Cha
             role_rule(all, role)
         }
         Rule::Username { template, target: UsernameTarget::Local } => {
-            let name = render_template(template, login.claims, login.alias).to_lowercase();
-            if name.trim().is_empty() {
-                Vec::new()
-            } else {
-                vec![Change::SetUsername(name)]
+            // A template missing a claim is not used: the user keeps the
+            // default username (or the one they have).
+            match render_template(template, login.claims, login.alias) {
+                Ok(name) if !name.trim().is_empty() => vec![Change::SetUsername(name.to_lowercase())],
+                _ => Vec::new(),
             }
         }
         // The broker's id and username are read before the user is looked up

@@ -27,6 +27,11 @@ impl ClaimPath {
         Self(parts)
     }
 
+    /// The path as a dotted name, for messages.
+    pub fn dotted(&self) -> String {
+        self.0.join(".")
+    }
+
     /// The value at this path, when every object on the way is there.
     pub fn find<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
         let (last, objects) = self.0.split_last()?;

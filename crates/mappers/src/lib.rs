@@ -13,7 +13,7 @@ pub mod claims;
 mod mapper;
 
 pub use apply::{changes, Change, Login, UserState};
-pub use mapper::{Mapper, UsernameTarget};
+pub use mapper::{Mapper, MissingClaim, UsernameTarget};
 
 /// The mapper types Federa supports, with Keycloak's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

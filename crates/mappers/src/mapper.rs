@@ -150,12 +150,30 @@ impl Mapper {
     }
 
     /// The username template's result for a target, when this mapper is a
-    /// username mapper with that target.
-    pub fn username_for(&self, target: UsernameTarget, claims: &Map<String, Value>, alias: &str) -> Option<String> {
+    /// username mapper with that target: `Err` when a claim it names is
+    /// missing, empty or not a scalar (the template is then not used:
+    /// rendering it without the claim would give many users one name).
+    pub fn username_for(
+        &self,
+        target: UsernameTarget,
+        claims: &Map<String, Value>,
+        alias: &str,
+    ) -> Option<Result<String, MissingClaim>> {
         match &self.rule {
             Rule::Username { template, target: t } if *t == target => Some(render_template(template, claims, alias)),
             _ => None,
         }
+    }
+}
+
+/// A claim a username template names that the sign-in's claims lack, hold
+/// empty, or hold as an object or array: its path as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingClaim(pub String);
+
+impl std::fmt::Display for MissingClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the claim {:?} is missing, empty or not a single value", self.0)
     }
 }
 
@@ -216,17 +234,31 @@ fn cased(s: String, case: Case) -> String {
     }
 }
 
-/// A missing claim renders as nothing, as in Keycloak.
-pub(crate) fn render_template(pieces: &[Piece], claims: &Map<String, Value>, alias: &str) -> String {
+/// The template rendered, or the first claim it names that is missing,
+/// empty, or not a string, number or boolean. (Keycloak renders such a
+/// claim as nothing; Federa does not, so that users without the claim do
+/// not all get the same name or link.)
+pub(crate) fn render_template(
+    pieces: &[Piece],
+    claims: &Map<String, Value>,
+    alias: &str,
+) -> Result<String, MissingClaim> {
     let mut s = String::new();
     for p in pieces {
         match p {
             Piece::Text(t) => s.push_str(t),
             Piece::Alias(c) => s.push_str(&cased(alias.to_owned(), *c)),
             Piece::Claim(path, c) => {
-                s.push_str(&cased(path.find(claims).map(claims::render).unwrap_or_default(), *c));
+                let value = match path.find(claims) {
+                    Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => claims::render(v),
+                    _ => String::new(),
+                };
+                if value.trim().is_empty() {
+                    return Err(MissingClaim(path.dotted()));
+                }
+                s.push_str(&cased(value, *c));
             }
         }
     }
-    s
+    Ok(s)
 }

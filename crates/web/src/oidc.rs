@@ -599,6 +599,13 @@ async fn broker_token(req: HttpRequest, st: web::Data<AppState>, path: web::Path
             "error": "temporarily_unavailable",
             "error_description": "the stored token expired and the identity provider did not refresh it"
         })),
+        Err(BrokerTokenError::Busy) => HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "1"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the stored token is being refreshed; retry shortly"
+            })),
     }
 }
 

@@ -4,7 +4,11 @@
 //! and replaced at every later one, answered to a bearer access token whose
 //! user holds the `broker` client's `read-token` role. An expired upstream
 //! access token is refreshed at the upstream first when a refresh token is
-//! held, and the new tokens are stored.
+//! held, and the new tokens are stored; one reader at a time refreshes (a
+//! session-store lock per realm, user and provider), the others wait for
+//! its result.
+
+use std::time::{Duration, Instant};
 
 use federa_protocol::Secret;
 use serde_json::{Map, Value};
@@ -31,6 +35,23 @@ pub enum BrokerTokenError {
     /// The stored access token expired and the upstream refused or failed
     /// to refresh it (502).
     Upstream,
+    /// Another request is refreshing the stored token and has not finished
+    /// within [`REFRESH_WAIT`] (503, to be retried).
+    Busy,
+}
+
+/// How long the refresh lock of a stored token lives at most (a reader that
+/// dies holding it blocks the others no longer).
+const REFRESH_LOCK_TTL: Duration = Duration::from_secs(10);
+/// How long a reader waits for another's refresh of the same stored token.
+pub const REFRESH_WAIT: Duration = Duration::from_secs(5);
+/// How often a waiting reader looks at the stored token.
+const REFRESH_POLL: Duration = Duration::from_millis(100);
+
+/// The session-store key that one refresh of a user's stored token for a
+/// provider holds.
+fn refresh_lock_key(realm: &str, user: &str, alias: &str) -> String {
+    format!("broker-token-refresh:{realm}:{user}:{alias}")
 }
 
 /// The JSON kept for a token response: the response as the upstream sent
@@ -87,44 +108,84 @@ impl Broker {
         if !idp.store_token {
             return Err(BrokerTokenError::NotStored(format!("identity provider {alias:?} does not store tokens")));
         }
+        // An expired token is refreshed by one reader at a time (a lock in
+        // the session store, so across instances): an upstream that rotates
+        // refresh tokens accepts each one once. The others wait for the
+        // fresh token to be stored, or hear 503 when it takes too long.
+        let lock = refresh_lock_key(&realm.name, &user, alias);
+        let deadline = Instant::now() + REFRESH_WAIT;
+        loop {
+            let stored = self.stored_token(&realm.name, &user, alias).await?;
+            let now = now();
+            let refresh_token = stored.get("refresh_token").and_then(Value::as_str).map(str::to_owned);
+            let Some(refresh_token) = refresh_token.filter(|_| expired(&stored, now)) else {
+                return Ok(answer(stored, now));
+            };
+            if self.sessions.put_if_absent(&lock, "1", REFRESH_LOCK_TTL).await.map_err(internal)? {
+                let refreshed = self.refresh_stored(realm, &idp, &user, stored, &refresh_token).await;
+                if let Err(e) = self.sessions.delete(&lock).await {
+                    log::error!("realm {:?}: the refresh lock of a stored token was not released: {e}", realm.name);
+                }
+                return refreshed;
+            }
+            if Instant::now() >= deadline {
+                log::info!("realm {:?}: the stored token of {alias:?} is still being refreshed", realm.name);
+                return Err(BrokerTokenError::Busy);
+            }
+            tokio::time::sleep(REFRESH_POLL).await;
+        }
+    }
+
+    /// The tokens stored on the user's link to `alias`.
+    async fn stored_token(&self, realm: &str, user: &str, alias: &str) -> Result<Map<String, Value>, BrokerTokenError> {
         let sealed = self
             .store
-            .link_token(&realm.name, &user, alias)
+            .link_token(realm, user, alias)
             .await
             .map_err(internal)?
             .ok_or_else(|| BrokerTokenError::NotStored(format!("no token is stored for {alias:?}")))?;
-        let mut stored = match serde_json::from_str::<Value>(sealed.expose()) {
-            Ok(Value::Object(m)) => m,
-            _ => return Err(internal("a stored token is not a JSON object")),
-        };
-        let now = now();
-        let refresh_token = stored.get("refresh_token").and_then(Value::as_str).map(str::to_owned);
-        if let (true, Some(refresh_token)) = (expired(&stored, now), refresh_token) {
-            let up = self.upstreams.resolve(&self.http, &idp).await.map_err(|e| {
-                log::warn!("realm {:?}: stored token of {alias:?} cannot be refreshed: {e}", realm.name);
-                BrokerTokenError::Upstream
-            })?;
-            let form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())];
-            let fresh = self.upstream_token_request(&up, realm, form).await.map_err(|e| {
-                log::warn!("realm {:?}: stored token of {alias:?} cannot be refreshed: {e}", realm.name);
-                BrokerTokenError::Upstream
-            })?;
-            // RFC 6749 section 6: the answer may leave out the refresh token
-            // (the old one stays valid) and an ID token: what it leaves out is kept.
-            stored.remove(EXPIRES_AT);
-            stored.remove("expires_in");
-            stored.extend(fresh);
-            let json = to_store(&stored, now);
-            let sealed = Secret::new(json.clone());
-            if !self.store.set_link_token(&realm.name, &user, alias, &sealed).await.map_err(internal)? {
-                return Err(BrokerTokenError::NotStored(format!("no link to {alias:?}")));
-            }
-            stored = match serde_json::from_str::<Value>(&json) {
-                Ok(Value::Object(m)) => m,
-                _ => return Err(internal("a refreshed token is not a JSON object")),
-            };
-            log::info!("realm {:?}: refreshed the stored token of a user at {alias:?}", realm.name);
+        match serde_json::from_str::<Value>(sealed.expose()) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(internal("a stored token is not a JSON object")),
         }
+    }
+
+    /// Refreshes an expired stored token at the upstream and stores the
+    /// result (the caller holds the refresh lock); the answer.
+    async fn refresh_stored(
+        &self,
+        realm: &RealmInfo,
+        idp: &std::sync::Arc<crate::model::Upstream>,
+        user: &str,
+        mut stored: Map<String, Value>,
+        refresh_token: &str,
+    ) -> Result<Value, BrokerTokenError> {
+        let alias = idp.alias.as_str();
+        let up = self.upstreams.resolve(&self.http, idp).await.map_err(|e| {
+            log::warn!("realm {:?}: stored token of {alias:?} cannot be refreshed: {e}", realm.name);
+            BrokerTokenError::Upstream
+        })?;
+        let form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
+        let fresh = self.upstream_token_request(&up, realm, form).await.map_err(|e| {
+            log::warn!("realm {:?}: stored token of {alias:?} cannot be refreshed: {e}", realm.name);
+            BrokerTokenError::Upstream
+        })?;
+        let now = now();
+        // RFC 6749 section 6: the answer may leave out the refresh token
+        // (the old one stays valid) and an ID token: what it leaves out is kept.
+        stored.remove(EXPIRES_AT);
+        stored.remove("expires_in");
+        stored.extend(fresh);
+        let json = to_store(&stored, now);
+        let sealed = Secret::new(json.clone());
+        if !self.store.set_link_token(&realm.name, user, alias, &sealed).await.map_err(internal)? {
+            return Err(BrokerTokenError::NotStored(format!("no link to {alias:?}")));
+        }
+        let stored = match serde_json::from_str::<Value>(&json) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err(internal("a refreshed token is not a JSON object")),
+        };
+        log::info!("realm {:?}: refreshed the stored token of a user at {alias:?}", realm.name);
         Ok(answer(stored, now))
     }
 }

@@ -20,6 +20,10 @@ use crate::repr::{FederatedIdentityRepresentation, UserRepresentation};
 use crate::store::{EntriesFor, Entry, EntryKind, Profile, SignIn, SignedIn, UniqueKey};
 use crate::validate;
 
+/// The session entries of a sign-in for a user id and the subject their
+/// link is kept under (known once the mappers ran).
+type EntriesForLink = Arc<dyn Fn(&str, &str) -> Vec<Entry> + Send + Sync>;
+
 /// What the callback produced: the answer to the client and the new SSO session.
 #[derive(Debug)]
 pub struct CallbackOutcome {
@@ -204,8 +208,11 @@ impl Broker {
         let entries = {
             let (realm_name, sso_ttl) = (realm.name.clone(), realm.sso_max);
             let (sid, code, req) = (sid.clone(), code.clone(), req.clone());
-            move |user_id: &str| {
-                let sso = SsoSession { user_id: user_id.to_owned(), ..template.clone() };
+            move |user_id: &str, link_sub: &str| {
+                // The link's subject, when a BROKER_ID mapper made it differ:
+                // SSO reuse finds the user through it.
+                let link_sub = (template.upstream_sub.as_deref() != Some(link_sub)).then(|| link_sub.to_owned());
+                let sso = SsoSession { user_id: user_id.to_owned(), link_sub, ..template.clone() };
                 let grant = super::code_grant(&req, user_id, auth_time, &sid);
                 let (value, code_value) = (EntryKind::Value, to_json(&grant));
                 let mut all = vec![
@@ -413,7 +420,7 @@ impl Broker {
         subject: &str,
         claims: &Map<String, Value>,
         token_json: Option<String>,
-        entries: EntriesFor,
+        entries: EntriesForLink,
     ) -> Result<String, AuthError> {
         let s = |k: &str| claims.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_owned);
         let mut profile = Profile {
@@ -436,8 +443,13 @@ impl Broker {
         // The provider's mappers: the link's subject and username now, the
         // user's changes inside the write (flow::mapping).
         let mappers = self.mappers(&realm.name, &up.alias).await.map_err(internal)?;
-        let mapping = super::mapping::apply_mappers(mappers, claims, &up.alias, up.sync_mode, subject);
+        let mapping = super::mapping::apply_mappers(mappers, claims, &up.alias, up.sync_mode, subject)
+            .map_err(|e| no_link_subject(realm, req, up, subject, &e))?;
         let subject = mapping.subject.as_str();
+        let entries: EntriesFor = {
+            let link_sub = mapping.subject.clone();
+            Arc::new(move |user_id: &str| entries(user_id, &link_sub))
+        };
         let username = s("preferred_username").unwrap_or_else(|| subject.to_owned());
         let new_user = match &up.first_login {
             FirstLogin::CreateUser => {
@@ -626,6 +638,35 @@ fn username_taken(realm: &RealmInfo, req: &AuthRequest, up: &Upstream, subject: 
         format!(
             "The username {username:?} is already taken by another account here, so no account can be made for you from {}. Ask your administrator to link your account or to give it another username.",
             up.display_name
+        ),
+    )
+}
+
+/// A BROKER_ID mapper whose template names a claim this sign-in lacks: no
+/// link subject, so no sign-in (never one shared link for all who lack it).
+fn no_link_subject(
+    realm: &RealmInfo,
+    req: &AuthRequest,
+    up: &Upstream,
+    subject: &str,
+    e: &super::mapping::NoLinkSubject,
+) -> AuthError {
+    log::warn!(
+        "realm {:?}: {:?} subject {subject:?} refused: BROKER_ID mapper {:?}: {}",
+        realm.name,
+        up.alias,
+        e.mapper,
+        e.missing
+    );
+    if req.has_prompt("none") {
+        let error = OAuthError::new(OAuthErrorCode::AccessDenied, "the user cannot be signed in here");
+        return AuthError::Client(req.error(&realm.issuer, error));
+    }
+    AuthError::page(
+        "Sign-in refused",
+        format!(
+            "{} did not send the information (the claim {:?}) needed to find your account here, so you cannot be signed in. Tell your administrator.",
+            up.display_name, e.missing.0
         ),
     )
 }

@@ -463,6 +463,7 @@ mod tests {
                 idp: "corp".into(),
                 upstream_sid: None,
                 upstream_sub: None,
+                link_sub: None,
                 started: 0,
                 last_access: 0,
                 ip_address: String::new(),

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use federa_mappers::{Change, Login, Mapper, UsernameTarget};
+use federa_mappers::{Change, Login, Mapper, MissingClaim, UsernameTarget};
 use federa_protocol::SyncMode;
 use serde_json::{Map, Value};
 
@@ -50,18 +50,43 @@ impl Broker {
     }
 }
 
+/// A BROKER_ID template that cannot give this sign-in a subject: the
+/// sign-in is refused (a template rendered without its claim would put
+/// every user lacking it on one link).
+#[derive(Debug)]
+pub(crate) struct NoLinkSubject {
+    /// The mapper's name.
+    pub mapper: String,
+    /// The claim it lacks.
+    pub missing: MissingClaim,
+}
+
 /// Runs the provider's mappers over the claims: the link's subject and
-/// username now, the user's changes later (inside the write).
+/// username now, the user's changes later (inside the write). The last
+/// username mapper of a target decides it; a BROKER_USERNAME template
+/// missing a claim leaves the default link username, a BROKER_ID one
+/// refuses the sign-in.
 pub(crate) fn apply_mappers(
     mappers: Arc<[Mapper]>,
     claims: &Map<String, Value>,
     alias: &str,
     sync_mode: SyncMode,
     subject: &str,
-) -> Mapping {
-    let target = |t| mappers.iter().rev().find_map(|m| m.username_for(t, claims, alias)).filter(|s| !s.is_empty());
-    let subject = target(UsernameTarget::BrokerId).unwrap_or_else(|| subject.to_owned());
-    let link_username = target(UsernameTarget::BrokerUsername);
+) -> Result<Mapping, NoLinkSubject> {
+    let target = |t| mappers.iter().rev().find_map(|m| m.username_for(t, claims, alias).map(|r| (&m.name, r)));
+    let subject = match target(UsernameTarget::BrokerId) {
+        Some((_, Ok(s))) if !s.is_empty() => s,
+        Some((name, Err(missing))) => return Err(NoLinkSubject { mapper: name.clone(), missing }),
+        _ => subject.to_owned(),
+    };
+    let link_username = match target(UsernameTarget::BrokerUsername) {
+        Some((_, Ok(s))) if !s.is_empty() => Some(s),
+        Some((name, Err(missing))) => {
+            log::warn!("mapper {name:?} of {alias:?}: {missing}; the link keeps the default username");
+            None
+        }
+        _ => None,
+    };
     let map: Option<MapUser> = (!mappers.is_empty()).then(|| {
         let (claims, alias) = (claims.clone(), alias.to_owned());
         let run = move |user: &federa_mappers::UserState| {
@@ -72,7 +97,7 @@ pub(crate) fn apply_mappers(
         };
         Arc::new(run) as MapUser
     });
-    Mapping { subject, link_username, map }
+    Ok(Mapping { subject, link_username, map })
 }
 
 /// A username or email address Federa would refuse from an admin is not
@@ -92,5 +117,38 @@ fn acceptable(c: &Change, alias: &str) -> bool {
             log::warn!("a mapper of {alias:?} produced a value that is not accepted ({e}); it is skipped");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use serde_json::json;
+
+    fn username_mapper(name: &str, template: &str, target: &str) -> Mapper {
+        let config = [("template".to_owned(), template.to_owned()), ("target".to_owned(), target.to_owned())];
+        Mapper::parse(name, "oidc-username-idp-mapper", &config.into_iter().collect()).unwrap()
+    }
+
+    /// Without the claim, BROKER_ID refuses (naming the mapper) and
+    /// BROKER_USERNAME keeps the default; with it, both are the template's.
+    #[test]
+    fn a_missing_claim_never_makes_a_shared_link() {
+        let mappers: Arc<[Mapper]> = Arc::from(vec![
+            username_mapper("id", "${ALIAS}.${CLAIM.email}", "BROKER_ID"),
+            username_mapper("name", "${CLAIM.nick}", "BROKER_USERNAME"),
+        ]);
+        let with = json!({"sub": "s1", "email": "a@x.test", "nick": "A"});
+        let m = apply_mappers(mappers.clone(), with.as_object().unwrap(), "corp", SyncMode::Import, "s1").unwrap();
+        assert_eq!((m.subject.as_str(), m.link_username.as_deref()), ("corp.a@x.test", Some("A")));
+        let without = json!({"sub": "s1"});
+        match apply_mappers(mappers, without.as_object().unwrap(), "corp", SyncMode::Import, "s1") {
+            Err(e) => assert_eq!((e.mapper.as_str(), e.missing.0.as_str()), ("id", "email")),
+            Ok(m) => panic!("a subject of {:?} for every user without an email", m.subject),
+        }
+        let only_name: Arc<[Mapper]> = Arc::from(vec![username_mapper("name", "${CLAIM.nick}", "BROKER_USERNAME")]);
+        let m = apply_mappers(only_name, without.as_object().unwrap(), "corp", SyncMode::Import, "s1").unwrap();
+        assert_eq!((m.subject.as_str(), m.link_username), ("s1", None));
     }
 }

@@ -525,7 +525,8 @@ impl Broker {
     /// Why an SSO session may no longer answer for its user, if it may not:
     /// its provider is gone, disabled or link-only ([`UpstreamModel::can_sign_in`]),
     /// or its user is gone, disabled, or no longer linked to that provider
-    /// (as the upstream subject the session was opened for). One database
+    /// (under the link subject the session was opened for: a BROKER_ID
+    /// mapper's, else the upstream subject). One database
     /// read: the user found through the link.
     async fn session_lost_ground(
         &self,
@@ -536,7 +537,7 @@ impl Broker {
         if !idps.iter().any(|p| p.alias == sso.idp && p.can_sign_in()) {
             return Ok(Some(format!("identity provider {:?} is gone, disabled or link-only", sso.idp)));
         }
-        let user = match &sso.upstream_sub {
+        let user = match sso.link_sub.as_ref().or(sso.upstream_sub.as_ref()) {
             Some(sub) => self.store.find_user_by_link(realm, &sso.idp, sub).await.map_err(internal)?,
             // A record written before sessions kept the upstream subject: the
             // user, then their links.

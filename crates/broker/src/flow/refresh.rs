@@ -390,6 +390,7 @@ mod tests {
             idp: "node".into(),
             upstream_sid: None,
             upstream_sub: None,
+            link_sub: None,
             started,
             last_access,
             ip_address: String::new(),

@@ -216,6 +216,10 @@ pub struct SsoSession {
     /// The user's subject at the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_sub: Option<String>,
+    /// The subject the user's link is kept under, when a BROKER_ID username
+    /// mapper made it differ from `upstream_sub` (absent: `upstream_sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_sub: Option<String>,
     /// When the session was created, seconds (0 in older records).
     #[serde(default)]
     pub started: i64,

@@ -2,6 +2,7 @@
 //! first or later login, the user before, the expected changes).
 
 use super::*;
+use crate::MissingClaim;
 use serde_json::json;
 
 fn mapper(ty: &str, config: &[(&str, &str)]) -> Mapper {
@@ -581,11 +582,53 @@ fn mappers_run_in_order() {
 fn broker_id_and_username_targets() {
     let claims = claims();
     let id = mapper("oidc-username-idp-mapper", &[("template", "${CLAIM.email | lowercase}"), ("target", "BROKER_ID")]);
-    assert_eq!(id.username_for(UsernameTarget::BrokerId, &claims, "corp").as_deref(), Some("alice@example.test"));
+    assert_eq!(id.username_for(UsernameTarget::BrokerId, &claims, "corp"), Some(Ok("alice@example.test".into())));
     assert_eq!(id.username_for(UsernameTarget::Local, &claims, "corp"), None);
     let un = mapper(
         "oidc-username-idp-mapper",
         &[("template", "${ALIAS | uppercase}/${CLAIM.sub}"), ("target", "BROKER_USERNAME")],
     );
-    assert_eq!(un.username_for(UsernameTarget::BrokerUsername, &claims, "corp").as_deref(), Some("CORP/u1"));
+    assert_eq!(un.username_for(UsernameTarget::BrokerUsername, &claims, "corp"), Some(Ok("CORP/u1".into())));
+}
+
+/// A template naming a claim that is missing, null, empty, or an object or
+/// array is not used, whatever its target: rendered without it, every user
+/// lacking the claim would get one name ("corp." for all).
+#[test]
+fn templates_missing_a_claim_are_not_used() {
+    let claims = claims();
+    let missing = |c: &str| Some(Err(MissingClaim(c.into())));
+    let cases: &[(&str, Option<Result<String, MissingClaim>>)] = &[
+        ("${ALIAS}.${CLAIM.email}", Some(Ok("corp.Alice@Example.test".into()))),
+        ("${CLAIM.level}-${CLAIM.admin}", Some(Ok("3-true".into()))),
+        ("${CLAIM.address.locality}", Some(Ok("Lyon".into()))),
+        ("${ALIAS}.${CLAIM.phone}", missing("phone")),
+        ("${ALIAS}.${CLAIM.nothing}", missing("nothing")),
+        ("${ALIAS}.${CLAIM.blank}", missing("blank")),
+        ("${ALIAS}.${CLAIM.groups}", missing("groups")),
+        ("${ALIAS}.${CLAIM.address}", missing("address")),
+        ("${CLAIM.sub}.${CLAIM.address.zip}", missing("address.zip")),
+    ];
+    let mut claims = claims;
+    claims.insert("blank".into(), json!(" "));
+    for (template, expected) in cases {
+        for target in ["BROKER_ID", "BROKER_USERNAME", "LOCAL"] {
+            let m = mapper("oidc-username-idp-mapper", &[("template", template), ("target", target)]);
+            let t = match target {
+                "BROKER_ID" => UsernameTarget::BrokerId,
+                "BROKER_USERNAME" => UsernameTarget::BrokerUsername,
+                _ => UsernameTarget::Local,
+            };
+            assert_eq!(&m.username_for(t, &claims, "corp"), expected, "{template} {target}");
+            // LOCAL: the template's username, or no change (the default stays).
+            if target == "LOCAL" {
+                let login = Login { claims: &claims, alias: "corp", sync_mode: SyncMode::Force };
+                let want: Vec<Change> = match expected {
+                    Some(Ok(name)) => vec![Change::SetUsername(name.to_lowercase())],
+                    _ => Vec::new(),
+                };
+                assert_eq!(changes(&[m], &login, &user(LATER, &[], &[])), want, "{template} LOCAL");
+            }
+        }
+    }
 }

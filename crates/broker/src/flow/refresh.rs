@@ -15,12 +15,16 @@
 //! and within the realm's `ssoSessionIdleTimeout` (a refresh counts as a use
 //! of the session) and `ssoSessionMaxLifespan`, so ending the session ends
 //! it. With `offline_access` (OIDC Core section 11) the family stands alone:
-//! it lives `offlineSessionIdleTimeout` from its last refresh, until revoked.
+//! it lives `offlineSessionIdleTimeout` from its last refresh, until revoked
+//! (and at most `offlineSessionMaxLifespan` from its start when the realm
+//! enables it). Either way a refresh needs what the session came from to
+//! hold (`check_ground`: provider, user, link).
 //!
 //! One refresh is two trips (`store::RefreshRedeemer`): the grant taken and
 //! its family, session and user read (one transaction on the embedded
 //! store; with Redis, a GETDEL then an MGET beside the user's read), then the
 //! new token and the use written in one batch while the tokens are signed.
+//! Between them, one database read: the user found through the link.
 //! The code exchange writes the first token and its family inside its own
 //! one trip (`store::Redemption::issue`).
 

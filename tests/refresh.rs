@@ -6,7 +6,10 @@
 //! session's idle and maximum lifetimes, logout ending a session's refresh
 //! tokens but not an offline one, RFC 7009 revocation and RFC 7662
 //! introspection, another client's token refused; on SQLite and PostgreSQL
-//! with embedded or Redis sessions, and across two instances.
+//! with embedded or Redis sessions, and across two instances. Refreshes stop
+//! when the provider is disabled or the user unlinked (offline grants too);
+//! `offline_access` only for a client given that client scope; an offline
+//! family's maximum lifetime when the realm enables one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -17,6 +20,7 @@ use federa_tests::browser::Browser;
 use federa_tests::world::{claims_of, World, APP_BYE, APP_CB, APP_SECRET, REALM};
 use federa_tests::{RunningFedera, TestDb};
 use openidconnect::{Nonce, OAuth2TokenResponse, RefreshToken, TokenResponse};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 /// The realm's idle timeout in these tests (seconds).
@@ -318,4 +322,121 @@ async fn two_instances_with_redis() {
     let Some(db) = TestDb::postgres("refresh::two_instances_with_redis") else { return };
     let store = db.store();
     two_instances(world(db, store, Arc::new(redis)).await).await;
+}
+
+/// Signs in twice, once with a session-bound grant and once offline, checks
+/// both refresh, applies `change`, and checks that neither refreshes again
+/// (both families revoked, the session ended), as the session would no
+/// longer answer at the authorization endpoint.
+async fn refreshes_stop_after(w: World, change: impl AsyncFnOnce(&World)) {
+    let session = w.sign_in(&Browser::new()).await;
+    let offline = w.sign_in_to(&Browser::new(), "app", Some(APP_SECRET), APP_CB, &["offline_access"]).await;
+    let sid = session.id_claims()["sid"].as_str().unwrap().to_owned();
+    let mut rts = Vec::new();
+    for tokens in [&session, &offline] {
+        let (status, body) = refresh(&w, tokens.refresh_token.as_deref().unwrap(), None).await;
+        assert_eq!(status, 200, "{body}");
+        rts.push(str_of(&body, "refresh_token").to_owned());
+    }
+    assert!(claims_of(&offline.access_token)["scope"].as_str().unwrap().contains("offline_access"));
+
+    change(&w).await;
+
+    for (rt, what) in rts.iter().zip(["a session's refresh token", "an offline refresh token"]) {
+        assert_invalid_grant(refresh(&w, rt, None).await, what);
+        assert!(!w.active(rt).await, "{what}: its family is revoked");
+    }
+    assert!(w.record(&sid).await.is_none(), "the session was ended");
+}
+
+async fn disable_provider(w: &World) {
+    let path = "identity-provider/instances/node";
+    let (status, mut idp) = w.admin(Method::GET, path, Value::Null).await;
+    assert_eq!(status, 200, "{idp}");
+    idp["enabled"] = json!(false);
+    let (status, body) = w.admin(Method::PUT, path, idp).await;
+    assert_eq!(status, 204, "{body}");
+}
+
+async fn unlink_user(w: &World) {
+    let users = w.users().await;
+    assert_eq!(users.len(), 1, "{users:?}");
+    let id = users[0]["id"].as_str().unwrap();
+    let (status, body) = w.admin(Method::DELETE, &format!("users/{id}/federated-identity/node"), Value::Null).await;
+    assert_eq!(status, 204, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_the_provider_stops_refreshes() {
+    refreshes_stop_after(World::builder().start_sqlite().await, disable_provider).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlinking_the_user_stops_refreshes() {
+    refreshes_stop_after(World::builder().start_sqlite().await, unlink_user).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlinking_the_user_stops_refreshes_on_postgres_with_redis() {
+    let Some(redis) = federa_tests::redis_sessions("refresh::unlinking_on_postgres_with_redis").await else { return };
+    let Some(db) = TestDb::postgres("refresh::unlinking_on_postgres_with_redis") else { return };
+    let store = db.store();
+    refreshes_stop_after(World::builder().start(db, store, Arc::new(redis)).await, unlink_user).await;
+}
+
+/// `offline_access` is granted only to a client whose listed client scopes
+/// hold it (a client listing none has it, Keycloak's default); otherwise it
+/// is dropped silently and the refresh token stays bound to the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_access_needs_the_client_scope() {
+    const OTHER_SECRET: &str = "other-secret-of-the-offline-test";
+    let w = World::builder()
+        .app(json!({"defaultClientScopes": ["profile", "email"], "optionalClientScopes": ["phone"]}))
+        .client(json!({"clientId": "offline-app", "secret": OTHER_SECRET, "redirectUris": [APP_CB],
+                       "defaultClientScopes": ["profile"], "optionalClientScopes": ["offline_access"]}))
+        .start_sqlite()
+        .await;
+    let family =
+        |tokens: &federa_tests::world::Tokens| claims_of(&tokens.access_token)["rfam"].as_str().unwrap().to_owned();
+    let offline_of = async |fam: String| -> Value {
+        let f = w.sessions.get(&format!("rtf:{REALM}:{fam}")).await.unwrap().unwrap();
+        serde_json::from_str::<Value>(&f).unwrap()["offline"].clone()
+    };
+
+    let refused = w.sign_in_to(&Browser::new(), "app", Some(APP_SECRET), APP_CB, &["offline_access"]).await;
+    let scope = claims_of(&refused.access_token)["scope"].as_str().unwrap().to_owned();
+    assert!(!scope.contains("offline_access") && scope.contains("openid"), "{scope}");
+    assert_eq!(offline_of(family(&refused)).await, json!(false));
+
+    let granted = w.sign_in_to(&Browser::new(), "offline-app", Some(OTHER_SECRET), APP_CB, &["offline_access"]).await;
+    let scope = claims_of(&granted.access_token)["scope"].as_str().unwrap().to_owned();
+    assert!(scope.contains("offline_access"), "{scope}");
+    assert_eq!(offline_of(family(&granted)).await, json!(true));
+}
+
+/// With `offlineSessionMaxLifespanEnabled`, an offline family ends
+/// `offlineSessionMaxLifespan` after it began, however recently used;
+/// without it, the same family lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_family_ends_at_the_realms_maximum_when_enabled() {
+    for (enabled, what) in [(false, "no maximum"), (true, "past offlineSessionMaxLifespan")] {
+        let w = World::builder()
+            .realm(json!({"offlineSessionMaxLifespanEnabled": enabled, "offlineSessionMaxLifespan": 3600}))
+            .start_sqlite()
+            .await;
+        let tokens = w.sign_in_to(&Browser::new(), "app", Some(APP_SECRET), APP_CB, &["offline_access"]).await;
+        let family = claims_of(&tokens.access_token)["rfam"].as_str().unwrap().to_owned();
+        let fkey = format!("rtf:{REALM}:{family}");
+        let mut f: Value = serde_json::from_str(&w.sessions.get(&fkey).await.unwrap().unwrap()).unwrap();
+        assert_eq!(f["offline"], true, "{f}");
+        f["started"] = json!(now() - 3700);
+        f["last_use"] = json!(now() - 10);
+        assert!(w.sessions.replace(&fkey, &f.to_string()).await.unwrap());
+        let answer = refresh(&w, &tokens.refresh_token.unwrap(), None).await;
+        if enabled {
+            assert_invalid_grant(answer, what);
+        } else {
+            assert_eq!(answer.0, 200, "{what}: {}", answer.1);
+        }
+    }
 }

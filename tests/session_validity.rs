@@ -177,11 +177,17 @@ async fn the_tokens_of_a_code_presented_twice_stop_working() {
     let (status, body) = w.post_form("token", &form, Some(("app", APP_SECRET))).await;
     assert_eq!(status, 200, "{body}");
     let access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
     assert!(w.active(&access).await);
+    assert!(w.active(&refresh).await);
     assert_eq!(w.userinfo(&access).await, 200);
 
     let (status, body) = w.post_form("token", &form, Some(("app", APP_SECRET))).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
     assert!(!w.active(&access).await, "the first use's access token is revoked");
     assert_eq!(w.userinfo(&access).await, 401);
+    assert!(!w.active(&refresh).await, "the first use's refresh token is revoked");
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+    let (status, body) = w.post_form("token", &form, Some(("app", APP_SECRET))).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
 }

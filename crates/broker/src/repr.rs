@@ -49,6 +49,14 @@ pub struct RealmRepresentation {
     /// Idle timeout of offline refresh tokens (`offline_access`), in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_session_idle_timeout: Option<i64>,
+    /// Whether offline refresh tokens have a maximum lifetime
+    /// (`offlineSessionMaxLifespan`); off by default, as in Keycloak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_session_max_lifespan_enabled: Option<bool>,
+    /// Maximum lifetime of an offline refresh-token family from its start,
+    /// in seconds, when `offlineSessionMaxLifespanEnabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline_session_max_lifespan: Option<i64>,
     /// Downstream applications (import only; not part of a realm read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clients: Option<Vec<ClientRepresentation>>,

@@ -78,6 +78,7 @@ pub fn realm(r: &mut RealmRepresentation) -> Result<(), BrokerError> {
         ("ssoSessionIdleTimeout", r.sso_session_idle_timeout),
         ("ssoSessionMaxLifespan", r.sso_session_max_lifespan),
         ("offlineSessionIdleTimeout", r.offline_session_idle_timeout),
+        ("offlineSessionMaxLifespan", r.offline_session_max_lifespan),
     ] {
         if value.is_some_and(|v| !(0..=MAX_LIFESPAN).contains(&v)) {
             return Err(invalid(
@@ -329,11 +330,12 @@ mod tests {
     #[test]
     fn lifespans_are_bounded() {
         type Setter = fn(&mut RealmRepresentation, i64);
-        let fields: [(&str, Setter); 4] = [
+        let fields: [(&str, Setter); 5] = [
             ("accessTokenLifespan", |r, v| r.access_token_lifespan = Some(v)),
             ("ssoSessionIdleTimeout", |r, v| r.sso_session_idle_timeout = Some(v)),
             ("ssoSessionMaxLifespan", |r, v| r.sso_session_max_lifespan = Some(v)),
             ("offlineSessionIdleTimeout", |r, v| r.offline_session_idle_timeout = Some(v)),
+            ("offlineSessionMaxLifespan", |r, v| r.offline_session_max_lifespan = Some(v)),
         ];
         for (field, set) in fields {
             for (value, ok) in [

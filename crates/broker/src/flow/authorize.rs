@@ -241,10 +241,16 @@ pub fn validate(
             "the authorization code flow is disabled for this client",
         ));
     }
-    let scopes: Vec<String> =
+    let mut scopes: Vec<String> =
         get("scope").unwrap_or_default().split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     if !scopes.iter().any(|s| s == "openid") {
         return Err(fail(OAuthErrorCode::InvalidScope, "scope must contain openid"));
+    }
+    // A client not given the offline_access client scope does not get it,
+    // silently, as Keycloak does: its refresh tokens stay bound to the
+    // session.
+    if !client.offline_access {
+        scopes.retain(|s| s != crate::model::client::OFFLINE_ACCESS);
     }
     let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
         (None, None) => None,

@@ -108,6 +108,9 @@ pub struct RealmInfo {
     pub sso_idle: Duration,
     /// Idle timeout of offline refresh-token families.
     pub offline_idle: Duration,
+    /// Maximum lifetime of offline refresh-token families from their start
+    /// (`offlineSessionMaxLifespanEnabled`), when there is one.
+    pub offline_max: Option<Duration>,
 }
 
 impl RealmInfo {
@@ -302,6 +305,8 @@ impl Broker {
             sso_max: model::lifespan(r.sso_session_max_lifespan, model::DEFAULT_SSO_MAX),
             sso_idle: model::lifespan(r.sso_session_idle_timeout, model::DEFAULT_SSO_IDLE),
             offline_idle: model::lifespan(r.offline_session_idle_timeout, model::DEFAULT_OFFLINE_IDLE),
+            offline_max: (r.offline_session_max_lifespan_enabled == Some(true))
+                .then(|| model::lifespan(r.offline_session_max_lifespan, model::DEFAULT_OFFLINE_MAX)),
         }
     }
 

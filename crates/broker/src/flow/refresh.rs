@@ -15,12 +15,16 @@
 //! and within the realm's `ssoSessionIdleTimeout` (a refresh counts as a use
 //! of the session) and `ssoSessionMaxLifespan`, so ending the session ends
 //! it. With `offline_access` (OIDC Core section 11) the family stands alone:
-//! it lives `offlineSessionIdleTimeout` from its last refresh, until revoked.
+//! it lives `offlineSessionIdleTimeout` from its last refresh, until revoked
+//! (and at most `offlineSessionMaxLifespan` from its start when the realm
+//! enables it). Either way a refresh needs what the session came from to
+//! hold (`check_ground`: provider, user, link).
 //!
 //! One refresh is two trips (`store::RefreshRedeemer`): the grant taken and
 //! its family, session and user read (one transaction on the embedded
 //! store; with Redis, a GETDEL then an MGET beside the user's read), then the
 //! new token and the use written in one batch while the tokens are signed.
+//! Between them, one database read: the user found through the link.
 //! The code exchange writes the first token and its family inside its own
 //! one trip (`store::Redemption::issue`).
 
@@ -38,9 +42,7 @@ use super::{now, random_token, Broker, RealmInfo};
 use crate::model::Client;
 use crate::store::{Entry, EntryKind, RefreshUse};
 
-/// The scope that asks for a refresh token that outlives the browser's
-/// session (OIDC Core section 11).
-pub const OFFLINE_ACCESS: &str = "offline_access";
+pub use crate::model::client::OFFLINE_ACCESS;
 
 /// Whether a value presented as a token can be a refresh token: Federa's are
 /// base64url without dots, while its access and ID tokens are compact JWS.
@@ -59,20 +61,33 @@ pub(super) struct Lifetimes {
     realm: String,
     sso_max: Duration,
     offline_idle: Duration,
+    offline_max: Option<Duration>,
 }
 
 impl Lifetimes {
     /// The realm's.
     pub(super) fn of(realm: &RealmInfo) -> Self {
-        Self { realm: realm.name.clone(), sso_max: realm.sso_max, offline_idle: realm.offline_idle }
+        Self {
+            realm: realm.name.clone(),
+            sso_max: realm.sso_max,
+            offline_idle: realm.offline_idle,
+            offline_max: realm.offline_max,
+        }
     }
 
     /// How long a family (and a refresh token issued now) may live: an
-    /// offline family its idle timeout, a session's family what is left of
-    /// the session's maximum lifetime.
-    fn ttl(&self, offline: bool, session: Option<&SsoSession>, now: i64) -> Duration {
+    /// offline family its idle timeout (within what is left of its maximum
+    /// lifetime from `family_started`, when the realm sets one), a session's
+    /// family what is left of the session's maximum lifetime.
+    fn ttl(&self, offline: bool, session: Option<&SsoSession>, family_started: i64, now: i64) -> Duration {
         if offline {
-            return self.offline_idle;
+            return match self.offline_max {
+                Some(max) => {
+                    let left = seconds_left(family_started.saturating_add(secs(max)).saturating_sub(now));
+                    self.offline_idle.min(left)
+                }
+                None => self.offline_idle,
+            };
         }
         let started = session.map_or(now, SsoSession::started);
         seconds_left(started.saturating_add(secs(self.sso_max)).saturating_sub(now))
@@ -88,7 +103,7 @@ pub(super) fn issue(l: &Lifetimes, family: &str, token: &str, grant: &str, sessi
     let Ok(code) = serde_json::from_str::<CodeGrant>(grant) else { return Vec::new() };
     let session = serde_json::from_str::<SsoSession>(session).ok();
     let offline = code.scopes.iter().any(|s| s == OFFLINE_ACCESS);
-    let ttl = l.ttl(offline, session.as_ref(), now);
+    let ttl = l.ttl(offline, session.as_ref(), now, now);
     let record = Family {
         client_id: code.client_id.clone(),
         user_id: code.user_id.clone(),
@@ -106,6 +121,13 @@ pub(super) fn issue(l: &Lifetimes, family: &str, token: &str, grant: &str, sessi
         auth_time: code.auth_time,
         offline,
         started: now,
+        // An offline family outlives its session: what the session came
+        // from is kept for the check of each refresh (`lost_ground`).
+        origin: session.filter(|_| offline).map(|s| SsoSession {
+            ip_address: String::new(),
+            upstream_id_token: None,
+            ..s
+        }),
     };
     let (Ok(grant_json), Ok(family_json)) = (serde_json::to_string(&grant), serde_json::to_string(&record)) else {
         return Vec::new();
@@ -135,7 +157,11 @@ fn usable_until(
 ) -> Option<i64> {
     let family = family.filter(|f| f.client_id == grant.client_id && f.user_id == grant.user_id)?;
     let until = if family.offline {
-        family.last_use.saturating_add(secs(realm.offline_idle))
+        let idle_end = family.last_use.saturating_add(secs(realm.offline_idle));
+        match realm.offline_max {
+            Some(max) => idle_end.min(family.started.saturating_add(secs(max))),
+            None => idle_end,
+        }
     } else {
         let s = session.filter(|s| s.user_id == grant.user_id && realm.session_serves(s, now))?;
         let idle_end = s.last_access().saturating_add(secs(realm.sso_idle));
@@ -254,6 +280,7 @@ impl Broker {
             .user
             .filter(|u| u.enabled != Some(false))
             .ok_or_else(|| refuse(OAuthErrorCode::InvalidGrant, "the user no longer exists or is disabled"))?;
+        self.check_ground(realm, &grant, session.as_ref()).await?;
 
         // Rotation: a new token of the same family, with the grant's scopes,
         // written in one trip with the use: a session's family counts as a
@@ -264,7 +291,7 @@ impl Broker {
         // and the next refresh need both).
         let token = random_token();
         let lifetimes = Lifetimes::of(realm);
-        let ttl = lifetimes.ttl(grant.offline, session.as_ref(), now);
+        let ttl = lifetimes.ttl(grant.offline, session.as_ref(), grant.started, now);
         let grant_json = serde_json::to_string(&grant).map_err(server_error)?;
         let mut entries = token_entries(&realm.name, &token, grant_json, &grant.family, ttl);
         let touch = match (family, session) {
@@ -272,7 +299,7 @@ impl Broker {
                 f.last_use = now;
                 let value = serde_json::to_string(&f).map_err(server_error)?;
                 let key = state::family_key(&realm.name, &grant.family);
-                Entry { key, value, ttl: realm.offline_idle, kind: EntryKind::Renew }
+                Entry { key, value, ttl, kind: EntryKind::Renew }
             }
             (_, Some(mut s)) => {
                 s.last_access = now;
@@ -324,6 +351,38 @@ impl Broker {
         })
     }
 
+    /// A refresh answers only while what the family came from still holds,
+    /// as an SSO session's reuse at the authorization endpoint does
+    /// (`session_lost_ground`): its provider enabled and not link-only, its
+    /// user enabled and still linked to it. A session's family is checked
+    /// through its live session, an offline one through the session it
+    /// started from ([`RefreshGrant::origin`]; none in grants written
+    /// before it was kept, which go unchecked). One database read. On
+    /// failure the family is revoked and a session's family's session
+    /// ended.
+    async fn check_ground(
+        &self,
+        realm: &RealmInfo,
+        grant: &RefreshGrant,
+        session: Option<&SsoSession>,
+    ) -> Result<(), TokenError> {
+        let Some(origin) = (if grant.offline { grant.origin.as_ref() } else { session }) else {
+            return Ok(());
+        };
+        let idps = self.idps(&realm.name).await.map_err(server_error)?;
+        let lost = self
+            .session_lost_ground(&realm.name, origin, &idps)
+            .await
+            .map_err(|_| server_error("the refresh token's session could not be checked"))?;
+        let Some(why) = lost else { return Ok(()) };
+        log::info!("realm {:?}: a refresh token's family is revoked: {why}", realm.name);
+        self.revoke_family(realm, &grant.family).await?;
+        if !grant.offline {
+            self.end_session(&realm.name, &grant.sid).await.map_err(server_error)?;
+        }
+        Err(invalid_grant())
+    }
+
     /// Revokes a refresh-token family: its refresh tokens and the access
     /// tokens they produced (all need the family record) stop working.
     pub(super) async fn revoke_family(&self, realm: &RealmInfo, family: &str) -> Result<(), TokenError> {
@@ -363,6 +422,7 @@ mod tests {
             sso_max: Duration::from_secs(1000),
             sso_idle: Duration::from_secs(100),
             offline_idle: Duration::from_secs(5000),
+            offline_max: None,
         }
     }
 
@@ -376,6 +436,7 @@ mod tests {
             auth_time: 10,
             offline,
             started: 10,
+            origin: None,
         }
     }
 
@@ -428,6 +489,18 @@ mod tests {
         assert_eq!(usable_until(&r, &g, Some(&family(true, 100)), None, 2000), Some(5100));
         assert_eq!(usable_until(&r, &g, Some(&family(true, 100)), None, 5101), None);
         assert_eq!(usable_until(&r, &g, None, None, 200), None);
+        let r = RealmInfo { offline_max: Some(Duration::from_secs(3000)), ..realm() };
+        assert_eq!(usable_until(&r, &g, Some(&family(true, 100)), None, 2000), Some(3010), "offline maximum");
+        assert_eq!(usable_until(&r, &g, Some(&family(true, 2900)), None, 3011), None, "past the maximum");
+    }
+
+    #[test]
+    fn an_offline_family_lives_no_longer_than_its_maximum() {
+        let mut r = realm();
+        assert_eq!(Lifetimes::of(&r).ttl(true, None, 10, 100), Duration::from_secs(5000));
+        r.offline_max = Some(Duration::from_secs(3000));
+        assert_eq!(Lifetimes::of(&r).ttl(true, None, 10, 100), Duration::from_secs(2910));
+        assert_eq!(Lifetimes::of(&r).ttl(true, None, 10, 5000), Duration::from_secs(1));
     }
 
     #[test]

@@ -89,6 +89,13 @@ pub struct RefreshGrant {
     pub offline: bool,
     /// When the family began (the code's exchange), seconds.
     pub started: i64,
+    /// For an offline grant, the SSO session it came from as it was then
+    /// (without its upstream ID token and address): its provider, user and
+    /// link are checked at each refresh, the session itself being free to
+    /// end. None for a session's grant, and in grants written before it was
+    /// kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<SsoSession>,
 }
 
 /// A refresh-token family's record; its being live is what keeps the
@@ -198,6 +205,11 @@ pub fn grant_refs(realm: &str, grant: &str) -> Option<crate::store::GrantRefs> {
 pub struct UsedCode {
     /// The access token's `jti`.
     pub jti: String,
+    /// The refresh-token family the exchange started (empty in records
+    /// written before it was kept): revoked on reuse with the family's
+    /// refresh and access tokens.
+    #[serde(default)]
+    pub family: String,
 }
 
 /// An SSO session: a browser signed in to the realm. Fields after `idp`

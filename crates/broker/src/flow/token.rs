@@ -187,7 +187,8 @@ impl Broker {
                 realm: realm.name.clone(),
                 code_key: state::code_key(&realm.name, code),
                 used_key: state::used_code_key(&realm.name, code),
-                used_value: serde_json::to_string(&UsedCode { jti: jti.clone() }).map_err(server_error)?,
+                used_value: serde_json::to_string(&UsedCode { jti: jti.clone(), family: family_id.clone() })
+                    .map_err(server_error)?,
                 used_ttl: revoke_ttl,
                 refs: state::grant_refs,
                 // The redemption records the client on the session (a set add:
@@ -199,12 +200,17 @@ impl Broker {
             .await
             .map_err(server_error)?;
         let Some(taken) = redeemed.grant else {
-            // A code used twice: whatever the first use produced is revoked (RFC 6749 section 4.1.2).
+            // A code used twice: whatever the first use produced is revoked
+            // (RFC 6749 section 4.1.2): its access token, and its refresh
+            // token's family (with every token rotated from it).
             if let Some(used) = redeemed.previous_use.and_then(|u| serde_json::from_str::<UsedCode>(&u).ok()) {
                 self.sessions
                     .put(&state::revoked_key(&realm.name, &used.jti), "1", revoke_ttl)
                     .await
                     .map_err(server_error)?;
+                if !used.family.is_empty() {
+                    self.revoke_family(realm, &used.family).await?;
+                }
                 log::warn!("realm {:?}: a code of client {client_id:?} was reused; its tokens are revoked", realm.name);
             }
             return Err(refuse(OAuthErrorCode::InvalidGrant, "the code is invalid, expired or already used"));

@@ -110,6 +110,8 @@ pub struct Client {
     /// User attributes its tokens and userinfo carry (`protocolMappers` of
     /// type `oidc-usermodel-attribute-mapper`).
     pub attribute_claims: Vec<AttributeClaim>,
+    /// Whether it may be granted [`OFFLINE_ACCESS`]: see [`may_go_offline`].
+    pub offline_access: bool,
     /// Settings stored but without effect yet.
     pub notices: Vec<Notice>,
 }
@@ -335,6 +337,23 @@ fn attribute_claims(c: &ClientRepresentation) -> Vec<AttributeClaim> {
         .collect()
 }
 
+/// The scope that asks for a refresh token that outlives the browser's
+/// session (OIDC Core section 11), and Keycloak's client scope of that name.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// Whether a client may be granted [`OFFLINE_ACCESS`], as Keycloak decides:
+/// when its representation lists client scopes (`defaultClientScopes` or
+/// `optionalClientScopes`, as a Keycloak export does for each client), only
+/// if one of them holds `offline_access`; when it lists none, Keycloak's
+/// default applies (every client has `offline_access` as an optional scope).
+pub fn may_go_offline(c: &ClientRepresentation) -> bool {
+    if c.default_client_scopes.is_none() && c.optional_client_scopes.is_none() {
+        return true;
+    }
+    let listed = c.default_client_scopes.iter().chain(c.optional_client_scopes.iter()).flatten();
+    listed.into_iter().any(|s| s == OFFLINE_ACCESS)
+}
+
 impl Client {
     /// Builds the model from a stored (validated) representation.
     pub fn from_repr(c: &ClientRepresentation) -> Self {
@@ -377,6 +396,7 @@ impl Client {
             post_logout_redirect_uris: post_logout_redirect_uris(c),
             backchannel_logout: backchannel_logout(c),
             attribute_claims: attribute_claims(c),
+            offline_access: may_go_offline(c),
             notices: notices(c),
         }
     }
@@ -524,5 +544,23 @@ mod tests {
         assert!(m.backchannel_logout.is_none());
         assert_eq!(m.notices.len(), 1);
         assert!(with(&[(BACKCHANNEL_LOGOUT_URL, " ")]).backchannel_logout.is_none());
+    }
+
+    #[test]
+    fn offline_access_needs_the_client_scope_when_client_scopes_are_listed() {
+        let with = |default: Option<&[&str]>, optional: Option<&[&str]>| {
+            let list = |l: Option<&[&str]>| l.map(|l| l.iter().map(|s| (*s).to_owned()).collect());
+            may_go_offline(&ClientRepresentation {
+                default_client_scopes: list(default),
+                optional_client_scopes: list(optional),
+                ..Default::default()
+            })
+        };
+        assert!(with(None, None), "Keycloak's default: an optional scope of every client");
+        assert!(with(None, Some(&["offline_access", "phone"])));
+        assert!(with(Some(&["offline_access"]), None));
+        assert!(!with(Some(&["profile", "email"]), None));
+        assert!(!with(Some(&["profile"]), Some(&["phone"])));
+        assert!(!with(None, Some(&[])));
     }
 }

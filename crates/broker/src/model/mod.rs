@@ -94,6 +94,9 @@ pub const DEFAULT_SSO_MAX: Duration = Duration::from_secs(10 * 3600);
 pub const DEFAULT_SSO_IDLE: Duration = Duration::from_secs(30 * 60);
 /// The default idle timeout of offline refresh tokens (Keycloak's, 30 days).
 pub const DEFAULT_OFFLINE_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The default maximum lifetime of offline refresh tokens when it is
+/// enabled (Keycloak's `offlineSessionMaxLifespan`, 60 days).
+pub const DEFAULT_OFFLINE_MAX: Duration = Duration::from_secs(60 * 24 * 3600);
 
 /// A positive number of seconds as a `Duration`, bounded by [`MAX_LIFESPAN`];
 /// absent, zero or negative gives `default`.

@@ -105,7 +105,7 @@ impl Broker {
             if up.issuer.as_deref() != Some(iss.as_str()) {
                 continue;
             }
-            match self.verify_logout_token(&up, token).await? {
+            match self.verify_logout_token(&up, realm, token).await? {
                 Ok(t) => {
                     accepted = Some((up, t));
                     break;
@@ -149,42 +149,80 @@ impl Broker {
         Ok(ended)
     }
 
-    /// Checks a Logout Token against one provider: its configured key, or
-    /// its JWKS (fetched again once for an unknown kid).
+    /// Checks a Logout Token against one provider: its configured key (and
+    /// key id), or its JWKS, fetched again once for an unknown kid
+    /// ([`Broker::with_upstream_keys`], on the blocking pool). A Logout
+    /// Token's signature is always checked, whatever `validateSignature`.
     async fn verify_logout_token(
         &self,
         up: &Upstream,
+        realm: &RealmInfo,
         token: &str,
     ) -> Result<Result<LogoutToken, LogoutTokenError>, BackchannelError> {
-        let issuer = up.issuer.clone().unwrap_or_default();
-        if let Some(jwks) = &up.static_jwks {
-            if let Some(kid) = &up.static_kid {
-                let named = federa_protocol::id_token::peek_kid(token);
-                if named.as_deref() != Some(kid.as_str()) {
-                    let e = IdTokenError::UnknownKey(named);
-                    return Ok(Err(e.into()));
-                }
+        if let (Some(kid), Some(_)) = (&up.static_kid, &up.static_jwks) {
+            let named = federa_protocol::id_token::peek_kid(token);
+            if named.as_deref() != Some(kid.as_str()) {
+                return Ok(Err(IdTokenError::UnknownKey(named).into()));
             }
-            return verify_off_worker(token, jwks.clone(), issuer, up, self.upstreams.verifiers()).await;
         }
+        let (token, issuer) = (token.to_owned(), up.issuer.clone().unwrap_or_default());
+        let (client_id, skew) = (up.client_id.clone(), secs(up.clock_skew));
+        let check = move |jwks: &Value, verifiers: &VerifierCache| {
+            let exp = LogoutExpectations {
+                issuer: &issuer,
+                client_id: &client_id,
+                allowed_algs: federa_protocol::id_token::DEFAULT_ALGS,
+                now: now(),
+                clock_skew: skew,
+                max_age: MAX_TOKEN_AGE,
+            };
+            // An unknown kid goes back out as such, for the one refetch.
+            match logout_token::verify_cached(&token, jwks, &exp, verifiers) {
+                Err(LogoutTokenError::Jwt(e @ IdTokenError::UnknownKey(_))) => Err(e),
+                other => Ok(other),
+            }
+        };
+        if !up.validate_signature && up.static_jwks.is_none() {
+            return self.verify_unvalidated(up, check).await;
+        }
+        Ok(match self.with_upstream_keys(up, realm, check).await {
+            Ok(Ok(checked)) => checked,
+            Ok(Err(e)) => Err(e.into()),
+            // The key set cannot be read (logged there).
+            Err(_) => Err(LogoutTokenError::Claims("the provider's key set cannot be read".into())),
+        })
+    }
+
+    /// [`Broker::verify_logout_token`] for a provider with
+    /// `validateSignature` off, whose ID tokens are trusted on the TLS
+    /// connection to its token endpoint: `with_upstream_keys` then reads no
+    /// keys, but a Logout Token comes from anyone, so its JWKS is read here
+    /// (again once for an unknown kid) and the signature checked all the same.
+    async fn verify_unvalidated(
+        &self,
+        up: &Upstream,
+        check: impl Fn(&Value, &VerifierCache) -> Result<Result<LogoutToken, LogoutTokenError>, IdTokenError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Result<Result<LogoutToken, LogoutTokenError>, BackchannelError> {
         let Some(url) = up.jwks_url.as_deref() else {
             return Ok(Err(LogoutTokenError::Claims("no jwksUrl is configured or discovered".into())));
         };
-        let jwks = match self.upstreams.jwks(&self.http, url, false).await {
-            Ok(j) => j,
-            Err(e) => return Ok(Err(LogoutTokenError::Claims(e))),
-        };
-        let checked = verify_off_worker(token, jwks, issuer.clone(), up, self.upstreams.verifiers()).await?;
-        match checked {
-            Err(LogoutTokenError::Jwt(IdTokenError::UnknownKey(_))) => {
-                let jwks = match self.upstreams.jwks(&self.http, url, true).await {
-                    Ok(j) => j,
-                    Err(e) => return Ok(Err(LogoutTokenError::Claims(e))),
-                };
-                verify_off_worker(token, jwks, issuer, up, self.upstreams.verifiers()).await
+        let check = Arc::new(check);
+        for refetch in [false, true] {
+            let jwks = match self.upstreams.jwks(&self.http, url, refetch).await {
+                Ok(j) => j,
+                Err(e) => return Ok(Err(LogoutTokenError::Claims(e))),
+            };
+            let (check, verifiers) = (check.clone(), self.upstreams.verifiers());
+            match tokio::task::spawn_blocking(move || check(&jwks, &verifiers)).await.map_err(internal)? {
+                Err(e) if refetch => return Ok(Err(e.into())),
+                Err(_) => continue,
+                Ok(checked) => return Ok(checked),
             }
-            other => Ok(other),
         }
+        Err(BackchannelError::Internal)
     }
 
     /// Queues the back-channel logouts of a session that has just ended:
@@ -300,7 +338,7 @@ impl Broker {
         let started = Instant::now();
         loop {
             match self.attempt(member).await {
-                Attempted::Finished => return,
+                Attempted::Delivered | Attempted::Finished => return,
                 // The sweeps go on with it.
                 Attempted::Later(_) if started.elapsed() > ENTRY_TTL => return,
                 Attempted::Later(next_at) => {
@@ -354,7 +392,7 @@ impl Broker {
         }
         let mut delivered = 0;
         while let Some(done) = tries.join_next().await {
-            if let Ok(Attempted::Finished) = done {
+            if let Ok(Attempted::Delivered) = done {
                 delivered += 1;
             }
         }
@@ -362,7 +400,7 @@ impl Broker {
     }
 
     /// One attempt at an outbox entry, under its lease so that no other
-    /// instance tries it at the same time: `Finished` when delivered,
+    /// instance tries it at the same time: `Delivered`, `Finished` when
     /// refused, given up or already gone; `Later` with the time it is due
     /// again (after a failure here, or when another instance holds it).
     async fn attempt(&self, member: &str) -> Attempted {
@@ -419,7 +457,7 @@ impl Broker {
             Posted::Delivered => {
                 log::info!("realm {realm:?}: back-channel logout delivered to {client_id:?}");
                 self.forget(member).await;
-                return Attempted::Finished;
+                return Attempted::Delivered;
             }
             Posted::Refused(status) => {
                 log::warn!(
@@ -484,7 +522,11 @@ struct Delivery {
 /// What [`Broker::attempt`] came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempted {
+    /// Delivered by this attempt.
+    Delivered,
+    /// Nothing more to do: refused, given up, or already gone.
     Finished,
+    /// Due again at this time.
     Later(i64),
 }
 
@@ -566,29 +608,4 @@ async fn deliver_in_memory(http: &reqwest::Client, realm: &str, client_id: &str,
         tokio::time::sleep(wait).await;
         wait = wait.saturating_mul(2);
     }
-}
-
-/// Verifies a Logout Token on the blocking pool, with the provider's keys
-/// parsed once (`verifiers`).
-async fn verify_off_worker(
-    token: &str,
-    jwks: Value,
-    issuer: String,
-    up: &Upstream,
-    verifiers: Arc<VerifierCache>,
-) -> Result<Result<LogoutToken, LogoutTokenError>, BackchannelError> {
-    let (token, client_id, skew) = (token.to_owned(), up.client_id.clone(), secs(up.clock_skew));
-    tokio::task::spawn_blocking(move || {
-        let exp = LogoutExpectations {
-            issuer: &issuer,
-            client_id: &client_id,
-            allowed_algs: federa_protocol::id_token::DEFAULT_ALGS,
-            now: now(),
-            clock_skew: skew,
-            max_age: MAX_TOKEN_AGE,
-        };
-        logout_token::verify_cached(&token, &jwks, &exp, &verifiers)
-    })
-    .await
-    .map_err(internal)
 }

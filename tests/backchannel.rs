@@ -695,3 +695,23 @@ async fn the_outbox_survives_a_restart_on_postgres_and_redis() {
     let store = db.store();
     the_outbox_survives_a_restart_and_delivers_once(world(db, store, Arc::new(redis), &app).await, app).await;
 }
+
+/// With `validateSignature` off (node's ID tokens trusted on the TLS
+/// connection to its token endpoint), node's Logout Tokens, which anyone
+/// could post, are still checked with its JWKS: one signed by another key
+/// is refused, node's own ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_tokens_are_verified_with_validate_signature_off() {
+    let app = Receiver::start(Answer::Ok).await;
+    let (db, store, sessions) = sqlite().await;
+    let w = World::builder()
+        .node_client(json!({"backchannel_logout_uri": FEDERA_BCL, "backchannel_logout_session_required": true}))
+        .app_attributes(json!({"backchannel.logout.url": app.url}))
+        .idp_config(json!({"validateSignature": "false"}))
+        .start(db, store, sessions)
+        .await;
+    let forged = Forger::new().sign(&logout_claims(&w.node.issuer, "federa", "sub-alice", None));
+    let (status, _, body) = post_logout_token(&w, &forged).await;
+    assert_eq!(status, 400, "{body}");
+    upstream_logout_reaches_federa_and_the_app(w, app).await;
+}

@@ -36,6 +36,8 @@ enum Answer {
     Hang,
     /// 503 to the first request, 200 after.
     FailOnce,
+    /// 503 until [`Receiver::heal`], 200 after.
+    FailUntilHealed,
 }
 
 /// A back-channel logout receiver of an app: records every POST body, and
@@ -43,6 +45,7 @@ enum Answer {
 struct Receiver {
     url: String,
     bodies: Arc<Mutex<Vec<String>>>,
+    healed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
@@ -51,10 +54,13 @@ impl Receiver {
         let url = format!("http://{}/bcl", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let kept = bodies.clone();
+        let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_healed = healed.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { return };
                 let kept = kept.clone();
+                let is_healed = is_healed.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -87,6 +93,9 @@ impl Receiver {
                         // Holds the connection open and never answers.
                         Answer::Hang => std::future::pending::<&str>().await,
                         Answer::FailOnce if first => "503 Service Unavailable",
+                        Answer::FailUntilHealed if !is_healed.load(std::sync::atomic::Ordering::SeqCst) => {
+                            "503 Service Unavailable"
+                        }
                         _ => "200 OK",
                     };
                     let head = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -94,7 +103,12 @@ impl Receiver {
                 });
             }
         });
-        Receiver { url, bodies }
+        Receiver { url, bodies, healed }
+    }
+
+    /// From now on, a [`Answer::FailUntilHealed`] receiver answers 200.
+    fn heal(&self) {
+        self.healed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The Logout Tokens received so far.
@@ -612,4 +626,92 @@ async fn discovery_lists_backchannel_logout() {
         reqwest::get(format!("{}/.well-known/openid-configuration", w.issuer())).await.unwrap().json().await.unwrap();
     assert_eq!(doc["backchannel_logout_supported"], true);
     assert_eq!(doc["backchannel_logout_session_supported"], true);
+}
+
+/// A delivery outlives the instance that queued it, and is made once: the
+/// app's receiver fails while the first instance tries; that instance
+/// stops; two other instances over the same database and session store
+/// sweep the outbox at the same time once the receiver works again, and
+/// exactly one of them delivers the same Logout Token.
+async fn the_outbox_survives_a_restart_and_delivers_once(mut w: World, app: Receiver) {
+    let tokens = w.sign_in(&Browser::new()).await;
+    let user = claims_of(&tokens.access_token)["sub"].as_str().unwrap().to_owned();
+    let (status, _) = w.admin(reqwest::Method::POST, &format!("users/{user}/logout"), Value::Null).await;
+    assert_eq!(status, 204);
+    // The first attempt, at once, failed (503).
+    let first = app.wait_for(1).await[0].clone();
+    verified_logout_token(&w, &first, "app").await;
+    assert_eq!(w.sessions.index_members("bcl-outbox").await.unwrap().len(), 1, "queued in the outbox");
+
+    let (b, c) = (
+        federa_tests::RunningFedera::start(&w.store, w.sessions.clone()),
+        federa_tests::RunningFedera::start(&w.store, w.sessions.clone()),
+    );
+    let old = std::mem::replace(&mut w.fed, b);
+    old.shutdown().await;
+    app.heal();
+    let before = app.tokens().len();
+
+    let start = Instant::now();
+    let mut delivered = 0;
+    while delivered == 0 {
+        assert!(start.elapsed() < DEADLINE, "no sweep delivered the pending logout");
+        let (x, y) =
+            tokio::join!(w.fed.state.broker.sweep_backchannel_outbox(), c.state.broker.sweep_backchannel_outbox());
+        delivered += x + y;
+        if delivered == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(delivered, 1, "one of the two sweeps delivered it");
+    let received = app.tokens();
+    assert_eq!(received.len(), before + 1, "delivered exactly once");
+    assert_eq!(received.last(), Some(&first), "the same Logout Token");
+    // Nothing is left to deliver.
+    assert!(w.sessions.index_members("bcl-outbox").await.unwrap().is_empty());
+    let (x, y) = tokio::join!(w.fed.state.broker.sweep_backchannel_outbox(), c.state.broker.sweep_backchannel_outbox());
+    assert_eq!((x, y), (0, 0));
+    assert_eq!(app.tokens().len(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_a_restart_on_sqlite() {
+    let app = Receiver::start(Answer::FailUntilHealed).await;
+    let (db, store, sessions) = sqlite().await;
+    the_outbox_survives_a_restart_and_delivers_once(world(db, store, sessions, &app).await, app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_a_restart_on_postgres_and_redis() {
+    let Some(db) = TestDb::postgres("backchannel::the_outbox_survives_a_restart_on_postgres_and_redis") else {
+        return;
+    };
+    let Some(redis) =
+        federa_tests::redis_sessions("backchannel::the_outbox_survives_a_restart_on_postgres_and_redis").await
+    else {
+        return;
+    };
+    let app = Receiver::start(Answer::FailUntilHealed).await;
+    let store = db.store();
+    the_outbox_survives_a_restart_and_delivers_once(world(db, store, Arc::new(redis), &app).await, app).await;
+}
+
+/// With `validateSignature` off (node's ID tokens trusted on the TLS
+/// connection to its token endpoint), node's Logout Tokens, which anyone
+/// could post, are still checked with its JWKS: one signed by another key
+/// is refused, node's own ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_tokens_are_verified_with_validate_signature_off() {
+    let app = Receiver::start(Answer::Ok).await;
+    let (db, store, sessions) = sqlite().await;
+    let w = World::builder()
+        .node_client(json!({"backchannel_logout_uri": FEDERA_BCL, "backchannel_logout_session_required": true}))
+        .app_attributes(json!({"backchannel.logout.url": app.url}))
+        .idp_config(json!({"validateSignature": "false"}))
+        .start(db, store, sessions)
+        .await;
+    let forged = Forger::new().sign(&logout_claims(&w.node.issuer, "federa", "sub-alice", None));
+    let (status, _, body) = post_logout_token(&w, &forged).await;
+    assert_eq!(status, 400, "{body}");
+    upstream_logout_reaches_federa_and_the_app(w, app).await;
 }

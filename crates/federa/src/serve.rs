@@ -205,6 +205,7 @@ pub fn serve(settings: Settings, migrate: bool) -> Result<(), String> {
         let themes = Arc::new(Themes::load(settings.themes.dir.as_deref()).map_err(|e| format!("themes.dir: {e}"))?);
         let broker = Broker::new(store.clone(), sessions.clone(), http.clone(), &public_url, admin.config_epoch());
         broker.spawn_upstream_refresh(federa_broker::flow::upstream::REFRESH_EVERY);
+        broker.spawn_backchannel_sweeper(federa_broker::flow::backchannel::SWEEP_EVERY);
         warn_unverified_upstreams(store.as_ref()).await;
         let state = web::Data::new(AppState {
             admin,

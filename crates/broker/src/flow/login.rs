@@ -340,7 +340,7 @@ impl Broker {
     /// read again once when the token names a kid the cached set lacks (the
     /// upstream rotated its keys). Without signature validation no key set
     /// is needed, and none is fetched.
-    async fn with_upstream_keys<T: Send + 'static>(
+    pub(super) async fn with_upstream_keys<T: Send + 'static>(
         &self,
         up: &Upstream,
         realm: &RealmInfo,

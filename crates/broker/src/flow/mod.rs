@@ -232,6 +232,21 @@ impl Broker {
         })
     }
 
+    /// Starts the periodic sweep of the back-channel logout outbox
+    /// ([`Broker::sweep_backchannel_outbox`], every `every`) on the current
+    /// tokio runtime, for as long as it runs.
+    pub fn spawn_backchannel_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                broker.sweep_backchannel_outbox().await;
+            }
+        })
+    }
+
     /// The issuer of a realm: exactly `{public_url}/realms/{realm}`.
     pub fn issuer(&self, realm: &str) -> String {
         format!("{}/realms/{}", self.public_url, path_segment(realm))

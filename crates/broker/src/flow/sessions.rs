@@ -159,7 +159,7 @@ impl Broker {
         }
         self.sessions.index_delete(&clients_index(realm, public_sid)).await?;
         log::info!("realm {realm:?}: SSO session {} ended", &public_sid[..public_sid.len().min(8)]);
-        self.send_backchannel_logouts(realm, &s);
+        self.send_backchannel_logouts(realm, &s).await;
         Ok(Some(s))
     }
 

@@ -1,7 +1,7 @@
 //! Identity-provider options that shape the upstream request and the login
 //! page, end to end against the real upstream (node oidc-provider):
 //! `loginHint`, `uiLocales` and `forwardParameters` travel upstream only
-//! when configured; `filteredByClaim` answers a `prompt=none` request with
+//! when configured, and a nonce unless `disableNonce`; `filteredByClaim` answers a `prompt=none` request with
 //! `access_denied` and creates nothing; `guiOrder`, `displayName`,
 //! `hideOnLoginPage` and `enabled` decide what the login page lists and
 //! which hints work.
@@ -60,16 +60,21 @@ async fn login_hint_ui_locales_and_forwarded_parameters_travel_only_when_configu
     assert_eq!(up.get("x_tenant").map(String::as_str), Some("t-42"), "{up:?}");
     assert!(!up.contains_key("x_other") && !up.contains_key("acr_values"), "only what is listed and sent: {up:?}");
     assert!(w.users().await.iter().any(|u| u["username"] == "carol"), "the upstream signed carol in");
+    assert!(up.get("nonce").is_some_and(|n| n.len() >= 16), "a nonce by default: {up:?}");
     // Without the app's preference, the realm's locale.
     let (page, up) = attempt(&w, &Browser::new(), &[]).await;
     assert!(code(&page), "{:#?}", page.hops);
     assert_eq!(up.get("ui_locales").map(String::as_str), Some("de-CH"), "{up:?}");
 
-    set_config(&w, json!({"loginHint": "false", "uiLocales": "false", "forwardParameters": ""})).await;
+    set_config(
+        &w,
+        json!({"loginHint": "false", "uiLocales": "false", "forwardParameters": "", "disableNonce": "true"}),
+    )
+    .await;
     let (page, up) = attempt(&w, &Browser::new(), &extra).await;
-    assert!(code(&page), "{:#?}", page.hops);
+    assert!(code(&page), "signs in without a nonce: {:#?}", page.hops);
     assert!(!up.is_empty(), "the upstream request was seen: {:#?}", page.hops);
-    for name in ["login_hint", "ui_locales", "x_tenant", "x_other"] {
+    for name in ["login_hint", "ui_locales", "x_tenant", "x_other", "nonce"] {
         assert!(!up.contains_key(name), "{name} is not sent when not configured: {up:?}");
     }
 }

@@ -19,6 +19,8 @@ const REALM: &str = "upauth";
 const APP_CB: &str = "http://app.test/cb";
 /// Long enough for HS256 (RFC 7518 section 3.2: at least 32 bytes).
 const JWT_SECRET: &str = "a-client-secret-for-hs256-assertions-7c1f0e9a";
+/// Long enough for HS384 (48 bytes).
+const LONG_SECRET: &str = "a-client-secret-long-enough-for-hs384-and-hs512-assertions-5d2e8b";
 
 async fn admin(fed: &RunningFedera, method: reqwest::Method, path: &str, body: Value) -> u16 {
     let r = reqwest::Client::new()
@@ -62,7 +64,11 @@ async fn client_assertions_authenticate_federa_at_the_upstream() {
         {"client_id": "fed-hmac", "client_secret": JWT_SECRET, "token_endpoint_auth_method": "client_secret_jwt",
          "redirect_uris": [callback("hmac"), callback("wrong")]},
         {"client_id": "fed-key", "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks,
-         "redirect_uris": [callback("key")]},
+         "redirect_uris": [callback("key"), callback("es256")]},
+        // oidc-provider accepts HS256 client assertions and not HS384 (its
+        // default enabledJWA): an assertion signed as configured is refused.
+        {"client_id": "fed-hs384", "client_secret": LONG_SECRET, "token_endpoint_auth_method": "client_secret_jwt",
+         "redirect_uris": [callback("hs384")]},
     ]));
     let idp = |alias: &str, client: &str, method: &str, secret: Option<&str>| {
         // Each provider signs in a user of its own (the login hint names them).
@@ -81,6 +87,14 @@ async fn client_assertions_authenticate_federa_at_the_upstream() {
     ] {
         assert_eq!(admin(&fed, reqwest::Method::POST, &path, body).await, 201);
     }
+    // clientAssertionSigningAlg is what the assertion is signed with.
+    let mut hs384 = idp("hs384", "fed-hs384", "client_secret_jwt", Some(LONG_SECRET));
+    hs384["config"]["clientAssertionSigningAlg"] = json!("HS384");
+    let mut es256 = idp("es256", "fed-key", "private_key_jwt", None);
+    es256["config"]["clientAssertionSigningAlg"] = json!("ES256");
+    for body in [hs384, es256] {
+        assert_eq!(admin(&fed, reqwest::Method::POST, &path, body).await, 201);
+    }
 
     for alias in ["hmac", "key"] {
         let page = sign_in(&fed, alias).await;
@@ -95,6 +109,19 @@ async fn client_assertions_authenticate_federa_at_the_upstream() {
     assert!(page.body.contains("Sign-in failed"), "{}", page.body);
     let refused = federa_tests::logs::containing("sign-in through \"wrong\" refused");
     assert!(refused.iter().any(|l| l.contains("invalid_client")), "the upstream refused the assertion: {refused:#?}");
+
+    // HS384, as configured: the upstream, which accepts only HS256, refuses it
+    // (were the setting ignored, the HS256 default would sign in).
+    let page = sign_in(&fed, "hs384").await;
+    assert_eq!(page.status, 400, "{:#?}", page.hops);
+    let refused = federa_tests::logs::containing("sign-in through \"hs384\" refused");
+    assert!(refused.iter().any(|l| l.contains("invalid_client")), "HS384 was sent and refused: {refused:#?}");
+    // ES256 for private_key_jwt: not the realm key's algorithm (RS256), so
+    // Federa refuses to sign rather than send something else.
+    let page = sign_in(&fed, "es256").await;
+    assert_eq!(page.status, 400, "{:#?}", page.hops);
+    let refused = federa_tests::logs::containing("sign-in through \"es256\" refused");
+    assert!(refused.iter().any(|l| l.contains("clientAssertionSigningAlg ES256")), "{refused:#?}");
 }
 
 /// The PEM of an RSA public JWK.

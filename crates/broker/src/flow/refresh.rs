@@ -32,12 +32,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use federa_protocol::OAuthErrorCode;
-use serde_json::json;
 
-use super::claims::{user_claims, ClaimsFor};
 use super::login::secs;
 use super::state::{self, CodeGrant, Family, RefreshGrant, SsoSession};
-use super::token::{refuse, server_error, sign_pair, TokenError, TokenResponse};
+use super::token::{refuse, server_error, sign_pair, TokenError, TokenResponse, UserTokenClaims};
 use super::{now, random_token, Broker, RealmInfo};
 use crate::model::Client;
 use crate::store::{Entry, EntryKind, RefreshUse};
@@ -314,29 +312,20 @@ impl Broker {
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let lifespan = secs(realm.token_lifespan);
         let scope = scopes.join(" ");
-        // The user's claims first: the token's own claims below replace any
-        // of the same name.
-        let mut access = user_claims(&user, client, &scopes, ClaimsFor::AccessToken);
-        access.insert("iss".into(), json!(realm.issuer));
-        access.insert("sub".into(), json!(grant.user_id));
-        access.insert("aud".into(), json!(client_id));
-        access.insert("exp".into(), json!(now + lifespan));
-        access.insert("iat".into(), json!(now));
-        access.insert("jti".into(), json!(random_token()));
-        access.insert("client_id".into(), json!(client_id));
-        access.insert("scope".into(), json!(scope));
-        access.insert("auth_time".into(), json!(grant.auth_time));
-        access.insert("sid".into(), json!(grant.sid));
-        access.insert(state::FAMILY_CLAIM.into(), json!(grant.family));
-        let mut id = user_claims(&user, client, &scopes, ClaimsFor::IdToken);
-        id.insert("iss".into(), json!(realm.issuer));
-        id.insert("sub".into(), json!(grant.user_id));
-        id.insert("aud".into(), json!(client_id));
-        id.insert("azp".into(), json!(client_id));
-        id.insert("exp".into(), json!(now + lifespan));
-        id.insert("iat".into(), json!(now));
-        id.insert("auth_time".into(), json!(grant.auth_time));
-        id.insert("sid".into(), json!(grant.sid));
+        let jti = random_token();
+        let (access, id) = UserTokenClaims {
+            realm,
+            client,
+            user: &user,
+            user_id: &grant.user_id,
+            scopes: &scopes,
+            sid: &grant.sid,
+            auth_time: grant.auth_time,
+            family: &grant.family,
+            jti: &jti,
+            now,
+        }
+        .build();
         let (signed, written) = tokio::join!(sign_pair(keys, access, id), self.sessions.put_many(entries));
         written.map_err(server_error)?;
         let (access_token, id_token) = signed?;

@@ -86,6 +86,56 @@ pub(super) fn server_error(e: impl std::fmt::Display) -> TokenError {
     TokenError::server(e)
 }
 
+/// What a user's access token and ID token say, for one grant: the user's
+/// claims first (`flow::claims`), then the tokens' own, which replace any of
+/// the same name. The authorization_code and refresh_token grants both issue
+/// through it, so their tokens say the same.
+pub(super) struct UserTokenClaims<'a> {
+    pub realm: &'a RealmInfo,
+    pub client: &'a Client,
+    pub user: &'a crate::repr::UserRepresentation,
+    pub user_id: &'a str,
+    pub scopes: &'a [String],
+    pub sid: &'a str,
+    pub auth_time: i64,
+    /// The refresh-token family the access token belongs to.
+    pub family: &'a str,
+    /// The access token's id.
+    pub jti: &'a str,
+    pub now: i64,
+}
+
+impl UserTokenClaims<'_> {
+    /// The access token's claims and the ID token's (without a nonce).
+    pub(super) fn build(&self) -> (Map<String, Value>, Map<String, Value>) {
+        let (realm, client_id) = (self.realm, self.client.client_id.as_str());
+        let exp = self.now + secs(realm.token_lifespan);
+        let mut access = user_claims(self.user, self.client, self.scopes, ClaimsFor::AccessToken);
+        access.insert("iss".into(), json!(realm.issuer));
+        access.insert("sub".into(), json!(self.user_id));
+        access.insert("aud".into(), json!(client_id));
+        access.insert("exp".into(), json!(exp));
+        access.insert("iat".into(), json!(self.now));
+        access.insert("jti".into(), json!(self.jti));
+        access.insert("client_id".into(), json!(client_id));
+        access.insert("scope".into(), json!(self.scopes.join(" ")));
+        access.insert("auth_time".into(), json!(self.auth_time));
+        access.insert("sid".into(), json!(self.sid));
+        access.insert(state::FAMILY_CLAIM.into(), json!(self.family));
+
+        let mut id = user_claims(self.user, self.client, self.scopes, ClaimsFor::IdToken);
+        id.insert("iss".into(), json!(realm.issuer));
+        id.insert("sub".into(), json!(self.user_id));
+        id.insert("aud".into(), json!(client_id));
+        id.insert("azp".into(), json!(client_id));
+        id.insert("exp".into(), json!(exp));
+        id.insert("iat".into(), json!(self.now));
+        id.insert("auth_time".into(), json!(self.auth_time));
+        id.insert("sid".into(), json!(self.sid));
+        (access, id)
+    }
+}
+
 impl Broker {
     /// The token endpoint: client authentication, then the grant's handler.
     pub async fn token(
@@ -248,30 +298,19 @@ impl Broker {
         let keys = self.keys.get(self.store.as_ref(), &realm.name).await.map_err(server_error)?;
         let now = now();
         let scope = grant.scopes.join(" ");
-        // The user's claims first: the token's own claims below replace any
-        // of the same name.
-        let mut access = user_claims(&user, client, &grant.scopes, ClaimsFor::AccessToken);
-        access.insert("iss".into(), json!(realm.issuer));
-        access.insert("sub".into(), json!(grant.user_id));
-        access.insert("aud".into(), json!(client_id));
-        access.insert("exp".into(), json!(now + lifespan));
-        access.insert("iat".into(), json!(now));
-        access.insert("jti".into(), json!(jti));
-        access.insert("client_id".into(), json!(client_id));
-        access.insert("scope".into(), json!(scope));
-        access.insert("auth_time".into(), json!(grant.auth_time));
-        access.insert("sid".into(), json!(grant.sid));
-        access.insert(state::FAMILY_CLAIM.into(), json!(family_id));
-
-        let mut id = user_claims(&user, client, &grant.scopes, ClaimsFor::IdToken);
-        id.insert("iss".into(), json!(realm.issuer));
-        id.insert("sub".into(), json!(grant.user_id));
-        id.insert("aud".into(), json!(client_id));
-        id.insert("azp".into(), json!(client_id));
-        id.insert("exp".into(), json!(now + lifespan));
-        id.insert("iat".into(), json!(now));
-        id.insert("auth_time".into(), json!(grant.auth_time));
-        id.insert("sid".into(), json!(grant.sid));
+        let (access, mut id) = UserTokenClaims {
+            realm,
+            client,
+            user: &user,
+            user_id: &grant.user_id,
+            scopes: &grant.scopes,
+            sid: &grant.sid,
+            auth_time: grant.auth_time,
+            family: &family_id,
+            jti: &jti,
+            now,
+        }
+        .build();
         if let Some(n) = &grant.nonce {
             id.insert("nonce".into(), json!(n));
         }
